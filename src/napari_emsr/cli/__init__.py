@@ -1,0 +1,60 @@
+"""The ``emsr`` command: argparse subcommands, each a thin adapter over the public API.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``;
+register it in ``SUBCOMMANDS``. Errors a user can fix (bad files, bad values) end the command with
+one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+__all__ = ["main", "build_parser", "CLIError", "SUBCOMMANDS"]
+
+#: subcommand name -> module (in this package) providing add_parser() and run()
+SUBCOMMANDS = {
+    "info": "napari_emsr.cli.info",
+}
+
+
+class CLIError(Exception):
+    """A problem with the command's input, reported as one line (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from napari_emsr import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="emsr",
+        description="EMSR super-resolution of electron-microscopy volumes (no clean reference needed).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-emsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``emsr``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[args.command])
+    from napari_emsr.config import ConfigError
+    from napari_emsr.model_io import ModelFileError
+
+    try:
+        return int(module.run(args) or 0)
+    except (CLIError, ConfigError, ModelFileError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"emsr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emsr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

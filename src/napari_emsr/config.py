@@ -1,0 +1,139 @@
+"""Validated configuration of the EMSR network.
+
+A config is created once, at the boundary (CLI flags, a model file's metadata, widget values), and
+validated there with messages a user can act on. Everything downstream trusts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+__all__ = ["EMSRConfig", "PRESETS", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """An EMSR configuration value is missing, of the wrong type or out of range."""
+
+
+#: Named presets: overrides applied to the defaults (the defaults are the paper's settings).
+#: ``paper``: section III-B-1 of the paper (C=64, k=3, m=4, n=1, 16 heads, window 4, MLP ratio 2).
+#: ``lite``: about 8x fewer FLOPs, for fine-tuning and predicting on a laptop CPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "lite": {"channels": 32, "num_blocks": 2, "num_res_blocks": 2, "num_heads": 8},
+}
+
+
+@dataclass(frozen=True)
+class EMSRConfig:
+    """Hyper-parameters of the EMSR super-resolution network (paper, section II-C).
+
+    The defaults are the paper's configuration. Use :meth:`preset` for a named preset and
+    :meth:`from_dict` to read a config stored in a model file (unknown keys are refused).
+    """
+
+    #: up-sampling factor s; 1 makes the network an enhancer at the input resolution (III-D-3)
+    scale: int = 3
+    #: number of image channels in and out (grey EM: 1)
+    in_channels: int = 1
+    out_channels: int = 1
+    #: feature channels C, constant through the network
+    channels: int = 64
+    #: number of edge-attention basic blocks k
+    num_blocks: int = 3
+    #: residual blocks m at the start of each basic block
+    num_res_blocks: int = 4
+    #: residual blocks n in each of the two parallel paths (deep features / LR reconstruction)
+    num_path_blocks: int = 1
+    #: a-trous wavelet scales J of the multi-scale edges
+    wavelet_scales: int = 3
+    #: attention heads h of the window self-attention (channels must be divisible by it)
+    num_heads: int = 16
+    #: window size M of the window self-attention (inputs are padded to multiples of it)
+    window_size: int = 4
+    #: hidden width of the ViT block's MLP, as a multiple of channels
+    mlp_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = float if f.type in ("float", float) else int
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{f.name} must be a number, got {value!r}")
+            if expected is int and not float(value).is_integer():
+                raise ConfigError(f"{f.name} must be a whole number, got {value!r}")
+            object.__setattr__(self, f.name, expected(value))
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        limits = {
+            "scale": (1, 4),
+            "in_channels": (1, 16),
+            "out_channels": (1, 16),
+            "channels": (4, 1024),
+            "num_blocks": (1, 32),
+            "num_res_blocks": (0, 64),
+            "num_path_blocks": (1, 16),
+            "wavelet_scales": (1, 6),
+            "num_heads": (1, 256),
+            "window_size": (1, 64),
+        }
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        if not 0.25 <= self.mlp_ratio <= 16:
+            raise ConfigError(f"mlp_ratio must be between 0.25 and 16, got {self.mlp_ratio}")
+        if self.channels % self.num_heads:
+            raise ConfigError(
+                f"channels ({self.channels}) must be divisible by num_heads ({self.num_heads}): "
+                f"each head gets channels / num_heads features"
+            )
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str = "paper", **overrides: Any) -> "EMSRConfig":
+        """The named preset (see :data:`PRESETS`), with optional overrides, e.g. ``scale=2``."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "EMSRConfig":
+        """Build a config from a mapping; unknown keys are an error (a typo must not pass)."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a config must be a mapping of names to values, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EMSRConfig":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"the config is not valid JSON ({exc})") from None
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, **changes: Any) -> "EMSRConfig":
+        """A copy with some values changed, validated again."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def preset_name(self) -> str | None:
+        """The preset this config equals (ignoring scale), or None for a custom config."""
+        for name, overrides in PRESETS.items():
+            if self.replace(scale=3) == EMSRConfig.from_dict(overrides):
+                return name
+        return None

@@ -1,0 +1,44 @@
+"""Shared fixtures: seeded data, tiny configs, and the real FlyEM FIB-SEM data from ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EMSR_DATA", ROOT.parent / "shared" / "data")) / "flyem-medulla-fibsem"
+
+#: the smallest configs that still contain every part of the network
+TINY = dict(channels=8, num_blocks=1, num_res_blocks=1, num_path_blocks=1, num_heads=2, window_size=4, mlp_ratio=2.0)
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The FlyEM FIB-SEM data (CC BY 3.0, FlyEM project, Janelia). Missing data is a failure, not a skip."""
+    if not DATA.is_dir():
+        pytest.fail(f"test data not found at {DATA}; set EMSR_DATA to the folder holding flyem-medulla-fibsem")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def em_slice(data_dir) -> np.ndarray:
+    """One real 520 x 520 uint8 slice of the held-out validation stack."""
+    import tifffile  # noqa: F401  (keeps the image stack of the test session uniform)
+    from skimage.io import imread
+
+    first = sorted((data_dir / "validation_sample").glob("*.png"))[0]
+    return imread(first)

@@ -1,0 +1,38 @@
+"""The Model info dock widget, driven in a real napari viewer under the virtual display."""
+
+import torch
+
+from napari_emsr import build_emsr, save_model
+
+from ..conftest import TINY
+
+
+def _dock(viewer, qtbot):
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-emsr", "Model info")
+    qtbot.waitUntil(dock.isVisible)
+    return widget
+
+
+def test_shows_the_paper_preset(make_napari_viewer, qtbot):
+    widget = _dock(make_napari_viewer(show=True), qtbot)
+    text = widget.text.toPlainText()
+    assert "preset paper, x3" in text and "parameters:" in text
+    assert "Random weights" in widget.status.text()
+    widget.scale.setCurrentText("x2")
+    assert "preset paper, x2" in widget.text.toPlainText()
+    widget.source.setCurrentText("Preset: lite")
+    assert "preset lite, x2" in widget.text.toPlainText()
+
+
+def test_model_file_and_bad_file(make_napari_viewer, qtbot, tmp_path):
+    widget = _dock(make_napari_viewer(show=True), qtbot)
+    torch.manual_seed(0)
+    good = save_model(build_emsr(scale=4, **TINY), tmp_path / "m.safetensors", trained=True, input_pixel_size_nm=40)
+    widget.show_file(good)
+    assert "x4" in widget.text.toPlainText() and "40 nm input -> 10 nm output" in widget.text.toPlainText()
+    assert widget.status.text() == "Trained model."
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"PK\x03\x04 not a model")
+    widget.show_file(bad)  # must not raise: the error is shown in the widget
+    assert "never unpickles" in widget.status.text()
+    assert widget.text.toPlainText() == ""
