@@ -3,7 +3,7 @@
 # Arguments go to napari (e.g. a file to open). Without a screen, napari opens on a virtual one.
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 emsr_apt
-emsr_venv "napari"
+emsr_venv "napari,qt"
 cd "$ROOT"
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
     echo "[napari] no display found: starting napari on a virtual display (Xvfb)"

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EMSR_DATA", ROOT.parent / "shared" / "data")) / "flyem-medulla-fibsem"
+_CANDIDATES = [os.environ.get("EMSR_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"]
+DATA = next(
+    (Path(p) / "flyem-medulla-fibsem" for p in _CANDIDATES if p and (Path(p) / "flyem-medulla-fibsem").is_dir()),
+    ROOT.parent / "shared" / "data" / "flyem-medulla-fibsem",
+)
 
 #: the smallest configs that still contain every part of the network
 TINY = dict(channels=8, num_blocks=1, num_res_blocks=1, num_path_blocks=1, num_heads=2, window_size=4, mlp_ratio=2.0)
