@@ -24,6 +24,12 @@ _API = {
     "load_model": "napari_emsr.model_io",
     "ModelFileError": "napari_emsr.model_io",
     "describe_model": "napari_emsr.describe",
+    "iter_super_resolve": "napari_emsr.predict",
+    "super_resolve": "napari_emsr.predict",
+    "open_volume": "napari_emsr.io",
+    "iter_finetune": "napari_emsr.training",
+    "finetune": "napari_emsr.training",
+    "TrainingConfig": "napari_emsr.config",
 }
 
 __all__ = ["__version__", *_API]
@@ -43,7 +49,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_emsr.config import PRESETS, ConfigError, EMSRConfig
+    from napari_emsr.config import PRESETS, ConfigError, EMSRConfig, TrainingConfig
+    from napari_emsr.io import open_volume
+    from napari_emsr.predict import iter_super_resolve, super_resolve
+    from napari_emsr.training import finetune, iter_finetune
     from napari_emsr.describe import describe_model
     from napari_emsr.model.emsr import EMSR, build_emsr
     from napari_emsr.model.metadata import ModelMetadata, Normalization

@@ -11,12 +11,15 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-__all__ = ["EMSRConfig", "PRESETS", "ConfigError"]
+__all__ = ["EMSRConfig", "TrainingConfig", "PRESETS", "ConfigError"]
 
 
 class ConfigError(ValueError):
     """An EMSR configuration value is missing, of the wrong type or out of range."""
 
+
+#: training strategies of the paper (III-B): acquired pairs, bicubic LR, blur+noise LR, denoised HR
+STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised")
 
 #: Named presets: overrides applied to the defaults (the defaults are the paper's settings).
 #: ``paper``: section III-B-1 of the paper (C=64, k=3, m=4, n=1, 16 heads, window 4, MLP ratio 2).
@@ -137,3 +140,85 @@ class EMSRConfig:
             if self.replace(scale=3) == EMSRConfig.from_dict(overrides):
                 return name
         return None
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of a training or fine-tuning run (paper section III-B-1 gives the defaults' origin).
+
+    The paper trains for 200k steps with batch 2, Adam at 1e-4 halved every 50k steps, L1 or L2,
+    all lambdas 1, augmentation noise and the noisier copy both with sigma in [0, 5] (0..255 scale).
+    Defaults here are a short fine-tune; set ``steps`` and ``halve_every`` for a full run.
+    """
+
+    #: how LR inputs are obtained: real, synthetic-i, synthetic-ii or denoised
+    strategy: str = "real"
+    #: optimisation steps (a run stops at ``steps`` or after ``minutes``, whichever comes first)
+    steps: int = 2000
+    #: wall-clock budget of this run in minutes (None: no limit)
+    minutes: float | None = None
+    #: patches per step
+    batch: int = 2
+    #: LR patch size in pixels (HR patches are scale times larger)
+    patch: int = 48
+    #: Adam learning rate at the start
+    learning_rate: float = 1e-4
+    #: the learning rate halves every this many steps
+    halve_every: int = 50_000
+    #: pixel loss l: "l1" or "l2"
+    loss: str = "l1"
+    #: lambda_1, lambda_2, lambda_3 of eq. 16
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: train with the noisier copy y' (the 2nd and 3rd loss terms); False is plain supervised training
+    noisier_branch: bool = True
+    #: sigma range (0..255 scale) of the augmentation noise added to inputs
+    input_noise: tuple[float, float] = (0.0, 5.0)
+    #: sigma range (0..255 scale) of the extra noise making y' from y
+    noisier_noise: tuple[float, float] = (0.0, 5.0)
+    #: validate (and keep the best checkpoint) every this many steps
+    val_every: int = 250
+    #: at most this many held-out slices are used for validation
+    val_count: int = 4
+    #: validation crops are at most this many LR pixels wide (centred)
+    val_crop: int = 128
+    #: seed of every random draw (patches, augmentation, noise, initial weights)
+    seed: int = 0
+    #: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:1", "mps"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.loss not in ("l1", "l2"):
+            raise ConfigError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+        for name in ("steps", "batch", "patch", "halve_every", "val_every", "val_count", "val_crop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+        if self.patch < 8:
+            raise ConfigError(f"patch must be at least 8 LR pixels, got {self.patch}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ConfigError(f"minutes must be positive, got {self.minutes}")
+        if not 0 < self.learning_rate < 1:
+            raise ConfigError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        for name in ("weights", "input_noise", "noisier_noise"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if any(v < 0 for v in value) or (name != "weights" and (len(value) != 2 or value[0] > value[1])):
+                raise ConfigError(f"{name} must be non-negative (and a low, high pair for noise), got {value}")
+            object.__setattr__(self, name, value)
+        if len(self.weights) != 3 or self.weights[0] <= 0:
+            raise ConfigError(f"weights must be three lambdas with lambda_1 > 0, got {self.weights}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainingConfig":
+        return self.from_dict({**self.to_dict(), **changes})

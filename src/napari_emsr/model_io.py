@@ -27,10 +27,21 @@ from napari_emsr.config import ConfigError, EMSRConfig
 from napari_emsr.model.emsr import EMSR
 from napari_emsr.model.metadata import ModelMetadata
 
-__all__ = ["ModelFileError", "save_model", "load_model", "read_model_header", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = [
+    "ModelFileError",
+    "save_model",
+    "load_model",
+    "read_model_header",
+    "write_model_file",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "TRAIN_STATE_PREFIX",
+]
 
 FORMAT_NAME = "napari-emsr-model"
 FORMAT_VERSION = "1"
+#: tensors under this prefix hold training state (optimizer, RNG); load_model skips them
+TRAIN_STATE_PREFIX = "train_state."
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
@@ -168,6 +179,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise ModelFileError(path, f"corrupt weights ({exc})") from None
+    state = {k: v for k, v in state.items() if not k.startswith(TRAIN_STATE_PREFIX)}
     model = EMSR(config)
     _check_state(path, model, state)
     model.load_state_dict(state, strict=True)
@@ -217,16 +229,39 @@ def save_model(model: EMSR, path: str | os.PathLike, *, overwrite: bool = False,
     Path
         The path written.
     """
-    from safetensors.torch import save_file
-
     if not isinstance(model, EMSR):
         raise TypeError(f"save_model expects an EMSR network, got {type(model).__name__}")
     path = Path(path)
     info = model.metadata.updated(**metadata) if metadata else model.metadata
-    payload = {"config": model.config.to_dict(), "scale": model.config.scale, **info.to_dict()}
-    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "emsr": json.dumps(payload, sort_keys=True)}
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        save_file(state, str(tmp), metadata=header)
+    write_model_file(model, path, info, overwrite=overwrite)
     model.metadata = info
     return path
+
+
+def write_model_file(
+    model: EMSR,
+    path: str | os.PathLike,
+    info: ModelMetadata,
+    *,
+    overwrite: bool = False,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a model file; training checkpoints add tensors under :data:`TRAIN_STATE_PREFIX`.
+
+    Extra tensors (optimizer moments, RNG states) are ignored by :func:`load_model`, so a training
+    checkpoint is also a usable model file.
+    """
+    from safetensors.torch import save_file
+
+    payload = {"config": model.config.to_dict(), "scale": model.config.scale, **info.to_dict()}
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "emsr": json.dumps(payload, sort_keys=True)}
+    header.update(extra_metadata or {})
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    for name, tensor in (extra_tensors or {}).items():
+        if not name.startswith(TRAIN_STATE_PREFIX):
+            raise ValueError(f"extra tensor names must start with {TRAIN_STATE_PREFIX!r}, got {name!r}")
+        state[name] = tensor.detach().to("cpu").contiguous()
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(state, str(tmp), metadata=header)
+    return Path(path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["resize", "bicubic_upsample", "bicubic_downsample"]
+__all__ = ["resize", "resize_tensor", "bicubic_upsample", "bicubic_downsample"]
 
 
 def resize(image: np.ndarray, shape: tuple[int, int], *, clip: bool = True) -> np.ndarray:
@@ -27,15 +27,21 @@ def resize(image: np.ndarray, shape: tuple[int, int], *, clip: bool = True) -> n
     out_h, out_w = (int(v) for v in shape)
     if out_h < 1 or out_w < 1:
         raise ValueError(f"target shape must be positive, got {shape}")
-    lead = image.shape[:-2]
     h, w = image.shape[-2:]
     if h == 0 or w == 0:
         raise ValueError(f"cannot resize an empty image of shape {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).reshape(-1, h, w)
-    y = _resize_axis(_resize_axis(x, out_h, axis=1), out_w, axis=2)
+    y = resize_tensor(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), (out_h, out_w))
     if clip:
         y = y.clamp(float(image.min()), float(image.max()))
-    return y.reshape(*lead, out_h, out_w).numpy()
+    return y.numpy()
+
+
+def resize_tensor(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of the last two axes of a float tensor (any leading axes, any device)."""
+    h, w = x.shape[-2:]
+    lead = x.shape[:-2]
+    y = _resize_axis(_resize_axis(x.reshape(-1, h, w), shape[0], axis=1), shape[1], axis=2)
+    return y.reshape(*lead, *shape)
 
 
 def _cubic(x: torch.Tensor, a: float = -0.5) -> torch.Tensor:
@@ -65,6 +71,7 @@ def _resize_axis(x: torch.Tensor, n_out: int, axis: int) -> torch.Tensor:
     if n_in == n_out:
         return x
     index, weight = _taps(n_in, n_out)
+    index, weight = index.to(x.device), weight.to(x.device, x.dtype)
     shape = [1, 1, 1]
     shape[axis] = n_out
     out = None

@@ -17,6 +17,10 @@ __all__ = ["main", "build_parser", "CLIError", "SUBCOMMANDS"]
 #: subcommand name -> module (in this package) providing add_parser() and run()
 SUBCOMMANDS = {
     "info": "napari_emsr.cli.info",
+    "predict": "napari_emsr.cli.predict",
+    "evaluate": "napari_emsr.cli.evaluate",
+    "train": "napari_emsr.cli.train",
+    "finetune": "napari_emsr.cli.finetune",
 }
 
 
@@ -41,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``emsr``; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     module = importlib.import_module(SUBCOMMANDS[args.command])
     from napari_emsr.config import ConfigError
     from napari_emsr.model_io import ModelFileError

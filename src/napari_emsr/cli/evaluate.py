@@ -1,0 +1,301 @@
+"""``emsr evaluate``: PSNR, SSIM, mean FRC and FRC resolution of a prediction against a reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_THRESHOLDS = ("1/7", "half-bit")
+_WINDOWS = ("none", "hann", "tukey")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a prediction against a reference (PSNR, SSIM, FRC)",
+        description=(
+            "Compare PREDICTION with REFERENCE slice by slice: PSNR, SSIM, mean FRC and FRC resolution per slice, "
+            "their mean and standard deviation over slices, and the resolution of the FRC pooled over all "
+            "slices. With --lr, the same for bicubic up-sampling of the LR input, side by side. Conventions: "
+            "docs/evaluation.md."
+        ),
+    )
+    p.add_argument("reference", metavar="REFERENCE", help="reference (HR) image or stack")
+    p.add_argument("prediction", metavar="PREDICTION", help="prediction to score, same field and pixel size")
+    p.add_argument("--lr", metavar="LR_FILE", help="the LR input; its bicubic up-sampling is scored too")
+    p.add_argument("--pixel-size", type=float, metavar="NM", help="REFERENCE pixel size in nm (default: from the file)")
+    p.add_argument("--json", metavar="OUT", help="write all results as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="write the pooled FRC curves with the threshold lines")
+    p.add_argument(
+        "--crop", action="store_true", help="compare the common region when the images differ only by a border"
+    )
+    p.add_argument(
+        "--crop-anchor",
+        choices=("top-left", "centre"),
+        default="top-left",
+        help="where the common region sits (default: top-left, as when an image was cropped to a multiple of the "
+        "scale before down-sampling)",
+    )
+    p.add_argument("--threshold", choices=_THRESHOLDS, default="1/7", help="FRC resolution threshold (default: 1/7)")
+    p.add_argument(
+        "--window",
+        choices=_WINDOWS,
+        default="none",
+        help="window for the mean FRC (default: none, the paper's convention, comparable with its Table I)",
+    )
+    p.add_argument(
+        "--resolution-window",
+        choices=_WINDOWS,
+        default="hann",
+        help="window for the FRC resolution (default: hann, which removes the correlated artefact of the "
+        "non-periodic image border; none: the paper's convention)",
+    )
+    p.add_argument(
+        "--data-range",
+        type=float,
+        metavar="L",
+        help="intensity range for PSNR/SSIM (default: 255 for uint8, 65535 for uint16; for float data the "
+        "reference's max - min)",
+    )
+
+
+class _Bicubic:
+    """Bicubic up-sampling of an LR stack, one slice at a time (a lazy (Z, H*s, W*s) view)."""
+
+    def __init__(self, lr, scale: int) -> None:
+        self.lr, self.scale = lr, scale
+        self.shape = (lr.shape[0] if lr.ndim == 3 else 1, lr.shape[-2] * scale, lr.shape[-1] * scale)
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        from napari_emsr.resample import bicubic_upsample
+
+        return bicubic_upsample(np.asarray(self.lr[z] if self.lr.ndim == 3 else self.lr), self.scale)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_emsr.io import open_volume
+    from napari_emsr.metrics import evaluate_stack
+
+    with ExitStack() as files:
+        ref = files.enter_context(_checked(open_volume(args.reference)))
+        pred = files.enter_context(_checked(open_volume(args.prediction)))
+        crop = args.crop_anchor if args.crop else None
+        _check_shapes(ref, pred.data, "PREDICTION", crop)
+        data_range, range_note = _data_range(ref.data, args.data_range)
+        pixel_size = args.pixel_size if args.pixel_size is not None else _in_plane(ref)
+        options = dict(
+            data_range=data_range,
+            pixel_size=pixel_size,
+            threshold=args.threshold,
+            crop=crop,
+            window=None if args.window == "none" else args.window,
+            resolution_window=None if args.resolution_window == "none" else args.resolution_window,
+        )
+        results = [evaluate_stack(ref.data, pred.data, label="prediction", **options)]
+        scale = None
+        if args.lr:
+            lr = files.enter_context(_checked(open_volume(args.lr)))
+            scale = _scale(pred.data.shape, lr.data.shape, args.lr)
+            bicubic = _Bicubic(lr.data, scale)
+            _check_shapes(ref, bicubic, f"bicubic x{scale} of LR_FILE", crop)
+            results.append(evaluate_stack(ref.data, bicubic, label=f"bicubic x{scale}", **options))
+    report = _report(args, results, data_range, range_note, pixel_size, scale)
+    print(_table(report, results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    if args.plot:
+        title = f"{Path(args.prediction).name} vs {Path(args.reference).name}"
+        _plot(results, args.plot, threshold=args.threshold, title=title)
+    return 0
+
+
+def _checked(volume):
+    """The volume, if it is a 2D image or a (z, y, x) stack (closed and refused otherwise)."""
+    if volume.data.ndim not in (2, 3):
+        from napari_emsr.cli import CLIError
+
+        volume.close()
+        raise CLIError(f"{volume.path}: expected a 2D image or a (z, y, x) stack, got shape {volume.data.shape}")
+    return volume
+
+
+def _check_shapes(ref, other, name: str, crop: str | None) -> None:
+    from napari_emsr.cli import CLIError
+    from napari_emsr.metrics import common_region
+
+    z_ref = ref.data.shape[0] if ref.data.ndim == 3 else 1
+    z_other = other.shape[0] if len(other.shape) == 3 else 1
+    if z_ref != z_other:
+        raise CLIError(f"REFERENCE has {z_ref} slice(s) but {name} has {z_other}; they must show the same slices")
+    yx_ref, yx_other = tuple(ref.data.shape[-2:]), tuple(other.shape[-2:])
+    if yx_ref == yx_other:
+        return
+    if crop is None:
+        raise CLIError(
+            f"REFERENCE slices are {yx_ref[0]} x {yx_ref[1]} but {name} slices are {yx_other[0]} x {yx_other[1]}; "
+            "use --crop if they differ only by a border"
+        )
+    try:
+        common_region(yx_ref, yx_other, anchor=crop)
+    except ValueError as exc:
+        raise CLIError(f"{name}: {exc}") from None
+
+
+def _scale(pred_shape, lr_shape, lr_path: str) -> int:
+    from napari_emsr.cli import CLIError
+
+    ratios = [p / l for p, l in zip(pred_shape[-2:], lr_shape[-2:])]
+    scale = round(ratios[0])
+    if scale < 1 or any(abs(r - scale) > 1e-9 for r in ratios):
+        raise CLIError(
+            f"{lr_path}: PREDICTION slices ({pred_shape[-2]} x {pred_shape[-1]}) are not an integer multiple of the "
+            f"LR slices ({lr_shape[-2]} x {lr_shape[-1]}), same on both axes; ratio {ratios[0]:.4g} x {ratios[1]:.4g}"
+        )
+    return scale
+
+
+def _data_range(data, given: float | None) -> tuple[float, str]:
+    from napari_emsr.cli import CLIError
+    from napari_emsr.metrics._checks import dtype_data_range
+
+    if given is not None:
+        if not given > 0:
+            raise CLIError(f"--data-range must be positive, got {given}")
+        return float(given), "given with --data-range"
+    from_dtype = dtype_data_range(data.dtype)
+    if from_dtype is not None:
+        return from_dtype, f"from the reference's dtype ({data.dtype})"
+    import dask
+
+    low, high = (float(v) for v in dask.compute(data.min(), data.max()))  # one pass over the volume
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise CLIError("the reference contains NaN or infinite values; replace them first")
+    if not high > low:
+        raise CLIError("the reference is constant; give --data-range")
+    return high - low, f"{data.dtype} reference: its max - min ({low:g} .. {high:g}); set --data-range to override"
+
+
+def _in_plane(volume) -> float | None:
+    """The in-plane pixel size (nm) from the file's per-axis sizes; None if unknown."""
+    from napari_emsr.cli import CLIError
+
+    size = getattr(volume, "pixel_size_nm", None)
+    if size is None:
+        return None
+    if np.ndim(size) == 0:
+        return float(size)
+    known = [float(v) for v in tuple(size)[-2:] if v is not None]
+    if not known:
+        return None
+    if not math.isclose(min(known), max(known), rel_tol=0.01):
+        raise CLIError(
+            f"{volume.path}: pixels are not square ({known[0]:g} x {known[1]:g} nm) and FRC rings assume square "
+            "pixels; resample, or give --pixel-size"
+        )
+    return known[-1]
+
+
+def _report(args, results, data_range, range_note, pixel_size, scale) -> dict[str, Any]:
+    prediction = results[0].summary()
+    report = {
+        "reference": str(args.reference),
+        "prediction": str(args.prediction),
+        "lr": args.lr,
+        "scale": scale,
+        "compared_shape": list(results[0].curve.shape),
+        "crop": args.crop_anchor if args.crop else None,
+        "data_range": data_range,
+        "data_range_source": range_note,
+        "pixel_size_nm": pixel_size,
+        **prediction,
+    }
+    if len(results) > 1:
+        report["bicubic"] = results[1].summary()
+    return report
+
+
+def _finite(value):
+    """JSON cannot hold inf/NaN (PSNR of identical images is inf): write them as null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(mean: float, std: float | None, digits: int) -> str:
+    if not math.isfinite(mean):
+        return "inf"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def _table(report: dict[str, Any], results) -> str:
+    px = report["pixel_size_nm"]
+    lines = [
+        f"reference:  {report['reference']} ({results[0].psnr.size} slice(s), compared region "
+        f"{report['compared_shape'][0]} x {report['compared_shape'][1]}"
+        + (f", crop {report['crop']})" if report["crop"] else ")"),
+        f"data range: {report['data_range']:g} ({report['data_range_source']})",
+        f"pixel size: {f'{px:g} nm' if px else 'unknown (resolution in pixels; give --pixel-size)'}",
+        f"mean ± std over slices; mean FRC with {results[0].curve.window or 'no'} window; resolution of the FRC "
+        f"pooled over all slices, {results[0].resolution_curve.window or 'no'} window",
+        "",
+        f"{'':<14}{'PSNR (dB)':>16}{'SSIM':>18}{'mean FRC':>18}   resolution",
+    ]
+    for r in results:
+        s = r.summary()
+        lines.append(
+            f"{r.label:<14}{_fmt(s['psnr'], s['psnr_std'], 2):>16}{_fmt(s['ssim'], s['ssim_std'], 4):>18}"
+            f"{_fmt(s['frc_mean'], s['frc_mean_std'], 4):>18}   {r.resolution.describe()}"
+        )
+    lines += ["", "per slice:  " + "   |   ".join(f"{r.label}: PSNR  SSIM  FRC  res" for r in results)]
+    for z in range(results[0].psnr.size):
+        cells = []
+        for r in results:
+            res = r.resolutions[z]
+            value = "n/r" if not res.reached else (f"{res.resolution_nm:.1f}nm" if px else f"{res.resolution_px:.2f}px")
+            cells.append(f"{_fmt(r.psnr[z], None, 2)}  {r.ssim[z]:.4f}  {r.frc_mean[z]:.4f}  {value}")
+        lines.append(f"  z={z:<6}" + "   |   ".join(cells))
+    return "\n".join(lines)
+
+
+def _plot(results, path: str, *, threshold: str, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from napari_emsr.metrics import frc_threshold
+
+    first = results[0].resolution_curve
+    per_nm = first.pixel_size_nm is not None
+    x = first.frequency_per_nm if per_nm else first.frequency
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for r in results:
+        label = f"{r.label} ({first.window or 'no'} window): {r.resolution.describe()}"
+        (line,) = ax.plot(x, r.resolution_curve.frc, label=label)
+        colour = line.get_color()
+        if r.curve is not r.resolution_curve:
+            label = f"{r.label} ({r.curve.window or 'no'} window)"
+            ax.plot(x, r.curve.frc, color=colour, alpha=0.4, linewidth=1, label=label)
+        if r.resolution.reached:
+            ax.axvline(r.resolution.frequency / (first.pixel_size_nm if per_nm else 1.0), color=colour, linestyle=":")
+    ax.plot(x, frc_threshold(first, "1/7"), "k--", linewidth=1, label="1/7 threshold")
+    ax.plot(x, frc_threshold(first, "half-bit"), "k-.", linewidth=1, label="half-bit threshold (pooled rings)")
+    ax.set_xlabel("spatial frequency (1/nm)" if per_nm else "spatial frequency (cycles/pixel)")
+    ax.set_ylabel("FRC")
+    ax.set_ylim(min(-0.1, float(min(r.resolution_curve.frc.min() for r in results))), 1.02)
+    ax.set_xlim(0, float(x[-1]))
+    ax.axhline(0, color="0.7", linewidth=0.5)
+    ax.set_title(f"{title} ({first.n_slices} slice(s); resolution at the {threshold} threshold)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,163 @@
+"""``emsr predict``: super-resolve an image or a volume into an OME-TIFF or an OME-Zarr."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+from napari_emsr.cli import CLIError
+
+_DESCRIPTION = """\
+Super-resolve INPUT slice by slice with a model file and write OUTPUT chunk by chunk.
+
+INPUT: a TIFF / OME-TIFF / ImageJ TIFF, a PNG, a folder of PNG or TIFF slices, a glob of slices
+(quote it: "scan/*.png"; natural order, 2 before 10), or a Zarr / OME-Zarr. It is read lazily.
+OUTPUT: NAME.ome.tif (or .tif) or NAME.ome.zarr (or .zarr), with the pixel size / scale. It is
+written under a temporary name and renamed when complete; an interrupted OME-Zarr run keeps its
+progress in .NAME.partial and continues with --resume.
+
+By default tiles get a halo of the network's receptive radius, so the result equals a prediction
+of each whole slice; --overlap N trades that exactness for speed.
+"""
+
+
+def _pixel_size(text: str) -> float | tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected nanometres, e.g. 10 or 40,10,10; got {text!r}") from None
+    if len(values) not in (1, 2, 3) or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected 1 (y and x) or 2-3 positive sizes in nm, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="super-resolve an image or a volume",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="image, stack, folder or glob of slices, or Zarr")
+    p.add_argument("output", metavar="OUTPUT", help="*.ome.tif / *.tif or *.ome.zarr / *.zarr")
+    p.add_argument("--model", required=True, metavar="FILE", help="a .safetensors model file")
+    p.add_argument("--tile", type=int, metavar="N", help="tile core size in input pixels (default 512 CPU, 1024 GPU)")
+    p.add_argument(
+        "--overlap", type=int, metavar="N", help="tile halo in input pixels (default: the receptive radius: exact)"
+    )
+    p.add_argument("--batch", type=int, metavar="N", help="tiles per forward pass (default 1 CPU, 4 GPU)")
+    p.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--pixel-size",
+        type=_pixel_size,
+        metavar="NM",
+        help="input pixel size in nm: y and x, or z,y,x (overrides the file)",
+    )
+    p.add_argument(
+        "--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="raw intensities mapped to the network's 0 and 1 (default: the model's normalisation)",
+    )  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue an interrupted OME-Zarr run")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (once the new one is complete)")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse a bad OUTPUT before anything is read or written."""
+    from napari_emsr.io.writers import output_kind
+
+    output = Path(args.output)
+    kind = output_kind(output)
+    if not output.parent.is_dir():
+        raise CLIError(f"{output.parent} does not exist; create the output folder first")
+    if args.resume and kind != "ome-zarr":
+        raise CLIError(f"{output}: only OME-Zarr outputs can be resumed; write to NAME.ome.zarr to use --resume")
+    if output.exists() and not (args.overwrite or args.resume):
+        raise CLIError(f"{output} exists; pass --overwrite to replace it")
+    if Path(args.input).exists() and output.resolve() == Path(args.input).resolve():
+        raise CLIError(f"{output} is the input; write the output to another path")
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(write) -> Iterator[None]:
+    """Show each warning once, as one 'emsr predict: warning: ...' line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *rest, **kw: write(f"emsr predict: warning: {message}")
+        yield
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_emsr.io import open_volume
+    from napari_emsr.model_io import load_model
+    from napari_emsr.predict import iter_super_resolve
+
+    _check_output(args)
+    started = time.perf_counter()
+    volume = open_volume(args.input, pixel_size=args.pixel_size)
+    with volume:
+        model = load_model(args.model)
+        options = dict(
+            output=args.output, tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device,
+            self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,
+            overwrite=args.overwrite,
+        )  # fmt: skip
+        bar = tqdm(total=0, unit="tile", desc="emsr predict", file=sys.stderr, dynamic_ncols=True, disable=None)
+        write = (lambda line: tqdm.write(line, file=sys.stderr)) if not bar.disable else _stderr
+        first = last = None
+        try:
+            with _warnings_as_lines(write):
+                for last in iter_super_resolve(volume, model, **options):
+                    first = first or last
+                    _show(bar, last, write)
+        except OSError as exc:
+            raise CLIError(f"reading or writing failed: {exc}") from None
+        except MemoryError as exc:
+            raise CLIError(str(exc) or "out of memory") from None
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - started
+    _summary(last, last.slices_done - first.slices_done, args.output, seconds)
+    return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _show(bar, event, write) -> None:
+    if event.stage == "start":
+        plan = event.plan
+        exact = "exact" if plan["exact"] else f"approximate: receptive radius {plan['receptive_radius']}"
+        write(
+            f"emsr predict: {plan['input_shape']} {plan['dtype']} -> {plan['output_shape']} on {plan['device']}, "
+            f"tile {plan['tile']}, halo {plan['halo']} ({exact}), batch {plan['batch']}"
+            + (", self-ensemble" if plan["self_ensemble"] else "")
+        )
+    if bar.total != event.total:
+        bar.total = event.total
+    bar.update(event.done - bar.n)
+    bar.set_postfix_str(f"slice {event.slices_done}/{event.slices_total}", refresh=False)
+
+
+def _summary(event, computed: int, output: str, seconds: float) -> None:
+    """The final line: slices, output shape, seconds and output megapixels per second."""
+    import numpy as np
+
+    shape = tuple(event.output_shape)
+    slices = event.slices_total
+    if computed == 0:
+        print(f"emsr predict: {output} is already complete ({slices} slice(s), output {shape}); nothing to do")
+        return
+    pixels = float(np.prod(shape[-2:])) * computed
+    print(
+        f"emsr predict: {slices} slice{'s' if slices != 1 else ''} -> {output} {shape} in {seconds:.1f} s, "
+        f"{pixels / 1e6 / max(seconds, 1e-9):.2f} output MP/s"
+    )

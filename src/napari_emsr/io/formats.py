@@ -1,0 +1,248 @@
+"""Format readers: TIFF / OME-TIFF / ImageJ TIFF, folders and globs of PNG/TIFF slices, Zarr / OME-Zarr.
+
+Each returns a :class:`~napari_emsr.io.volume.Volume` whose data are read on demand.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from napari_emsr.io.metadata import imagej_pixel_size, ngff_pixel_size, ome_pixel_size, resolution_pixel_size
+from napari_emsr.io.volume import SLICE_SUFFIXES, TIFF_SUFFIXES, Volume, VolumeError, natural_sort_key, squeeze_axes
+
+__all__ = ["open_tiff", "open_slices", "folder_files", "glob_files", "open_zarr", "is_zarr"]
+
+
+# -- TIFF ---------------------------------------------------------------------------------------
+def open_tiff(path: Path) -> Volume:
+    import tifffile
+    import zarr
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        raise VolumeError(path, f"not a readable TIFF file ({exc})") from None
+    try:
+        if not tif.series:
+            raise VolumeError(path, "not a readable TIFF file: it holds no image")
+        series = tif.series[0]
+        _check_codec(path, series.keyframe)
+        store = tif.aszarr(series=0, level=0)
+        data = da.from_zarr(zarr.open(store, mode="r"))
+        data, order = squeeze_axes(data, series.axes, path)
+        kind, sizes = _tiff_pixel_size(tif, series)
+        sizes = [sizes[i] for i in order]  # sizes follow the series axes
+    except Exception:
+        tif.close()
+        raise
+    return Volume(data, tuple(sizes), path, kind, [store.close, tif.close])
+
+
+def _check_codec(path: Any, page: Any) -> None:
+    import tifffile
+
+    if page.compression not in tifffile.TIFF.DECOMPRESSORS:
+        name = getattr(page.compression, "name", page.compression)
+        raise VolumeError(
+            path,
+            f"the TIFF is compressed with {name}, which needs the 'imagecodecs' package to decode: "
+            "pip install imagecodecs (or save the TIFF uncompressed or with zlib/deflate)",
+        )
+
+
+def _tiff_pixel_size(tif: Any, series: Any) -> tuple[str, tuple[float | None, ...]]:
+    """(format name, sizes for the letters Z, Y, X of the series axes, in the series' axes order)."""
+    import tifffile
+
+    page = series.keyframe
+    z = y = x = None
+    kind = "tiff"
+    if tif.is_ome and tif.ome_metadata:
+        kind = "ome-tiff"
+        try:
+            images = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            image = images[0] if isinstance(images, list) else images
+            z, y, x = ome_pixel_size(image["Pixels"])
+        except (KeyError, TypeError, IndexError, ValueError):
+            pass
+    elif tif.is_imagej and tif.imagej_metadata is not None:
+        kind = "imagej-tiff"
+        z, y, x = imagej_pixel_size(tif.imagej_metadata, page)
+    if y is None and x is None and kind != "imagej-tiff":
+        y, x = resolution_pixel_size(page)
+    lookup = {"Z": z, "Y": y, "X": x}
+    return kind, tuple(lookup.get(a) for a in series.axes.upper())
+
+
+# -- folders and globs of slices ----------------------------------------------------------------
+def folder_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(SLICE_SUFFIXES)]
+    if not files:
+        raise VolumeError(folder, "the folder holds no PNG or TIFF slices (nor is it a Zarr)")
+    return sorted(files, key=lambda p: natural_sort_key(p.name))
+
+
+def glob_files(pattern: str) -> list[Path]:
+    files = [Path(p) for p in glob.glob(pattern) if Path(p).is_file()]
+    if not files:
+        raise FileNotFoundError(f"{pattern}: no file matches this pattern")
+    return sorted(files, key=natural_sort_key)
+
+
+def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype, Any]:
+    """(shape, dtype, tifffile page or None) of one slice file, without reading its pixels."""
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                mode, size = img.mode, img.size
+        except (OSError, ValueError) as exc:
+            raise VolumeError(path, f"not a readable PNG image ({exc})") from None
+        dtypes = {"L": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I": np.int32, "F": np.float32}
+        if mode not in dtypes:
+            raise VolumeError(path, f"is a {mode} PNG; napari-emsr needs grey-scale images: convert to grey first")
+        return (size[1], size[0]), np.dtype(dtypes[mode]), None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            _check_codec(path, series.keyframe)
+            shape, dtype, axes = series.shape, series.dtype, series.axes
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        raise VolumeError(path, f"not a readable TIFF slice ({exc})") from None
+    squeezed = tuple(n for n, a in zip(shape, axes) if n != 1 or a in "YX")
+    if len(squeezed) != 2:
+        raise VolumeError(path, f"a slice must be one 2D grey image; this file has shape {shape} (axes {axes})")
+    return squeezed, np.dtype(dtype), None
+
+
+def _read_slice(path: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    if path.lower().endswith(".png"):
+        from PIL import Image
+
+        with Image.open(path) as img:
+            array = np.asarray(img)
+    else:
+        import tifffile
+
+        array = tifffile.imread(path, key=0)
+    array = np.squeeze(array) if array.ndim > 2 else array
+    if array.shape != tuple(shape):
+        raise VolumeError(path, f"slice has shape {array.shape}, the first slice has {tuple(shape)}")
+    return array.astype(dtype, copy=False)
+
+
+def open_slices(files: list[Path], *, source: Any, stack: bool = True) -> Volume:
+    shape, dtype, _ = _slice_header(files[0])
+    for other in files[1:]:
+        other_shape, other_dtype, _ = _slice_header(other)
+        if (other_shape, other_dtype) != (shape, dtype):
+            raise VolumeError(
+                other, f"slice has shape {other_shape} and type {other_dtype}, but {files[0].name} has {shape}, {dtype}"
+            )
+    from dask import delayed
+
+    lazy = [
+        da.from_delayed(delayed(_read_slice, pure=True)(str(f), shape, dtype), shape=shape, dtype=dtype) for f in files
+    ]
+    data = da.stack(lazy) if stack else lazy[0]
+    sizes = _first_slice_pixel_size(files[0], stack)
+    return Volume(data, sizes, Path(source), "slices")
+
+
+def _first_slice_pixel_size(path: Path, stack: bool) -> tuple[float | None, ...] | None:
+    if not path.name.lower().endswith(TIFF_SUFFIXES):
+        return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        _, sizes = _tiff_pixel_size(tif, tif.series[0])
+        axes = tif.series[0].axes.upper()
+    lookup = dict(zip(axes, sizes))
+    y, x = lookup.get("Y"), lookup.get("X")
+    return (lookup.get("Z"), y, x) if stack else (y, x)
+
+
+# -- Zarr / OME-Zarr ----------------------------------------------------------------------------
+def is_zarr(folder: Path) -> bool:
+    markers = (".zarray", ".zgroup", "zarr.json")
+    return folder.name.lower().endswith(".zarr") or any((folder / m).exists() for m in markers)
+
+
+def _multiscales(attrs: Any) -> list | None:
+    """The NGFF ``multiscales`` list (0.4: top-level attribute; 0.5: under ``ome``)."""
+    attrs = dict(attrs)
+    found = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    return found if isinstance(found, list) and found else None
+
+
+def open_zarr(path: Path) -> Volume:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # zarr raises many kinds for a broken store
+        raise VolumeError(path, f"not a readable Zarr ({type(exc).__name__}: {exc})") from None
+    sizes: tuple[float | None, ...] | None = None
+    axes = ""
+    kind = "zarr"
+    if isinstance(node, zarr.Group):
+        array, sizes, axes, kind = _zarr_group_array(node, path)
+    else:
+        array = node
+        parent = _parent_multiscale(path)
+        if parent is not None:
+            sizes, axes, kind = parent
+    data = da.from_zarr(array)
+    data, order = squeeze_axes(data, axes, path)
+    if sizes is not None and len(sizes) == array.ndim:
+        sizes = tuple(sizes[i] for i in order)
+    return Volume(data, sizes, path, kind)
+
+
+def _zarr_group_array(group: Any, path: Path) -> tuple[Any, Any, str, str]:
+    multiscales = _multiscales(group.attrs)
+    if multiscales:
+        ms = multiscales[0]
+        datasets = ms.get("datasets") or []
+        if not datasets:
+            raise VolumeError(path, "the OME-Zarr multiscales lists no datasets")
+        key = datasets[0]["path"]
+        axes = "".join(str(a.get("name", "q") if isinstance(a, dict) else a)[:1] for a in ms.get("axes", []))
+        try:
+            array = group[key]
+        except KeyError:
+            raise VolumeError(path, f"the OME-Zarr lists dataset {key!r}, which is missing") from None
+        return array, ngff_pixel_size(ms, 0), axes, "ome-zarr"
+    keys = sorted(group.array_keys())
+    if len(keys) != 1:
+        listing = ", ".join(keys[:8]) if keys else "none"
+        raise VolumeError(
+            path,
+            f"a Zarr group without OME multiscales and with {len(keys)} arrays ({listing}); "
+            "give the path of one array",
+        )
+    return group[keys[0]], None, "", "zarr"
+
+
+def _parent_multiscale(path: Path) -> tuple[tuple[float | None, ...], str, str] | None:
+    """Pixel sizes of ``group/<path>`` when the parent group's multiscales lists that dataset."""
+    import zarr
+
+    try:
+        parent = zarr.open_group(str(path.parent), mode="r")
+    except Exception:
+        return None
+    for ms in _multiscales(parent.attrs) or []:
+        for index, dataset in enumerate(ms.get("datasets") or []):
+            if str(dataset.get("path")) == path.name:
+                axes = "".join(str(a.get("name", "q"))[:1] for a in ms.get("axes", []) if isinstance(a, dict))
+                return ngff_pixel_size(ms, index), axes, "ome-zarr"
+    return None

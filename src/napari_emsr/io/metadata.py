@@ -1,0 +1,174 @@
+"""Physical pixel sizes from file metadata: OME-XML, ImageJ, TIFF resolution tags, OME-Zarr multiscales.
+
+Every function returns sizes in nanometres per axis, ``None`` for an axis whose size is unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+__all__ = [
+    "unit_to_nm",
+    "ome_pixel_size",
+    "imagej_pixel_size",
+    "resolution_pixel_size",
+    "ngff_pixel_size",
+    "merge_pixel_size",
+]
+
+#: lengths of units in nanometres (OME and NGFF unit names, ImageJ's spellings, common short forms)
+_UNITS_NM = {
+    "pm": 1e-3,
+    "picometer": 1e-3,
+    "å": 0.1,
+    "angstrom": 0.1,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometre": 1.0,
+    "µm": 1e3,
+    "μm": 1e3,
+    "um": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "\\u00b5m": 1e3,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "millimetre": 1e6,
+    "cm": 1e7,
+    "centimeter": 1e7,
+    "m": 1e9,
+    "meter": 1e9,
+    "metre": 1e9,
+}
+
+# TIFF ResolutionUnit: 2 = inch, 3 = centimetre (1 = none: no physical size)
+_RESOLUTION_UNIT_NM = {2: 2.54e7, 3: 1e7}
+# Larger "pixels" are a screen or print resolution (e.g. the 72 dpi many programs write), not a calibration.
+_MAX_CALIBRATED_NM = 1e5
+
+
+def unit_to_nm(unit: Any) -> float | None:
+    """Nanometres per ``unit`` (e.g. ``"µm"`` -> 1000), or None for an unknown or missing unit."""
+    if unit is None:
+        return None
+    key = str(getattr(unit, "value", unit)).strip().lower()
+    return _UNITS_NM.get(key)
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _size(value: Any, unit: Any) -> float | None:
+    number, factor = _positive(value), unit_to_nm(unit)
+    return None if number is None or factor is None else number * factor
+
+
+def ome_pixel_size(pixels: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """(z, y, x) from the attributes of an OME ``Pixels`` element (units default to µm, as in OME)."""
+    return tuple(  # type: ignore[return-value]
+        _size(pixels.get(f"PhysicalSize{axis}"), pixels.get(f"PhysicalSize{axis}Unit", "µm")) for axis in "ZYX"
+    )
+
+
+def resolution_pixel_size(page: Any) -> tuple[float | None, float | None]:
+    """(y, x) from a tifffile page's XResolution/YResolution/ResolutionUnit tags."""
+    tags = page.tags
+    unit = tags.get("ResolutionUnit")
+    unit_nm = _RESOLUTION_UNIT_NM.get(int(unit.value) if unit is not None else 2)
+    if unit_nm is None:
+        return None, None
+    return _per_pixel(tags.get("YResolution"), unit_nm), _per_pixel(tags.get("XResolution"), unit_nm)
+
+
+def _per_pixel(tag: Any, unit_nm: float) -> float | None:
+    """Pixel size in nm from a resolution tag (pixels per unit, a rational)."""
+    if tag is None:
+        return None
+    value = tag.value
+    pixels_per_unit = _positive(value[0] / value[1] if isinstance(value, tuple) and value[1] else value)
+    if pixels_per_unit is None:
+        return None
+    size = unit_nm / pixels_per_unit
+    return size if size <= _MAX_CALIBRATED_NM else None
+
+
+def imagej_pixel_size(metadata: Mapping[str, Any], page: Any) -> tuple[float | None, float | None, float | None]:
+    """(z, y, x) from ImageJ metadata (``unit``, ``spacing``) and the page's resolution tags."""
+    factor = unit_to_nm(metadata.get("unit"))
+    if factor is None:
+        return None, None, None
+    sizes = []
+    for name in ("YResolution", "XResolution"):
+        tag = page.tags.get(name)
+        sizes.append(_per_pixel(tag, factor) if tag is not None else None)
+    spacing = _positive(metadata.get("spacing"))
+    return (spacing * factor if spacing else None), sizes[0], sizes[1]
+
+
+def ngff_pixel_size(multiscale: Mapping[str, Any], dataset: int = 0) -> tuple[float | None, ...]:
+    """Per-axis sizes of one dataset of an OME-Zarr (NGFF 0.4 / 0.5) ``multiscales`` entry.
+
+    The dataset's scale is multiplied by the multiscale's own scale, if any; axes without a known
+    space unit (time, channel, or no unit) get None.
+    """
+    axes = multiscale.get("axes") or []
+    datasets = multiscale.get("datasets") or []
+    if not datasets or dataset >= len(datasets):
+        return tuple(None for _ in axes)
+    scale = _scale(datasets[dataset].get("coordinateTransformations"))
+    outer = _scale(multiscale.get("coordinateTransformations"))
+    if scale is None:
+        return tuple(None for _ in axes)
+    if outer is not None and len(outer) == len(scale):
+        scale = [a * b for a, b in zip(scale, outer)]
+    sizes = []
+    for i, value in enumerate(scale):
+        axis = axes[i] if i < len(axes) and isinstance(axes[i], Mapping) else {}
+        space = axis.get("type", "space") == "space"
+        sizes.append(_size(value, axis.get("unit")) if space else None)
+    return tuple(sizes)
+
+
+def _scale(transforms: Any) -> list[float] | None:
+    for transform in transforms or []:
+        if isinstance(transform, Mapping) and transform.get("type") == "scale" and "scale" in transform:
+            return [float(v) for v in transform["scale"]]
+    return None
+
+
+def merge_pixel_size(
+    read: Sequence[float | None] | None, given: float | Sequence[float] | None, ndim: int
+) -> tuple[float | None, ...] | None:
+    """Combine sizes read from a file with sizes given by the user (the user wins).
+
+    ``given`` is one number (the y and x size; z keeps what was read) or one number per axis of
+    the data. Returns per-axis sizes, or None when nothing is known.
+    """
+    sizes: list[float | None] = list(read) if read is not None else [None] * ndim
+    sizes = ([None] * ndim + sizes)[-ndim:]  # align on the last (x) axis
+    if given is not None:
+        values = [given] if isinstance(given, (int, float)) else list(given)
+        if len(values) == 1:
+            values = [values[0], values[0]]
+            targets = range(ndim - 2, ndim)
+        elif len(values) == ndim:
+            targets = range(ndim)
+        else:
+            raise ValueError(
+                f"pixel size needs one number (y and x) or {ndim} numbers (one per axis of the "
+                f"{ndim}D data), got {len(values)}"
+            )
+        for axis, value in zip(targets, values):
+            number = _positive(value)
+            if number is None or isinstance(value, bool):
+                raise ValueError(f"pixel size must be a positive number of nanometres, got {value!r}")
+            sizes[axis] = number
+    return tuple(sizes) if any(s is not None for s in sizes) else None

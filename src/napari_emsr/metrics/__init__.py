@@ -1,0 +1,58 @@
+"""Image-quality metrics: numpy in, numbers and curves out.
+
+- :func:`psnr`, :func:`ssim`: the paper's eq. 18 and 17, scikit-image's implementations with an
+  explicit data range.
+- :func:`frc_curve`, :func:`frc_mean`, :func:`frc_pool`, :func:`frc_resolution`: Fourier ring
+  correlation (eq. 19) in the paper's convention, with the 1/7 and half-bit thresholds.
+- :func:`reference_free_resolution`, :func:`even_odd_halves`: resolution from two independent halves,
+  when there is no HR reference.
+- :func:`noise_check`: the no-clean-reference conditions (eq. 8-9, Fig. 6).
+- :func:`evaluate_stack`: all of the above over a stack, slice by slice.
+
+See docs/evaluation.md for the conventions.
+"""
+
+from napari_emsr.metrics.frc import (
+    ONE_SEVENTH,
+    WINDOWS,
+    FRCCurve,
+    FRCResolution,
+    frc_curve,
+    frc_mean,
+    frc_pool,
+    frc_resolution,
+    frc_threshold,
+    half_bit_threshold,
+)
+from napari_emsr.metrics.noise import DENOISERS, NoiseCheck, denoise, noise_check, noise_sigma
+from napari_emsr.metrics.quality import psnr, resolve_data_range, ssim
+from napari_emsr.metrics.reference_free import ReferenceFreeResolution, even_odd_halves, reference_free_resolution
+from napari_emsr.metrics.stack import ANCHORS, StackEvaluation, common_region, evaluate_stack
+
+__all__ = [
+    "psnr",
+    "ssim",
+    "resolve_data_range",
+    "FRCCurve",
+    "FRCResolution",
+    "frc_curve",
+    "frc_mean",
+    "frc_pool",
+    "frc_resolution",
+    "frc_threshold",
+    "half_bit_threshold",
+    "ONE_SEVENTH",
+    "WINDOWS",
+    "ReferenceFreeResolution",
+    "even_odd_halves",
+    "reference_free_resolution",
+    "NoiseCheck",
+    "noise_check",
+    "noise_sigma",
+    "denoise",
+    "DENOISERS",
+    "StackEvaluation",
+    "evaluate_stack",
+    "common_region",
+    "ANCHORS",
+]

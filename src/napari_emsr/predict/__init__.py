@@ -1,0 +1,33 @@
+"""Tiled, lazy, cancellable super-resolution of whole volumes.
+
+- :func:`iter_super_resolve`: a generator of :class:`Progress` events (for GUIs and progress bars);
+- :func:`super_resolve`: runs it to the end and returns the array or the written path;
+- :func:`prepare_tasks` / :func:`run_task`: the same work as independent tasks (dask, a cluster).
+"""
+
+from napari_emsr.predict.api import Progress, iter_super_resolve, super_resolve
+from napari_emsr.predict.chunks import SliceTask, prepare_tasks, run_task
+from napari_emsr.predict.engine import DIHEDRAL, Geometry, ModelRunner, OutOfMemoryWarning, predict_block
+from napari_emsr.predict.intensity import IntensityMap, IntensityWarning, resolve_intensity
+from napari_emsr.predict.plan import PixelSizeWarning, Plan, UntrainedModelWarning, make_plan
+
+__all__ = [
+    "Progress",
+    "iter_super_resolve",
+    "super_resolve",
+    "SliceTask",
+    "prepare_tasks",
+    "run_task",
+    "Geometry",
+    "ModelRunner",
+    "DIHEDRAL",
+    "predict_block",
+    "IntensityMap",
+    "resolve_intensity",
+    "Plan",
+    "make_plan",
+    "IntensityWarning",
+    "PixelSizeWarning",
+    "UntrainedModelWarning",
+    "OutOfMemoryWarning",
+]

@@ -1,0 +1,208 @@
+"""Units of work: groups of slices that are read, predicted and written together.
+
+A unit is a few consecutive slices (enough to fill a batch when slices are small, one when they are
+large): memory is bounded by one unit, whatever the number of slices. The same unit is the task of
+a distributed run: :func:`prepare_tasks` makes a resumable OME-Zarr and one picklable
+:class:`SliceTask` per unit that is not done yet; :func:`run_task` is a plain function (run it with
+``dask.delayed``, ``client.map``, a process pool, ...) that loads the model once per process, reads
+its slices from the input path, predicts them and writes them into the store. Then
+``writer.commit()`` renames the store into place.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from napari_emsr.predict.engine import Geometry, ModelRunner, predict_block, prepare_model
+from napari_emsr.predict.intensity import IntensityMap
+
+__all__ = ["plan_units", "SlabReader", "SliceTask", "run_task", "prepare_tasks", "read_block", "UNIT_BYTES"]
+
+#: memory budget of one unit's float32 output accumulators (and of a cached input slab)
+UNIT_BYTES = 512 * 2**20
+
+
+def plan_units(
+    slices: Sequence[int | None], *, per_unit: int, first: int | None = None, done: np.ndarray | None = None
+) -> list[tuple[int | None, ...]]:
+    """Group the slices still to do into runs of at most ``per_unit`` consecutive slices.
+
+    ``first`` moves the unit holding that slice to the front (for a quick preview of it).
+    """
+    todo = [z for z in slices if done is None or not done[0 if z is None else z]]
+    units: list[list[int | None]] = []
+    for z in todo:
+        if units and len(units[-1]) < per_unit and z is not None and units[-1][-1] == z - 1:
+            units[-1].append(z)
+        else:
+            units.append([z])
+    if first is not None:
+        units.sort(key=lambda unit: first not in unit)
+    return [tuple(unit) for unit in units]
+
+
+def slices_per_unit(tiles_per_slice: int, batch: int, out_slice_bytes: int) -> int:
+    """Enough slices to fill a batch of tiles, within the :data:`UNIT_BYTES` budget."""
+    wanted = max(1, math.ceil(batch / max(1, tiles_per_slice)))
+    return max(1, min(wanted, UNIT_BYTES // max(1, 2 * out_slice_bytes)))
+
+
+class SlabReader:
+    """Reads blocks of consecutive slices, caching one input chunk-deep slab.
+
+    Slice-by-slice reading of a zarr chunked 64 deep would decompress each chunk 64 times; this
+    keeps the last chunk's slab (if it fits in :data:`UNIT_BYTES`) so each chunk is read once when
+    slices come in order.
+    """
+
+    def __init__(self, data: Any, block: tuple[slice, slice]) -> None:
+        self.data, self.block = data, block
+        self._slab: tuple[int, int, np.ndarray] | None = None
+        chunks = getattr(data, "chunks", None)
+        self._edges = np.cumsum((0, *chunks[0])) if data.ndim == 3 and chunks else None
+
+    def _slab_of(self, z: int) -> tuple[int, int] | None:
+        if self._edges is None:
+            return None
+        i = int(np.searchsorted(self._edges, z, side="right")) - 1
+        start, stop = int(self._edges[i]), int(self._edges[i + 1])
+        plane = (self.block[0].stop - self.block[0].start) * (self.block[1].stop - self.block[1].start)
+        if stop - start < 2 or (stop - start) * plane * self.data.dtype.itemsize > UNIT_BYTES:
+            return None
+        return start, stop
+
+    def read(self, slices: tuple[int | None, ...]) -> np.ndarray:
+        """The block of ``slices`` (consecutive, or ``(None,)`` for 2D): (k, h, w)."""
+        if slices == (None,):
+            return np.asarray(_compute(self.data[self.block]))[None]
+        z0, z1 = slices[0], slices[-1] + 1
+        slab = self._slab_of(z0)
+        if slab is None or z1 > slab[1]:
+            return np.asarray(_compute(self.data[(slice(z0, z1), *self.block)]))
+        if self._slab is None or self._slab[:2] != slab:
+            self._slab = (*slab, np.asarray(_compute(self.data[(slice(*slab), *self.block)])))
+        return self._slab[2][z0 - slab[0] : z1 - slab[0]]
+
+
+def _compute(array: Any) -> Any:
+    compute = getattr(array, "compute", None)
+    return compute(scheduler="synchronous") if compute is not None else array
+
+
+def read_block(data: Any, slices: tuple[int | None, ...], block: tuple[slice, slice]) -> np.ndarray:
+    """Read one unit's input (k, h, w) without caching."""
+    return SlabReader(data, block).read(slices)
+
+
+@dataclass(frozen=True)
+class SliceTask:
+    """One independent unit of work of a distributed run (picklable).
+
+    ``source`` and ``model`` are paths (each process opens / loads them once and caches them) or
+    in-memory objects; ``store`` is the partial OME-Zarr that :func:`prepare_tasks` created.
+    """
+
+    slices: tuple[int | None, ...]
+    source: Any
+    model: Any
+    store: str
+    device: str
+    batch: int
+    geometry: Geometry
+    intensity: IntensityMap
+    self_ensemble: bool
+    block: tuple[slice, slice]
+    crop: tuple[slice, slice] | None
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_runner(model_path: str, device: str, batch: int) -> ModelRunner:
+    """One model per (process, file, device): a dask worker loads it for its first task only."""
+    import torch
+
+    from napari_emsr.model_io import load_model
+
+    return ModelRunner(prepare_model(load_model(model_path), torch.device(device)), torch.device(device), batch)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_source(path: str) -> Any:
+    from napari_emsr.io.readers import open_volume
+
+    return open_volume(path).data
+
+
+def run_task(task: SliceTask) -> int:
+    """Predict and write one unit; returns the number of slices written.
+
+    Pure in its effects: it writes only its own slices' chunks and done flags, so tasks can run in
+    any order, in parallel, and again after a failure.
+    """
+    import torch
+
+    from napari_emsr.io.writers import write_zarr_slice
+
+    if isinstance(task.model, str):
+        runner = _cached_runner(task.model, task.device, task.batch)
+    else:
+        device = torch.device(task.device)
+        runner = ModelRunner(prepare_model(task.model, device), device, task.batch)
+    data = _cached_source(task.source) if isinstance(task.source, str) else task.source
+    raw = read_block(data, task.slices, task.block)
+    where = "the input" if task.slices == (None,) else f"slices {task.slices[0]}..{task.slices[-1]} of the input"
+    blocks = predict_block(
+        raw, runner, task.geometry, task.intensity, self_ensemble=task.self_ensemble, crop=task.crop, where=where
+    )
+    out = _exhaust(blocks)
+    for z, plane in zip(task.slices, out):
+        write_zarr_slice(task.store, z, plane)
+    return len(task.slices)
+
+
+def _exhaust(generator: Any) -> Any:
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
+
+
+def prepare_tasks(
+    volume: Any, model: Any, output: Any, *, resume: bool = False, overwrite: bool = False, **options: Any
+) -> tuple[list[SliceTask], Any]:
+    """Plan a distributed run into an OME-Zarr ``output``: ``(tasks, writer)``.
+
+    ``volume`` and ``model`` should be paths, so that tasks stay small and each worker opens them
+    itself. ``options`` are those of :func:`napari_emsr.iter_super_resolve`. Run
+    :func:`run_task` on every task (in any order, anywhere that sees the paths), then call
+    ``writer.commit()``; with ``resume=True`` only the slices not yet done become tasks.
+    """
+    from napari_emsr.io.writers import OmeZarrWriter, output_kind, partial_path
+    from napari_emsr.predict.plan import make_plan
+
+    if output_kind(output) != "ome-zarr":
+        raise ValueError(f"{output}: a distributed run writes an OME-Zarr; name the output *.ome.zarr")
+    plan = make_plan(volume, model, **options)
+    try:
+        writer = OmeZarrWriter(
+            output, shape=plan.out_shape, dtype=plan.out_dtype, multiscale=plan.multiscale,
+            fingerprint=plan.fingerprint, overwrite=overwrite, resume=resume,
+        )  # fmt: skip
+        done = writer.open()
+        out_bytes = int(np.prod(plan.out_shape[-2:])) * 4
+        per_unit = slices_per_unit(plan.tiles_per_slice(), plan.batch, out_bytes)
+        units = plan_units(plan.slices, per_unit=per_unit, done=done)
+        source = str(plan.volume.path) if plan.volume.path is not None and plan.owned else plan.volume.data
+        common = dict(
+            source=source, model=plan.model_source or model, store=str(partial_path(output)), device=str(plan.device),
+            batch=plan.batch, geometry=plan.geometry, intensity=plan.intensity, self_ensemble=plan.self_ensemble,
+            block=plan.block, crop=plan.crop,
+        )  # fmt: skip
+        return [SliceTask(slices=unit, **common) for unit in units], writer
+    finally:
+        plan.close()

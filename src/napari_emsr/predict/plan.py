@@ -1,0 +1,271 @@
+"""Everything a prediction run decides before the first tile: validated once, at the boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from napari_emsr.device import default_batch, default_tile, select_device
+from napari_emsr.io.readers import Volume, as_volume
+from napari_emsr.io.writers import ngff_transforms
+from napari_emsr.model.emsr import EMSR, receptive_radius
+from napari_emsr.predict.engine import Geometry, prepare_model, tiles_per_plane
+from napari_emsr.predict.intensity import IntensityMap, resolve_intensity
+from napari_emsr.tiling import default_blend, snap_up, window_span
+
+__all__ = ["Plan", "make_plan", "UntrainedModelWarning", "PixelSizeWarning", "PIXEL_SIZE_TOLERANCE"]
+
+#: relative difference between the input's and the model's pixel size above which we warn
+PIXEL_SIZE_TOLERANCE = 0.25
+
+
+class UntrainedModelWarning(UserWarning):
+    """The model has random weights: its output is not a super-resolution result."""
+
+
+class PixelSizeWarning(UserWarning):
+    """The input's pixel size is unknown or far from the one the model was trained on."""
+
+
+@dataclass
+class Plan:
+    """A validated prediction run: input, prepared model, tiling, intensities, output layout."""
+
+    volume: Volume
+    owned: bool
+    model: EMSR
+    model_source: str | None
+    device: torch.device
+    geometry: Geometry
+    batch: int
+    intensity: IntensityMap
+    self_ensemble: bool
+    block: tuple[slice, slice]
+    crop: tuple[slice, slice] | None
+    out_shape: tuple[int, ...]
+    out_pixel_size: tuple[float | None, ...] | None
+    multiscale: dict[str, Any]
+    exact: bool
+    fingerprint: dict[str, Any]
+
+    @property
+    def slices(self) -> list[int | None]:
+        """The slice indices of the input (``[None]`` for a 2D image)."""
+        return list(range(self.volume.shape[0])) if self.volume.ndim == 3 else [None]
+
+    @property
+    def out_dtype(self) -> np.dtype:
+        return np.dtype(self.intensity.dtype)
+
+    def tiles_per_slice(self) -> int:
+        shape = (self.block[0].stop - self.block[0].start, self.block[1].stop - self.block[1].start)
+        return tiles_per_plane(shape, self.geometry, self_ensemble=self.self_ensemble)
+
+    def summary(self) -> dict[str, Any]:
+        """What the run does, for a progress display or a log (JSON-ready)."""
+        g = self.geometry
+        return {
+            "device": str(self.device),
+            "tile": g.tile,
+            "halo": g.halo,
+            "blend": g.blend,
+            "window_span": window_span(g.tile, g.halo, g.blend, g.window),
+            "receptive_radius": receptive_radius(self.model.config),
+            "exact": self.exact,
+            "batch": self.batch,
+            "self_ensemble": self.self_ensemble,
+            "scale": g.scale,
+            "tiles_per_slice": self.tiles_per_slice(),
+            "input_shape": list(self.volume.shape),
+            "output_shape": list(self.out_shape),
+            "dtype": self.out_dtype.name,
+            "input_pixel_size_nm": self.volume.pixel_size_nm,
+            "output_pixel_size_nm": self.out_pixel_size,
+            "intensity": self.intensity.to_dict(),
+            "trained": bool(self.model.metadata.trained),
+        }
+
+    def close(self) -> None:
+        if self.owned:
+            self.volume.close()
+
+
+def _load_model(model: Any) -> tuple[EMSR, str | None]:
+    if isinstance(model, EMSR):
+        return model, None
+    if isinstance(model, (str, os.PathLike)):
+        from napari_emsr.model_io import load_model
+
+        return load_model(model), str(Path(model).resolve())
+    raise TypeError(f"model must be an EMSR network or the path of a model file, got {type(model).__name__}")
+
+
+def _check_model(model: EMSR, sizes: Sequence[float | None] | None) -> None:
+    meta = model.metadata
+    if not meta.trained:
+        warnings.warn(
+            "this model has random weights (its metadata says trained=False): the output is NOT a "
+            "super-resolution result; use it only to test the pipeline",
+            UntrainedModelWarning,
+            stacklevel=4,
+        )
+    trained_nm = meta.input_pixel_size_nm
+    if trained_nm is None:
+        return
+    known = [s for s in (sizes or [])[-2:] if s is not None]
+    if not known:
+        warnings.warn(
+            f"the input's pixel size is unknown; the model was trained on {trained_nm:g} nm pixels. Check "
+            "that the data match, and give the size with pixel_size= (CLI: --pixel-size NM)",
+            PixelSizeWarning,
+            stacklevel=4,
+        )
+        return
+    size = float(np.mean(known))
+    if abs(size / trained_nm - 1) > PIXEL_SIZE_TOLERANCE:
+        warnings.warn(
+            f"the input's pixel size ({size:g} nm) differs from the model's training pixel size "
+            f"({trained_nm:g} nm) by {100 * (size / trained_nm - 1):+.0f} %: results may be poor. Fine-tune "
+            f"the model on data at {size:g} nm, or resample the input to about {trained_nm:g} nm first "
+            "(napari_emsr.resample.resize)",
+            PixelSizeWarning,
+            stacklevel=4,
+        )
+
+
+def _positive_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _geometry(model: EMSR, device: torch.device, tile: Any, overlap: Any, blend: Any) -> tuple[Geometry, bool]:
+    config = model.config
+    window, radius = config.window_size, receptive_radius(config)
+    tile = default_tile(device) if tile is None else _positive_int("tile", tile, 1)
+    tile = snap_up(max(tile, 2 * window), window)
+    halo = snap_up(radius, window) if overlap is None else snap_up(_positive_int("overlap", overlap, 0), window)
+    blend = default_blend(tile, window) if blend is None else _positive_int("blend", blend, 0)
+    if tile < 4 * blend + 2 * window:
+        raise ValueError(f"blend {blend} is too wide for tile {tile}: use blend <= {(tile - 2 * window) // 4}")
+    return Geometry(tile=tile, halo=halo, blend=blend, window=window, scale=config.scale), halo >= radius
+
+
+def _region(region: Any, shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((y0, y1), (x0, x1)) from two slices or two (start, stop) pairs, checked against ``shape``."""
+    if region is None:
+        return None
+    if not isinstance(region, (tuple, list)) or len(region) != 2:
+        raise ValueError("region must be (rows, columns): two slices or two (start, stop) pairs of input pixels")
+    bounds = []
+    for axis, (part, size) in enumerate(zip(region, shape)):
+        if isinstance(part, slice):
+            if part.step not in (None, 1):
+                raise ValueError("region slices cannot have a step")
+            start, stop, _ = part.indices(size)
+        else:
+            start, stop = (int(v) for v in part)
+        if not 0 <= start < stop <= size:
+            raise ValueError(f"region {'yx'[axis]} range [{start}, {stop}) is empty or outside the image (0..{size})")
+        bounds.append((start, stop))
+    return bounds[0], bounds[1]
+
+
+def _block(region, shape, geometry: Geometry) -> tuple[tuple[slice, slice], tuple[slice, slice] | None]:
+    """Input pixels to read (the region plus context, window-aligned) and the output crop."""
+    if region is None:
+        return (slice(0, shape[0]), slice(0, shape[1])), None
+    margin, s, m = geometry.halo + geometry.blend, geometry.scale, geometry.window
+    block, crop = [], []
+    for (start, stop), size in zip(region, shape):
+        first = max(0, (start - margin) // m * m)
+        block.append(slice(first, min(size, stop + margin)))
+        crop.append(slice(s * (start - first), s * (stop - first)))
+    return (block[0], block[1]), (crop[0], crop[1])
+
+
+def _model_digest(model: EMSR) -> str:
+    digest = hashlib.sha256(model.config.to_json().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _layout(volume: Volume, model: EMSR, region, geometry: Geometry):
+    """Output shape, output pixel sizes and the NGFF multiscale entry."""
+    s = geometry.scale
+    (y0, y1), (x0, x1) = region or ((0, volume.shape[-2]), (0, volume.shape[-1]))
+    out_shape = (*volume.shape[:-2], s * (y1 - y0), s * (x1 - x0))
+    sizes = volume.pixel_size_nm
+    out_sizes = None if sizes is None else (*sizes[:-2], *(None if v is None else v / s for v in sizes[-2:]))
+    axes, transforms = ngff_transforms(sizes, volume.ndim, scale=s, offset=(y0, x0))
+    multiscale = {
+        "version": "0.4",
+        "name": volume.path.name if volume.path else "super-resolved",
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+        "metadata": {
+            "method": "napari-emsr super-resolution",
+            "scale": s,
+            "trained_model": bool(model.metadata.trained),
+        },
+    }
+    return out_shape, out_sizes, multiscale
+
+
+def make_plan(
+    volume: Any,
+    model: Any,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    blend: int | None = None,
+    batch: int | None = None,
+    device: str | torch.device | None = "auto",
+    pixel_size: float | Sequence[float] | None = None,
+    self_ensemble: bool = False,
+    intensity_range: Sequence[float] | None = None,
+    region: Any = None,
+) -> Plan:
+    """Validate the options and resolve every default (see :func:`napari_emsr.iter_super_resolve`)."""
+    resolved = select_device(device)
+    net, source = _load_model(model)
+    geometry, exact = _geometry(net, resolved, tile, overlap, blend)
+    batch = default_batch(resolved) if batch is None else _positive_int("batch", batch, 1)
+    vol, owned = as_volume(volume, pixel_size=pixel_size)
+    try:
+        _check_model(net, vol.pixel_size_nm)
+        bounds = _region(region, vol.shape[-2:])
+        block, crop = _block(bounds, vol.shape[-2:], geometry)
+        intensity = resolve_intensity(vol.data, net.metadata.normalization, intensity_range=intensity_range)
+        out_shape, out_sizes, multiscale = _layout(vol, net, bounds, geometry)
+        fingerprint = {
+            "input": str(vol.path.resolve()) if vol.path else "array",
+            "input_shape": list(vol.shape),
+            "input_dtype": np.dtype(vol.dtype).name,
+            "model_sha256": _model_digest(net),
+            "tile": geometry.tile,
+            "halo": geometry.halo,
+            "blend": geometry.blend,
+            "self_ensemble": bool(self_ensemble),
+            "intensity": [intensity.low, intensity.high],
+            "region": [list(b) for b in bounds] if bounds else None,
+        }
+        prepared = prepare_model(net, resolved)
+        prepared.metadata = net.metadata
+    except BaseException:
+        if owned:
+            vol.close()
+        raise
+    return Plan(
+        vol, owned, prepared, source, resolved, geometry, batch, intensity, bool(self_ensemble), block, crop,
+        out_shape, out_sizes, multiscale, exact, fingerprint,
+    )  # fmt: skip

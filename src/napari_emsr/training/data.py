@@ -1,0 +1,148 @@
+"""From the user's volumes to training volumes and a fixed validation set.
+
+Validation uses held-out z slices (a contiguous block, by default the last ~10 % of the first
+volume, since neighbouring EM slices are nearly alike): never sampled for training, always the same
+crops, so scores are comparable along a run and across runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from napari_emsr.config import TrainingConfig
+from napari_emsr.model.metadata import Normalization
+from napari_emsr.training.degrade import synthetic_i, synthetic_ii
+from napari_emsr.training.sampler import Volume3D
+
+__all__ = ["parse_slices", "ValidationSet", "TrainingData", "build_training_data"]
+
+
+def parse_slices(spec: str | Sequence[int] | None, depth: int) -> list[int]:
+    """Held-out slice indices from a spec: ``"last:10"``, ``"first:5"``, ``"40:50"``, ``"3,7,9"``, a list.
+
+    ``None`` holds out the last ~10 % (at least one slice, and at least one left to train on).
+    """
+    if depth < 2:
+        raise ValueError(f"a stack of {depth} slice(s) cannot be split into training and validation slices")
+    if spec is None:
+        n = max(1, round(depth * 0.1))
+        return list(range(depth - n, depth))
+    if not isinstance(spec, str):
+        picked = sorted({int(i) for i in spec})
+    elif m := re.fullmatch(r"\s*(last|first)\s*:\s*(\d+)\s*", spec):
+        n = int(m.group(2))
+        picked = list(range(depth - n, depth)) if m.group(1) == "last" else list(range(n))
+    elif m := re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", spec):
+        picked = list(range(int(m.group(1)), int(m.group(2))))
+    elif re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", spec):
+        picked = sorted({int(v) for v in spec.split(",")})
+    else:
+        raise ValueError(f"cannot read validation slices {spec!r}; use e.g. 'last:10', 'first:5', '40:50' or '3,7,9'")
+    if not picked or picked[0] < 0 or picked[-1] >= depth:
+        raise ValueError(f"validation slices {spec!r} must lie within 0..{depth - 1}")
+    if len(picked) >= depth:
+        raise ValueError(f"validation slices {spec!r} leave no slice to train on")
+    return picked
+
+
+@dataclass
+class ValidationSet:
+    """Fixed validation crops: LR inputs (N, 1, c, c) and HR references (N, s*c, s*c), normalised."""
+
+    lr: torch.Tensor
+    hr: np.ndarray
+    bicubic: np.ndarray
+    description: str
+
+
+@dataclass
+class TrainingData:
+    hr: list[Volume3D]
+    lr: list[Volume3D] | None
+    validation: ValidationSet
+    normalization: Normalization
+    notes: list[str] = field(default_factory=list)
+
+
+def _bounds(volume, norm: Normalization) -> tuple[float, float]:
+    if norm.mode == "range":
+        return norm.bounds()
+    step = max(1, volume.shape[0] // 16)
+    return norm.bounds(np.asarray(volume[::step]))
+
+
+def default_normalization(volume) -> Normalization:
+    """0..255 for 8-bit data; 0.1-99.9 percentiles for anything else."""
+    if np.dtype(volume.dtype) == np.uint8:
+        return Normalization("range", 0, 255)
+    return Normalization("percentile", 0.1, 99.9)
+
+
+def _validation_lr(hr_crop: torch.Tensor, strategy: str, scale: int, seed: int) -> torch.Tensor:
+    """LR inputs for validation under the synthetic strategies: the same degradation, fixed seed."""
+    if strategy == "synthetic-i":
+        return synthetic_i(hr_crop, scale)
+    return synthetic_ii(hr_crop, scale, torch.Generator().manual_seed(seed + 10_007))
+
+
+def _validation_set(
+    hr: Volume3D, lr: Volume3D | None, held_out: list[int], config: TrainingConfig, scale: int
+) -> ValidationSet:
+    picks = [held_out[i] for i in np.linspace(0, len(held_out) - 1, min(config.val_count, len(held_out))).round().astype(int)]
+    picks = sorted(set(picks))
+    lr_h, lr_w = (n // scale for n in hr.data.shape[1:]) if lr is None else lr.data.shape[1:]
+    c = min(config.val_crop, lr_h, lr_w)
+    y0, x0 = (lr_h - c) // 2, (lr_w - c) // 2
+    hrs = torch.stack([hr.crop(z, y0 * scale, x0 * scale, c * scale) for z in picks])[:, None]
+    if lr is None:
+        lrs = _validation_lr(hrs, config.strategy, scale, config.seed)
+        how = f"{config.strategy} degradation of the references (fixed seed)"
+    else:
+        lrs = torch.stack([lr.crop(z, y0, x0, c) for z in picks])[:, None]
+        how = "the LR volume"
+    from napari_emsr.resample import bicubic_upsample
+
+    ref = hrs[:, 0].numpy()
+    bicubic = np.clip(bicubic_upsample(lrs[:, 0].numpy(), scale, clip=False), 0, 1)
+    text = f"{len(picks)} held-out slices {picks}, centre {c}x{c} LR crops; LR from {how}"
+    return ValidationSet(lrs.float(), ref, bicubic, text)
+
+
+def build_training_data(
+    hr: Sequence,
+    lr: Sequence | None,
+    config: TrainingConfig,
+    scale: int,
+    *,
+    val_slices=None,
+    normalization: Normalization | None = None,
+) -> TrainingData:
+    """Training volumes and the validation set; validation slices come from the first volume."""
+    synthetic = config.strategy.startswith("synthetic")
+    if not synthetic and lr is None:
+        raise ValueError(f"strategy {config.strategy!r} needs LR volumes (--lr); synthetic strategies make them")
+    norm = normalization or default_normalization(hr[0] if lr is None or synthetic else lr[0])
+    notes = []
+    hr_vols, lr_vols = [], [] if not synthetic else None
+    for k, h in enumerate(hr):
+        held = parse_slices(val_slices, h.shape[0]) if k == 0 else []
+        train = [z for z in range(h.shape[0]) if z not in set(held)]
+        low, high = _bounds(h if synthetic else lr[k], norm)
+        hr_vols.append(Volume3D(h, train, low, high))
+        if not synthetic:
+            lr_vols.append(Volume3D(lr[k], train, low, high))
+        if k == 0:
+            held_out = held
+    if config.strategy == "denoised":
+        from napari_emsr.metrics import DENOISERS, denoise
+
+        for v in hr_vols:
+            v.data = denoise(np.asarray(v.data, dtype=np.float32), denoiser="nl-means", data_range=v.high - v.low)
+        notes.append(f"HR references denoised first with {DENOISERS['nl-means']}")
+    validation = _validation_set(hr_vols[0], None if synthetic else lr_vols[0], held_out, config, scale)
+    return TrainingData(hr_vols, lr_vols, validation, norm, notes)

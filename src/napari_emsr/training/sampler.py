@@ -1,0 +1,139 @@
+"""Random training patches from LR/HR volumes, with the paper's augmentation (section III-B-1).
+
+Each sample is an LR patch ``y`` (1, p, p) and its HR reference ``x`` (1, s*p, s*p), normalised to
+the model's 0..1 range. For real (and denoised) pairs both come from the aligned volumes; for the
+synthetic strategies the LR patch is made from the HR patch on the fly, with fresh random
+degradation parameters each time. Then both get the same random rot90 and flips, and ``y`` gets
+Gaussian noise with sigma drawn from ``input_noise`` (0..255 scale).
+
+All randomness comes from one ``torch.Generator``, whose state is saved with training checkpoints
+so that a resumed run draws exactly the patches an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from napari_emsr.config import STRATEGIES
+from napari_emsr.training.degrade import synthetic_i, synthetic_ii
+
+__all__ = ["Volume3D", "PatchSampler", "STRATEGIES", "noisier"]
+
+_MARGIN = 4  # LR pixels of context degraded around a synthetic patch, then cropped away
+
+
+@dataclass
+class Volume3D:
+    """One training volume (z, y, x) with the z slices that may be sampled, and its intensity bounds."""
+
+    data: np.ndarray | object  # anything indexable like a numpy array (numpy, zarr, dask)
+    slices: Sequence[int]
+    low: float = 0.0
+    high: float = 255.0
+
+    def __post_init__(self) -> None:
+        if len(self.data.shape) != 3:
+            raise ValueError(f"training volumes must be 3D (z, y, x), got shape {tuple(self.data.shape)}")
+        if len(self.slices) == 0:
+            raise ValueError("no slices left to train on (all are held out for validation?)")
+
+    def crop(self, z: int, y: int, x: int, size: int) -> torch.Tensor:
+        patch = np.asarray(self.data[z, y : y + size, x : x + size], dtype=np.float32)
+        return torch.from_numpy((patch - self.low) / (self.high - self.low))
+
+
+@dataclass
+class PatchSampler:
+    """Draws batches of (y, x) training patches.
+
+    Parameters
+    ----------
+    hr : list of Volume3D
+        Reference volumes (HR, noisy).
+    lr : list of Volume3D or None
+        LR volumes aligned with ``hr`` (LR pixel (z, i, j) covers HR pixels (z, s*i.., s*j..)); needed
+        for ``real`` and ``denoised``, ignored by the synthetic strategies.
+    scale, patch : int
+        Up-sampling factor and LR patch size (HR patches are ``scale * patch``).
+    strategy : str
+        One of :data:`STRATEGIES`.
+    input_noise : (float, float)
+        Range of the augmentation noise sigma added to ``y`` (0..255 scale; paper: 0..5).
+    """
+
+    hr: list[Volume3D]
+    lr: list[Volume3D] | None
+    scale: int
+    patch: int
+    strategy: str
+    input_noise: tuple[float, float] = (0.0, 5.0)
+    seed: int = 0
+    generator: torch.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        self.synthetic = self.strategy.startswith("synthetic")
+        if not self.synthetic and (self.lr is None or len(self.lr) != len(self.hr)):
+            raise ValueError(f"strategy {self.strategy!r} needs one LR volume per HR volume")
+        need = (self.patch + (2 * _MARGIN if self.synthetic else 0)) * self.scale
+        for vol in self.hr:
+            if min(vol.data.shape[1:]) < need:
+                raise ValueError(
+                    f"HR slices of {vol.data.shape[1:]} pixels are smaller than a training patch ({need} px); "
+                    f"use a smaller patch size"
+                )
+        self.generator = torch.Generator().manual_seed(self.seed)
+        # sample volumes in proportion to their number of trainable slices
+        sizes = torch.tensor([len(v.slices) * v.data.shape[1] * v.data.shape[2] for v in self.hr], dtype=torch.float64)
+        self._weights = sizes / sizes.sum()
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def _one(self) -> tuple[torch.Tensor, torch.Tensor]:
+        v = int(torch.multinomial(self._weights, 1, generator=self.generator))
+        hr_vol, s, p = self.hr[v], self.scale, self.patch
+        z = hr_vol.slices[self._randint(len(hr_vol.slices))]
+        if self.synthetic:
+            size = p + 2 * _MARGIN
+            i = self._randint(hr_vol.data.shape[1] // s - size + 1)
+            j = self._randint(hr_vol.data.shape[2] // s - size + 1)
+            x = hr_vol.crop(z, i * s, j * s, size * s)[None, None]
+            y = synthetic_i(x, s) if self.strategy == "synthetic-i" else synthetic_ii(x, s, self.generator)
+            c = _MARGIN
+            return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
+        lr_vol = self.lr[v]
+        i = self._randint(lr_vol.data.shape[1] - p + 1)
+        j = self._randint(lr_vol.data.shape[2] - p + 1)
+        return lr_vol.crop(z, i, j, p)[None], hr_vol.crop(z, i * s, j * s, p * s)[None]
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch: ``y`` (batch, 1, p, p) and ``x`` (batch, 1, s*p, s*p), float32, augmented."""
+        ys, xs = [], []
+        for _ in range(batch):
+            y, x = self._one()
+            k = self._randint(4)
+            flips = [d for d in (-1, -2) if self._randint(2)]
+            y, x = torch.rot90(y, k, (-2, -1)), torch.rot90(x, k, (-2, -1))
+            if flips:
+                y, x = torch.flip(y, flips), torch.flip(x, flips)
+            ys.append(y)
+            xs.append(x)
+        y, x = torch.stack(ys), torch.stack(xs)
+        low, high = self.input_noise
+        sigma = (low + (high - low) * torch.rand(batch, generator=self.generator)) / 255.0
+        y = y + torch.randn(y.shape, generator=self.generator) * sigma.view(-1, 1, 1, 1)
+        return y.contiguous(), x.contiguous()
+
+
+def noisier(y: torch.Tensor, sigma_range: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """The noisier copy y' = y + N(0, sigma^2), sigma drawn per image from ``sigma_range`` (0..255 scale)."""
+    low, high = sigma_range
+    sigma = (low + (high - low) * torch.rand(y.shape[0], generator=generator)) / 255.0
+    return y + torch.randn(y.shape, generator=generator) * sigma.view(-1, 1, 1, 1).to(y.dtype)
+

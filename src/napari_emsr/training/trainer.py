@@ -1,0 +1,303 @@
+"""Train or fine-tune EMSR without clean references: a generator that yields progress.
+
+``iter_finetune`` runs the paper's training (section II-D and III-B-1): random patches, rot90/flip
+and noise augmentation, a noisier copy y' through the same weights, loss
+l1 l(f(y), x) + l2 l(f(y'), x) + l3 l(f(y), f(y')), Adam with a halving learning rate, validation on
+held-out slices against the reference and against bicubic. It writes two files:
+
+- ``out``: the best model so far (by validation SSIM), a normal model file;
+- ``<out stem>.last.safetensors``: the last state (weights, Adam moments, RNG states, progress), for
+  ``resume=True``; also loadable as a model.
+
+Closing the generator (``gen.close()``, Cancel in napari, Ctrl-C in the CLI) stops between steps,
+saves the last state and keeps the best model. ``finetune`` runs it to the end.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from napari_emsr.config import EMSRConfig, TrainingConfig
+from napari_emsr.device import select_device
+from napari_emsr.model.emsr import EMSR, build_emsr
+from napari_emsr.model_io import load_model, save_model
+from napari_emsr.training.checkpoint import load_checkpoint, save_checkpoint
+from napari_emsr.training.data import TrainingData, ValidationSet, build_training_data
+from napari_emsr.training.losses import emsr_loss
+from napari_emsr.training.sampler import PatchSampler, noisier
+
+__all__ = ["TrainEvent", "iter_finetune", "finetune", "checkpoint_path", "validate"]
+
+
+@dataclass
+class TrainEvent:
+    """One progress report. ``kind``: "info", "step", "validation" or "done"."""
+
+    kind: str
+    step: int
+    total_steps: int
+    elapsed_s: float
+    learning_rate: float = 0.0
+    losses: dict[str, float] = field(default_factory=dict)
+    steps_per_s: float | None = None
+    eta_s: float | None = None
+    validation: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None
+    message: str = ""
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """Where the resumable last state of a run writing ``out`` lives."""
+    out = Path(out)
+    stem = out.name[: -len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    return out.with_name(stem + ".last.safetensors")
+
+
+@torch.inference_mode()
+def validate(model: EMSR, val: ValidationSet, device: torch.device) -> dict[str, Any]:
+    """PSNR, SSIM, mean FRC of the model and of bicubic on the validation crops (0..1 scale)."""
+    from napari_emsr.metrics import frc_mean, psnr, ssim
+
+    was_training = model.training
+    model.eval()
+    pred = model(val.lr.to(device)).clamp(0, 1)[:, 0].float().cpu().numpy()
+    model.train(was_training)
+
+    def scores(images: np.ndarray) -> dict[str, float]:
+        pairs = list(zip(val.hr, images))
+        return {
+            "psnr": float(np.mean([psnr(r, p, data_range=1.0) for r, p in pairs])),
+            "ssim": float(np.mean([ssim(r, p, data_range=1.0) for r, p in pairs])),
+            "frc_mean": float(np.mean([frc_mean(r, p) for r, p in pairs])),
+        }
+
+    return {**scores(pred), "bicubic": scores(val.bicubic)}
+
+
+def _start_model(base, preset: str, scale: int | None, seed: int) -> EMSR:
+    if base is not None:
+        model = base if isinstance(base, EMSR) else load_model(base)
+        if scale is not None and scale != model.config.scale:
+            raise ValueError(f"the base model is x{model.config.scale}, but the data need x{scale}")
+        return model
+    torch.manual_seed(seed)
+    return build_emsr(EMSRConfig.preset(preset, **({"scale": scale} if scale else {})))
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+class _Run:
+    """State of one training run; the generator below drives it."""
+
+    def __init__(self, model, config, data: TrainingData, out: Path, device, provenance, start_progress=None):
+        self.model, self.config, self.data, self.out, self.device = model, config, data, out, device
+        self.ckpt = checkpoint_path(out)
+        self.sampler = PatchSampler(data.hr, data.lr, model.config.scale, config.patch, config.strategy,
+                                    config.input_noise, seed=config.seed)
+        self.noise_gen = torch.Generator().manual_seed(config.seed + 1)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        progress = start_progress or {}
+        self.step = int(progress.get("step", 0))
+        self.elapsed_before = float(progress.get("elapsed_s", 0.0))
+        self.best = progress.get("best")
+        self.history: list[dict] = list(progress.get("history", []))
+        self.provenance = provenance
+        self.saved_step = self.step
+
+    def lr_at(self, step: int) -> float:
+        return self.config.learning_rate * 0.5 ** (step // self.config.halve_every)
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.config
+        lr_now = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_now
+        y, x = self.sampler.sample(cfg.batch)
+        if cfg.noisier_branch:
+            y = torch.cat([y, noisier(y, cfg.noisier_noise, self.noise_gen)])
+        y = y.to(self.device).contiguous(memory_format=torch.channels_last)
+        out = self.model(y)
+        b = cfg.batch
+        out_y, out_noisier = (out[:b], out[b:]) if cfg.noisier_branch else (out, None)
+        loss, terms = emsr_loss(out_y, x.to(self.device), out_noisier, norm=cfg.loss, weights=cfg.weights)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {float(loss)} at step {self.step}; lower the learning rate")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return terms
+
+    def progress(self, elapsed: float) -> dict[str, Any]:
+        return {"step": self.step, "elapsed_s": elapsed, "best": self.best, "history": self.history,
+                "training": self.config.to_dict()}
+
+    def metadata(self, elapsed: float) -> dict[str, Any]:
+        prov = {**self.provenance, "steps": self.step, "wall_time_s": round(elapsed, 1),
+                "best_validation": self.best, "validation": self.data.validation.description}
+        return {"trained": True, "normalization": self.data.normalization.to_dict(), "provenance": prov}
+
+    def save_last(self, elapsed: float) -> None:
+        info = self.model.metadata.updated(**self.metadata(elapsed))
+        save_checkpoint(self.ckpt, self.model, info, self.optimizer,
+                        {"sampler": self.sampler.generator, "noise": self.noise_gen}, self.progress(elapsed))
+        self.saved_step = self.step
+
+    def validate_and_keep(self, elapsed: float) -> tuple[dict, bool]:
+        scores = validate(self.model, self.data.validation, self.device)
+        improved = self.best is None or scores["ssim"] > self.best["ssim"]
+        self.history.append({"step": self.step, **{k: v for k, v in scores.items() if k != "bicubic"}})
+        if improved:
+            self.best = {"step": self.step, **{k: v for k, v in scores.items() if k != "bicubic"},
+                         "bicubic": scores["bicubic"]}
+            save_model(self.model, self.out, overwrite=True, **self.metadata(elapsed))
+        return scores, improved
+
+    def restore(self, optimizer_state, generators) -> None:
+        self.optimizer.load_state_dict(optimizer_state)
+        self.sampler.generator.set_state(generators["sampler"])
+        self.noise_gen.set_state(generators["noise"])
+
+
+def iter_finetune(
+    hr: Sequence,
+    lr: Sequence | None = None,
+    *,
+    out: str | os.PathLike,
+    config: TrainingConfig | None = None,
+    base: str | os.PathLike | EMSR | None = None,
+    preset: str = "paper",
+    scale: int | None = None,
+    val_slices=None,
+    input_pixel_size_nm: float | None = None,
+    provenance: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Iterator[TrainEvent]:
+    """Train (``base=None``: from random weights of ``preset``) or fine-tune ``base`` on the volumes.
+
+    Parameters
+    ----------
+    hr : sequence of array-like (z, y, x)
+        Reference volumes (noisy HR). For ``real``/``denoised``, already aligned with ``lr``: LR pixel
+        (z, i, j) covers HR pixels (z, s*i .. s*i+s, s*j .. s*j+s) (see ``training.pairs.prepare_pair``).
+    lr : sequence of array-like (z, y, x), optional
+        LR volumes for the ``real`` and ``denoised`` strategies.
+    out : path
+        The model file to write (best by validation SSIM); the last state goes next to it.
+    config : TrainingConfig
+        Strategy, steps, minutes, loss, lambdas, noise ranges, validation cadence, seed, device.
+    base, preset, scale
+        Start from this model (file or network), or build ``preset`` at ``scale``.
+    val_slices
+        Held-out slices of the first volume (see ``parse_slices``); default the last ~10 %.
+    input_pixel_size_nm : float, optional
+        LR pixel size the model is trained for; stored in the model file.
+    provenance : dict, optional
+        Facts to store (data and licence, command line); steps, time, hardware, metrics are added.
+    resume : bool
+        Continue from ``<out stem>.last.safetensors``.
+    overwrite : bool
+        Replace an existing ``out`` when not resuming.
+
+    Yields
+    ------
+    TrainEvent
+        ``info`` (set-up notes), ``step`` (losses, learning rate, speed, ETA) after every step,
+        ``validation`` (scores of the model and of bicubic, best so far), ``done`` at the end.
+    """
+    config = config or TrainingConfig()
+    out = Path(out)
+    ckpt = checkpoint_path(out)
+    if resume and not ckpt.exists():
+        raise FileNotFoundError(f"cannot resume: no checkpoint {ckpt} (it is written while training into {out})")
+    if not resume and out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (CLI: --overwrite), or resume=True to continue it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
+    device = select_device(config.device)
+    progress, optimizer_state, generators = None, None, None
+    if resume:
+        model, optimizer_state, generators, progress = load_checkpoint(ckpt)
+        config = TrainingConfig.from_dict({**progress["training"], **_resumable(config)})
+    else:
+        model = _start_model(base, preset, scale, config.seed)
+    model.to(device).to(memory_format=torch.channels_last).train()
+    keep_norm = base is not None or resume  # a trained model keeps the intensity mapping it learnt
+    data = build_training_data(list(hr), None if lr is None else list(lr), config, model.config.scale,
+                               val_slices=val_slices, normalization=model.metadata.normalization if keep_norm else None)
+    prov = dict(progress and model.metadata.provenance or {})
+    prov.update(provenance or {})
+    prov.update(strategy=config.strategy, loss=config.loss, lambdas=list(config.weights),
+                noisier_branch=config.noisier_branch, hardware=_hardware(device), torch=torch.__version__)
+    if base is not None and not resume:
+        prov["base_model"] = (base.metadata.name or "in-memory model") if isinstance(base, EMSR) else str(base)
+    if input_pixel_size_nm:
+        model.metadata = model.metadata.updated(input_pixel_size_nm=input_pixel_size_nm)
+    run = _Run(model, config, data, out, device, prov, progress)
+    if resume:
+        run.restore(optimizer_state, generators)
+    yield from _loop(run, data)
+
+
+def _resumable(config: TrainingConfig) -> dict[str, Any]:
+    """Settings a resumed run may change: how long it runs and where."""
+    return {"steps": config.steps, "minutes": config.minutes, "device": config.device}
+
+
+def _loop(run: _Run, data: TrainingData) -> Iterator[TrainEvent]:
+    cfg = run.config
+    start = time.perf_counter()
+    first_step = run.step
+    elapsed = lambda: run.elapsed_before + time.perf_counter() - start  # noqa: E731
+    for note in data.notes:
+        yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=note)
+    yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=f"validation: {data.validation.description}")
+    try:
+        while run.step < cfg.steps:
+            if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
+                yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=f"time budget of {cfg.minutes:g} min reached")
+                break
+            terms = run.train_step()
+            rate = (run.step - first_step) / max(time.perf_counter() - start, 1e-9)
+            eta = (cfg.steps - run.step) / rate if rate > 0 else None
+            if cfg.minutes is not None:
+                eta = min(eta or np.inf, 60 * cfg.minutes - (time.perf_counter() - start))
+            yield TrainEvent("step", run.step, cfg.steps, elapsed(), run.lr_at(run.step - 1), terms, rate, eta)
+            if run.step % cfg.val_every == 0:
+                scores, improved = run.validate_and_keep(elapsed())
+                run.save_last(elapsed())
+                yield TrainEvent("validation", run.step, cfg.steps, elapsed(), validation=scores, best=run.best,
+                                 message="new best model saved" if improved else "")
+        if run.best is None or run.history[-1]["step"] != run.step:
+            scores, _ = run.validate_and_keep(elapsed())
+            yield TrainEvent("validation", run.step, cfg.steps, elapsed(), validation=scores, best=run.best)
+        run.save_last(elapsed())
+        yield TrainEvent("done", run.step, cfg.steps, elapsed(), best=run.best,
+                         message=f"best model (step {run.best['step']}) in {run.out}")
+    finally:
+        # Closed early (cancel): keep what was learnt. No yield is allowed here.
+        if run.step != run.saved_step:
+            if run.best is None:
+                run.validate_and_keep(elapsed())
+            run.save_last(elapsed())
+
+
+def finetune(*args, **kwargs) -> dict[str, Any]:
+    """Run :func:`iter_finetune` to the end; returns the best validation scores (with bicubic's)."""
+    best = None
+    for event in iter_finetune(*args, **kwargs):
+        best = event.best or best
+    return best

@@ -1,0 +1,72 @@
+"""`emsr train` and `emsr finetune` end to end on small stacks of real FIB-SEM slices."""
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from skimage.io import imread
+
+from napari_emsr import load_model
+from napari_emsr.cli import main
+from napari_emsr.training.degrade import em_like
+
+
+@pytest.fixture(scope="module")
+def stacks(data_dir, tmp_path_factory):
+    """HR: 10 slices of training_sample2 (10 nm); LR: an EM-like x3 acquisition of them (30 nm)."""
+    folder = tmp_path_factory.mktemp("stacks")
+    files = sorted((data_dir / "training_sample2").glob("*.png"))[:10]
+    hr = np.stack([imread(f) for f in files])[:, :150, :150]
+    lr = em_like(torch.from_numpy(hr / 255.0).float()[:, None], 3, torch.Generator().manual_seed(0))[:, 0].numpy()
+    lr = (np.clip(lr, 0, 1) * 255).round().astype(np.uint8)
+    tifffile.imwrite(folder / "hr.tif", hr, imagej=True, resolution=(100, 100), metadata={"unit": "um", "axes": "ZYX"})
+    tifffile.imwrite(folder / "lr.tif", lr, imagej=True, resolution=(100 / 3, 100 / 3), metadata={"unit": "um", "axes": "ZYX"})
+    tifffile.imwrite(folder / "hr_field.tif", hr[2:8, 30:120, 45:135], imagej=True, resolution=(100, 100), metadata={"unit": "um", "axes": "ZYX"})
+    return folder
+
+
+FAST = ["--steps", "3", "--val-every", "3", "--patch", "16", "--seed", "1"]
+
+
+def test_train_synthetic(stacks, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--hr", str(stacks / "hr.tif"), "--strategy", "synthetic-ii", "--preset", "lite", "--out", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "validation (held-out slices)" in text and "bicubic" in text and "*best" in text
+    model = load_model(out)
+    assert model.metadata.trained and model.metadata.input_pixel_size_nm == pytest.approx(30)
+    assert model.metadata.provenance["command"].startswith("emsr train --hr")
+
+
+def test_train_real_needs_aligned_lr(stacks, tmp_path, capsys):
+    code = main(["train", "--hr", str(stacks / "hr.tif"), "--lr", str(stacks / "lr.tif"), "--strategy", "synthetic-ii",
+                 "--out", str(tmp_path / "m.safetensors"), *FAST])
+    assert code == 2 and "leave out --lr" in capsys.readouterr().err
+
+
+def test_finetune_locates_the_field_and_trains(stacks, tmp_path, capsys):
+    out = tmp_path / "ft.safetensors"
+    code = main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(stacks / "hr_field.tif"), "--out", str(out),
+                 "--preset", "lite", "--val-slices", "last:1", *FAST])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "HR field found at LR (z, y, x) = (2, 10, 15)" in text
+    prov = load_model(out).metadata.provenance
+    assert prov["pair"]["offset_zyx"] == [2, 10, 15] and prov["pair"]["match_score"] > 0.7
+    assert load_model(out).metadata.input_pixel_size_nm == pytest.approx(30)
+
+
+def test_finetune_refuses_a_field_that_is_not_there(stacks, tmp_path, capsys, data_dir):
+    other = np.stack([imread(f) for f in sorted((data_dir / "validation_sample").glob("*.png"))[:6]])[:, :90, :90]
+    tifffile.imwrite(tmp_path / "other.tif", other, imagej=True, resolution=(100, 100), metadata={"unit": "um", "axes": "ZYX"})
+    out = tmp_path / "ft.safetensors"
+    code = main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(tmp_path / "other.tif"), "--out", str(out), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not found in the LR volume" in err[0] and "--offset" in err[0]
+    assert not out.exists()
+
+
+def test_finetune_bad_offset_syntax(stacks, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(stacks / "hr_field.tif"), "--out", "x.safetensors", "--offset", "1,2"])
+    assert info.value.code == 2 and "Z,Y,X" in capsys.readouterr().err

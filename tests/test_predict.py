@@ -1,0 +1,275 @@
+"""Tiled prediction: equal to whole-slice prediction, blending, self-ensemble, intensities, progress."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_emsr import EMSR, iter_super_resolve, save_model, super_resolve
+from napari_emsr.predict import DIHEDRAL, IntensityMap, IntensityWarning, PixelSizeWarning, UntrainedModelWarning
+from napari_emsr.predict.engine import OutOfMemoryWarning
+
+from ._predict_models import sensitive_model
+from .conftest import TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore::napari_emsr.predict.UntrainedModelWarning")
+
+
+def whole(model, x):
+    """The network on the whole image at once: the reference for tiled prediction."""
+    with torch.inference_mode():
+        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None])[0, 0].numpy()
+
+
+def tiles_of(x, model, **options):
+    return next(iter_super_resolve(x, model, **options)).plan["tiles_per_slice"]
+
+
+@pytest.mark.parametrize("scale, shape", [(1, (173, 131)), (2, (150, 101)), (4, (117, 149))])
+def test_tiled_equals_whole_in_float(em_slice, scale, shape):
+    model = sensitive_model(scale)
+    x = em_slice[: shape[0], : shape[1]].astype(np.float32) / 255  # float in [0, 1]: taken as normalised
+    assert tiles_of(x, model, tile=16) >= 4
+    out = super_resolve(x, model, tile=16)
+    ref = whole(model, x)
+    assert out.shape == ref.shape == (scale * shape[0], scale * shape[1]) and out.dtype == np.float32
+    assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_tiled_equals_whole_in_uint8(em_slice):
+    model = sensitive_model(3)
+    x = em_slice[100:263, 50:201]
+    assert tiles_of(x, model, tile=24) >= 4
+    out = super_resolve(x, model, tile=24)
+    ref = IntensityMap(0, 255, np.dtype(np.uint8)).from_network(whole(model, x / 255))
+    assert out.dtype == np.uint8
+    assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+def test_a_small_halo_is_approximate(em_slice):
+    """The exactness above is the halo's doing: with too little context tiles differ from whole."""
+    model = sensitive_model(2)
+    x = em_slice[:150, :130].astype(np.float32) / 255
+    out = super_resolve(x, model, tile=16, overlap=4)
+    assert np.abs(out - whole(model, x)).max() > 1e-3
+
+
+def test_batching_does_not_change_the_result(em_slice):
+    model = sensitive_model(2)
+    x = em_slice[:140, :120].astype(np.float32) / 255
+    np.testing.assert_allclose(super_resolve(x, model, tile=16, batch=4), super_resolve(x, model, tile=16), atol=1e-5)
+
+
+class MeanOffset(EMSR):
+    """Nearest-neighbour up-sampling plus the tile's mean: every tile disagrees with its neighbours."""
+
+    def forward(self, y):
+        s = self.config.scale
+        return F.interpolate(y, scale_factor=s, mode="nearest") * 0 + y.mean(dim=(2, 3), keepdim=True)
+
+
+def test_blending_hides_seams():
+    from napari_emsr import EMSRConfig
+
+    model = MeanOffset(EMSRConfig.from_dict({**TINY, "scale": 2}))
+    x = np.tile(np.linspace(0, 1, 200, dtype=np.float32), (40, 1))  # a ramp: tile means differ
+    hard = super_resolve(x, model, tile=32, overlap=0, blend=0)
+    soft = super_resolve(x, model, tile=32, overlap=0, blend=6)
+    jumps_hard, jumps_soft = np.abs(np.diff(hard[0])), np.abs(np.diff(soft[0]))
+    assert jumps_hard.max() > 0.05  # a visible step at every seam
+    # the cross-fade spreads each step over 2 * blend * scale = 24 output pixels (sin^2 ramp)
+    assert jumps_soft.max() <= jumps_hard.max() / 8
+    assert np.all(np.diff(soft[0]) >= -1e-7)  # cross-fades between increasing plateaus: no overshoot
+    assert soft.min() >= x.min() - 1e-6 and soft.max() <= x.max() + 1e-6
+
+
+def test_self_ensemble_is_the_mean_of_eight_transforms(em_slice):
+    model = sensitive_model(2)
+    x = em_slice[:131, :97].astype(np.float32) / 255  # not square: rotations change the tile grid
+    out = super_resolve(x, model, tile=16, self_ensemble=True)
+    preds = []
+    for k, flip in DIHEDRAL:
+        seen = np.rot90(x[:, ::-1] if flip else x, k)
+        back = np.rot90(whole(model, seen), -k)
+        preds.append(back[:, ::-1] if flip else back)
+    assert len({(k, f) for k, f in DIHEDRAL}) == 8
+    assert np.abs(out - np.mean(preds, axis=0)).max() <= 1e-4
+    assert np.abs(out - preds[0]).max() > 1e-3  # the ensemble is not just the plain prediction
+
+
+def test_stack_is_predicted_slice_by_slice(em_slice):
+    model = sensitive_model(2)
+    stack = np.stack([em_slice[:60, :50], em_slice[60:120, :50], em_slice[120:180, 50:100]])
+    out = super_resolve(stack, model, tile=16)
+    assert out.shape == (3, 120, 100) and out.dtype == np.uint8
+    for z in range(3):
+        np.testing.assert_array_equal(out[z], super_resolve(stack[z], model, tile=16))
+
+
+def test_region_equals_the_same_region_of_the_whole(em_slice):
+    model = sensitive_model(3)
+    x = em_slice[:160, :150].astype(np.float32) / 255
+    out = super_resolve(x, model, tile=16, region=(slice(41, 97), slice(30, 77)))
+    ref = whole(model, x)[3 * 41 : 3 * 97, 3 * 30 : 3 * 77]
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_intensity_map_rounds_and_clips_never_wraps():
+    to8 = IntensityMap(0, 255, np.dtype(np.uint8))
+    values = np.array([-0.5, 0.0, 0.5, 1.0, 1.7], np.float32)
+    np.testing.assert_array_equal(to8.from_network(values), [0, 0, 128, 255, 255])
+    to16 = IntensityMap(100, 1100, np.dtype(np.uint16))
+    np.testing.assert_array_equal(to16.from_network(np.array([-1, 0.25, 70], np.float32)), [0, 350, 65535])
+    np.testing.assert_allclose(to16.to_network(np.array([100, 600], np.uint16)), [0, 0.5])
+    tof = IntensityMap(0, 1, np.dtype(np.float32))
+    assert tof.from_network(np.array([-0.25, 1.5], np.float32)).tolist() == [-0.25, 1.5]
+
+
+def test_saturating_model_output_is_clipped(em_slice):
+    model = sensitive_model(2)
+    x = em_slice[:40, :40]
+    with torch.no_grad():
+        model.mapper[-1].bias.add_(3.0)  # outputs around 3.5 x 255: far above the uint8 range
+    assert (super_resolve(x, model) == 255).all()
+    with torch.no_grad():
+        model.mapper[-1].bias.sub_(7.0)
+    assert (super_resolve(x.astype(np.uint16), model) == 0).all()
+
+
+def test_uint16_beyond_the_models_range_is_rescaled(em_slice):
+    model = sensitive_model(2)
+    x8 = em_slice[:48, :40]
+    x16 = x8.astype(np.uint16) * 200 + 1000  # 1000..52000: not 0..255 units
+    with pytest.warns(IntensityWarning, match="intensity_range"):
+        out = super_resolve(x16, model)
+    assert out.dtype == np.uint16
+    # the stretch is linear and inverted: the same as the 8-bit prediction, back in 16-bit units
+    low, high = np.percentile(x16, [0.1, 99.9])
+    ref = IntensityMap(low, high, np.dtype(np.uint16)).from_network(whole(model, (x16 - low) / (high - low)))
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IntensityWarning)
+        small = super_resolve(x8.astype(np.uint16), model)  # a uint16 volume that uses 0..255 is used as is
+        given = super_resolve(x16, model, intensity_range=(1000, 52000))
+    assert np.abs(small.astype(int) - super_resolve(x8, model)).max() == 0
+    assert given.dtype == np.uint16
+
+
+def test_float64_stays_float64_and_percentile_models_use_the_data(em_slice, tmp_path):
+    model = sensitive_model(2)
+    x = em_slice[:40, :48].astype(np.float64) * 3.0 - 100
+    path = save_model(model, tmp_path / "p.safetensors", normalization={"mode": "percentile", "low": 1, "high": 99})
+    out = super_resolve(x, path)
+    assert out.dtype == np.float64
+    low, high = np.percentile(x, [1, 99])
+    np.testing.assert_allclose(out, whole(model, (x - low) / (high - low)) * (high - low) + low, atol=1e-3)
+
+
+def test_nan_is_refused_with_a_clear_message(em_slice):
+    x = em_slice[:40, :40].astype(np.float32)
+    x[5, 7] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite.*nan_to_num"):
+        super_resolve(x, sensitive_model(2))
+    stack = np.stack([em_slice[:40, :40]] * 12).astype(np.float32)
+    stack[1, 3, 3] = np.inf  # not in the sample of slices read up front: found when slice 1 is read
+    with pytest.raises(ValueError, match="slice 1 contains 1 NaN or infinite"):
+        super_resolve(stack, sensitive_model(2))
+
+
+def test_progress_events(em_slice):
+    model = sensitive_model(2)
+    stack = np.stack([em_slice[:100, :90], em_slice[100:200, :90], em_slice[200:300, :90]])
+    events = list(iter_super_resolve(stack, model, tile=16))
+    stages = [e.stage for e in events]
+    assert stages[0] == "start" and stages[-1] == "done" and stages.count("slice") == 3
+    assert events[0].plan["exact"] and events[0].plan["tiles_per_slice"] == 2
+    plan = events[0].plan  # the default halo is the receptive radius, on the window grid
+    assert plan["halo"] >= plan["receptive_radius"] == 34 and plan["halo"] % 4 == 0
+    done = [e.done for e in events]
+    assert done == sorted(done) and done[-1] == events[-1].total == 6
+    assert all(e.eta is None or e.eta >= 0 for e in events) and events[-1].fraction == 1.0
+    slices = [e for e in events if e.stage == "slice"]
+    assert [e.slice_index for e in slices] == [0, 1, 2] and [e.slices_done for e in slices] == [1, 2, 3]
+    np.testing.assert_array_equal(slices[1].preview, events[-1].result[1])
+    assert events[-1].output_shape == (3, 200, 180)
+
+
+def test_first_slice_comes_first(em_slice):
+    stack = np.stack([em_slice[i * 30 : i * 30 + 30, :40] for i in range(5)])
+    events = list(iter_super_resolve(stack, sensitive_model(2), first_slice=3))
+    order = [e.slice_index for e in events if e.stage == "slice"]
+    assert order[0] == 3 and sorted(order) == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(events[-1].result, super_resolve(stack, sensitive_model(2)))
+    with pytest.raises(ValueError, match="first_slice 9"):
+        super_resolve(stack, sensitive_model(2), first_slice=9)
+
+
+class OutOfMemoryBeyond(EMSR):
+    """Raises the GPU out-of-memory error for batches of more than `limit` input pixels."""
+
+    limit = 2 * 92 * 92
+
+    def forward(self, y):
+        if y.shape[0] * y.shape[-2] * y.shape[-1] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().forward(y)
+
+
+def test_out_of_memory_halves_batch_then_tile(em_slice):
+    reference = sensitive_model(2)
+    model = OutOfMemoryBeyond(reference.config)
+    model.load_state_dict(reference.state_dict())
+    x = em_slice[:200, :200].astype(np.float32) / 255
+    with pytest.warns(OutOfMemoryWarning) as caught:
+        events = list(iter_super_resolve(x, model.eval(), tile=64, batch=8))
+    messages = " ".join(str(w.message) for w in caught)
+    assert "1 tile(s) per forward pass" in messages and "continuing with tile 32" in messages
+    assert events[-1].done == events[-1].total
+    assert np.abs(events[-1].result - whole(reference, x)).max() <= 1e-4  # still exact
+
+
+def test_out_of_memory_at_every_size_is_a_clear_error(em_slice):
+    model = OutOfMemoryBeyond(sensitive_model(2).config)
+    model.limit = 0
+    with pytest.warns(OutOfMemoryWarning), pytest.raises(MemoryError, match="even with one 8-pixel tile.*--device cpu"):
+        super_resolve(em_slice[:64, :64], model.eval(), tile=64)
+
+
+def test_model_warnings(em_slice, tmp_path):
+    x = em_slice[:32, :32]
+    model = sensitive_model(2)
+    with pytest.warns(UntrainedModelWarning, match="random weights"):
+        super_resolve(x, model)
+    model.metadata = model.metadata.updated(trained=True, input_pixel_size_nm=30)
+    with pytest.warns(PixelSizeWarning, match=r"\(10 nm\).*\(30 nm\) by -67 %.*Fine-tune.*resample"):
+        super_resolve(x, model, pixel_size=10)
+    with pytest.warns(PixelSizeWarning, match="unknown"):
+        super_resolve(x, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        super_resolve(x, model, pixel_size=34)  # within 25 %: no warning at all
+
+
+def test_bad_options_are_refused_before_any_work(em_slice):
+    x, model = em_slice[:32, :32], sensitive_model(2)
+    for options, message in [
+        (dict(tile=0), "tile must be a whole number"),
+        (dict(overlap=-1), "overlap must be"),
+        (dict(batch=0), "batch must be"),
+        (dict(blend=20, tile=32), "blend 20 is too wide"),
+        (dict(region=(slice(0, 10),)), "region must be"),
+        (dict(region=(slice(20, 10), slice(0, 5))), "empty or outside"),
+        (dict(intensity_range=(5, 1)), "low < high"),
+        (dict(device="tpu"), "unknown device|not supported"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            super_resolve(x, model, **options)
+    with pytest.raises(ValueError, match="RGB"):
+        super_resolve(np.zeros((40, 40, 3), np.uint8) + em_slice[:40, :40, None], model)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        super_resolve(np.zeros((2, 3, 40, 40), np.uint8), model)
+    with pytest.raises(TypeError, match="model must be"):
+        super_resolve(x, object())

@@ -1,0 +1,59 @@
+"""Device selection and out-of-memory recognition."""
+
+import pytest
+import torch
+
+from napari_emsr.device import default_batch, default_tile, is_out_of_memory, select_device
+
+
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert select_device("auto") == torch.device("cpu")
+    assert select_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert select_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert select_device("AUTO") == torch.device("cuda")
+
+
+def test_explicit_cpu():
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_missing_cuda_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"no CUDA GPU is usable.*install a CUDA build of PyTorch.*--device cpu"):
+        select_device("cuda")
+
+
+def test_cuda_index_out_of_range(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"'cuda:3' does not exist: this machine has 1 CUDA device"):
+        select_device("cuda:3")
+
+
+def test_missing_mps_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="MPS.*not available.*--device cpu"):
+        select_device("mps")
+
+
+@pytest.mark.parametrize("name", ["gpu", "tpu", "cuda:x", ""])
+def test_unknown_devices(name):
+    with pytest.raises(ValueError, match="device"):
+        select_device(name)
+
+
+def test_out_of_memory_recognition():
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert not is_out_of_memory(RuntimeError("expected input to have 1 channel"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_defaults_depend_on_the_device():
+    assert default_tile(torch.device("cpu")) == 512 and default_batch(torch.device("cpu")) == 1
+    assert default_tile(torch.device("cuda")) == 1024 and default_batch(torch.device("cuda")) == 4

@@ -1,0 +1,141 @@
+"""Prediction into files: atomic writes, cancellation, resume, and the per-chunk tasks (dask)."""
+
+import pickle
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+
+from napari_emsr import iter_super_resolve, open_volume, save_model, super_resolve
+from napari_emsr.io import partial_path
+from napari_emsr.predict import prepare_tasks, run_task
+
+from ._predict_models import sensitive_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::napari_emsr.predict.UntrainedModelWarning")
+
+
+@pytest.fixture(scope="module")
+def stack(data_dir):
+    from skimage.io import imread
+
+    files = sorted((data_dir / "validation_sample").glob("*.png"))[:5]
+    return np.stack([imread(f)[200:300, 150:240] for f in files])  # (5, 100, 90) uint8
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sensitive_model(2)
+
+
+@pytest.fixture
+def input_tif(stack, tmp_path):
+    path = tmp_path / "in" / "lr.ome.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, stack, ome=True, metadata={"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02})
+    return path
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def _advance_to_slice(events, count):
+    """Consume events until `count` slices are finished; returns the last event."""
+    for event in events:
+        if event.stage == "slice" and event.slices_done == count:
+            return event
+    raise AssertionError("the run ended early")
+
+
+def test_ome_tiff_output_from_a_lazy_tiff(input_tif, out_dir, stack, model):
+    out = super_resolve(input_tif, model, output=out_dir / "sr.ome.tif", tile=16)
+    assert out == out_dir / "sr.ome.tif"
+    with open_volume(out) as vol:
+        assert vol.shape == (5, 200, 180) and vol.dtype == np.uint8
+        assert vol.pixel_size_nm == pytest.approx((None, 10.0, 10.0))  # input 20 nm, x2
+        np.testing.assert_array_equal(vol.data.compute(), super_resolve(stack, model, tile=16))
+
+
+@pytest.mark.parametrize("name", ["sr.ome.tif", "sr.ome.zarr"])
+def test_cancelling_leaves_no_output(input_tif, out_dir, model, name):
+    events = iter_super_resolve(input_tif, model, output=out_dir / name, tile=16)
+    _advance_to_slice(events, 2)
+    events.close()  # e.g. the GUI's cancel button, between two forward passes
+    assert not (out_dir / name).exists()
+    leftovers = sorted(p.name for p in out_dir.iterdir())
+    if name.endswith(".tif"):
+        assert leftovers == []
+    else:  # kept for --resume, under a hidden name, marked incomplete
+        assert leftovers == [f".{name}.partial"]
+        import zarr
+
+        group = zarr.open_group(str(out_dir / leftovers[0]), mode="r")
+        assert group.attrs["napari_emsr"]["complete"] is False
+        assert group["emsr_done"][:].tolist() == [True, True, False, False, False]
+
+
+def test_resume_gives_the_same_result(input_tif, out_dir, stack, model):
+    target = out_dir / "sr.ome.zarr"
+    events = iter_super_resolve(input_tif, model, output=target, tile=16)
+    _advance_to_slice(events, 3)
+    events.close()
+    with pytest.raises(FileExistsError, match="resume"):
+        super_resolve(input_tif, model, output=target, tile=16)
+    with pytest.raises(ValueError, match="other settings"):
+        super_resolve(input_tif, model, output=target, tile=16, overlap=8, resume=True)
+    events = list(iter_super_resolve(input_tif, model, output=target, tile=16, resume=True))
+    assert events[0].slices_done == 3 and [e.slice_index for e in events if e.stage == "slice"] == [3, 4]
+    assert events[-1].result == target and not partial_path(target).exists()
+    with open_volume(target) as vol:
+        np.testing.assert_array_equal(vol.data.compute(), super_resolve(stack, model, tile=16))
+
+
+def test_a_failing_run_leaves_no_file(stack, out_dir, model):
+    bad = np.concatenate([stack, stack, stack[:2]]).astype(np.float32)  # 12 slices
+    bad[1, 5, 5] = np.nan  # slice 1 is not among the 8 slices sampled up front: found after slice 0 is written
+    with pytest.raises(ValueError, match="slice 1 contains"):
+        super_resolve(bad, model, output=out_dir / "sr.ome.tif")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_overwrite_replaces_only_when_complete(input_tif, out_dir, model):
+    target = out_dir / "sr.ome.tif"
+    target.write_bytes(b"previous result")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        super_resolve(input_tif, model, output=target)
+    events = iter_super_resolve(input_tif, model, output=target, overwrite=True, tile=16)
+    _advance_to_slice(events, 1)
+    events.close()
+    assert target.read_bytes() == b"previous result"  # a cancelled overwrite keeps the old file
+    super_resolve(input_tif, model, output=target, overwrite=True)
+    assert tifffile.TiffFile(target).is_ome
+
+
+def test_output_cannot_be_the_input_nor_tiff_resume(input_tif, model):
+    with pytest.raises(ValueError, match="is the input"):
+        super_resolve(input_tif, model, output=input_tif, overwrite=True)
+    with pytest.raises(ValueError, match="only OME-Zarr outputs can be resumed"):
+        super_resolve(input_tif, model, output=input_tif.with_name("x.ome.tif"), resume=True)
+
+
+def test_chunks_run_as_independent_dask_tasks(input_tif, out_dir, stack, model, tmp_path):
+    """The per-chunk work is a plain function of small picklable tasks (what dask.distributed needs)."""
+    model_file = save_model(model, tmp_path / "m.safetensors")
+    target = out_dir / "sr.ome.zarr"
+    tasks, writer = prepare_tasks(str(input_tif), str(model_file), target, tile=16)
+    assert [t.slices for t in tasks] == [(0,), (1,), (2,), (3,), (4,)]
+    assert len(pickle.dumps(tasks)) < 20_000  # paths, not data or weights
+    first = [dask.delayed(run_task)(t) for t in tasks[:2]]
+    assert sum(dask.compute(*first, scheduler="threads")) == 2
+    # an interrupted distributed run: only what is left becomes tasks again
+    tasks, writer = prepare_tasks(str(input_tif), str(model_file), target, tile=16, resume=True)
+    assert [t.slices for t in tasks] == [(2,), (3,), (4,)]
+    dask.compute(*[dask.delayed(run_task)(t) for t in reversed(tasks)], scheduler="threads")
+    writer.commit()
+    with open_volume(target) as vol:
+        np.testing.assert_array_equal(vol.data.compute(), super_resolve(stack, model, tile=16))

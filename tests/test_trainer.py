@@ -1,0 +1,106 @@
+"""The training loop: events, validation against bicubic, best/last files, cancel, exact resume."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.io import imread
+
+from napari_emsr import build_emsr, load_model
+from napari_emsr.config import TrainingConfig
+from napari_emsr.training import checkpoint_path, finetune, iter_finetune
+from napari_emsr.training.checkpoint import load_checkpoint
+
+from .conftest import TINY
+
+FAST = dict(patch=16, batch=2, val_crop=24, val_count=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def stack(data_dir):
+    files = sorted((data_dir / "training_sample2").glob("*.png"))[:12]
+    return np.stack([imread(f) for f in files])[:, :120, :120]
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return build_emsr(scale=3, **TINY)
+
+
+def test_events_files_and_validation(stack, tmp_path):
+    out = tmp_path / "m.safetensors"
+    config = TrainingConfig(strategy="synthetic-ii", steps=6, val_every=3, **FAST)
+    events = list(iter_finetune([stack], out=out, config=config, base=_tiny(), val_slices="last:2"))
+    kinds = [e.kind for e in events]
+    assert kinds.count("step") == 6 and kinds.count("validation") == 2 and kinds[-1] == "done"
+    step = next(e for e in events if e.kind == "step")
+    assert set(step.losses) == {"ref", "noisier_ref", "consistency", "total"}
+    assert step.learning_rate == 1e-4 and step.eta_s is not None
+    val = next(e for e in events if e.kind == "validation").validation
+    assert {"psnr", "ssim", "frc_mean"} <= set(val) and {"psnr", "ssim", "frc_mean"} <= set(val["bicubic"])
+    model = load_model(out)
+    assert model.metadata.trained
+    prov = model.metadata.provenance
+    assert prov["strategy"] == "synthetic-ii" and prov["steps"] in (3, 6) and "best_validation" in prov
+    assert "held-out slices [10, 11]" in prov["validation"]
+    assert checkpoint_path(out).exists() and load_model(checkpoint_path(out)).metadata.provenance["steps"] == 6
+
+
+def test_without_noisier_branch_only_the_first_term(stack, tmp_path):
+    config = TrainingConfig(strategy="synthetic-i", steps=2, val_every=2, noisier_branch=False, loss="l2", **FAST)
+    events = list(iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()))
+    assert set(next(e for e in events if e.kind == "step").losses) == {"ref", "total"}
+
+
+def test_learning_rate_halves(stack, tmp_path):
+    config = TrainingConfig(strategy="synthetic-i", steps=5, val_every=5, halve_every=2, **FAST)
+    rates = [e.learning_rate for e in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()) if e.kind == "step"]
+    assert rates == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5]
+
+
+def test_training_reduces_the_loss(stack, tmp_path):
+    config = TrainingConfig(strategy="synthetic-i", steps=60, val_every=60, learning_rate=2e-3, **FAST)
+    losses = [e.losses["ref"] for e in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()) if e.kind == "step"]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+
+
+def test_resume_continues_exactly(stack, tmp_path):
+    config = TrainingConfig(strategy="synthetic-ii", steps=6, val_every=3, **FAST)
+    finetune([stack], out=tmp_path / "straight.safetensors", config=config, base=_tiny())
+    gen = iter_finetune([stack], out=tmp_path / "split.safetensors", config=config, base=_tiny())
+    for event in gen:
+        if event.kind == "step" and event.step == 4:
+            break
+    gen.close()  # cancelled after step 4: the last state is saved
+    assert load_checkpoint(checkpoint_path(tmp_path / "split.safetensors"))[3]["step"] == 4
+    finetune([stack], out=tmp_path / "split.safetensors", config=config, resume=True)
+    a = load_checkpoint(checkpoint_path(tmp_path / "straight.safetensors"))
+    b = load_checkpoint(checkpoint_path(tmp_path / "split.safetensors"))
+    for (name, p), q in zip(a[0].state_dict().items(), b[0].state_dict().values()):
+        assert torch.equal(p, q), name
+    assert a[3]["history"] == b[3]["history"]
+
+
+def test_cancel_keeps_a_best_model(stack, tmp_path):
+    out = tmp_path / "m.safetensors"
+    config = TrainingConfig(strategy="synthetic-ii", steps=50, val_every=100, **FAST)
+    gen = iter_finetune([stack], out=out, config=config, base=_tiny())
+    for event in gen:
+        if event.kind == "step" and event.step == 2:
+            gen.close()
+    assert out.exists() and load_model(out).metadata.provenance["steps"] == 2
+
+
+def test_refuses_to_overwrite_and_resume_without_checkpoint(stack, tmp_path):
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"user data")
+    config = TrainingConfig(strategy="synthetic-i", steps=1, **FAST)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        next(iter_finetune([stack], out=out, config=config, base=_tiny()))
+    assert out.read_bytes() == b"user data"
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        next(iter_finetune([stack], out=tmp_path / "new.safetensors", config=config, resume=True))
+
+
+def test_real_strategy_needs_lr(stack, tmp_path):
+    with pytest.raises(ValueError, match="needs LR volumes"):
+        next(iter_finetune([stack], out=tmp_path / "m.safetensors", config=TrainingConfig(strategy="real", **FAST)))
