@@ -40,7 +40,8 @@ def files(data_dir, tmp_path_factory):
 
 def test_predict_ome_tiff_with_summary(files, tmp_path, capsys):
     out = tmp_path / "sr.ome.tif"
-    code = main(["predict", str(files["tif"]), str(out), "--model", str(files["model"]), "--tile", "16", "--batch", "2"])
+    code = main(["predict", str(files["tif"]), str(out), "--model", str(files["model"]), "--tile", "16", "--batch", "2",
+                 "--overlap", "exact"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     line = captured.out.strip().splitlines()[-1]
@@ -49,7 +50,7 @@ def test_predict_ome_tiff_with_summary(files, tmp_path, capsys):
     assert "halo 36 (exact)" in captured.err
     with open_volume(out) as vol:
         assert vol.pixel_size_nm == pytest.approx((None, 5.0, 5.0))
-        expected = super_resolve(files["stack"], files["model"], tile=16)  # batch 1: may round differently
+        expected = super_resolve(files["stack"], files["model"], tile=16, overlap="exact")  # batch 1: may round
         assert np.abs(vol.data.compute().astype(int) - expected).max() <= 1
 
 
@@ -59,7 +60,7 @@ def test_predict_png_folder_to_zarr_with_options(files, tmp_path, capsys):
             "--device", "cpu"]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "approximate: receptive radius 34" in captured.err
+    assert "halo 8 (given; receptive radius 34)" in captured.err
     assert "4 slices" in captured.out and "(4, 1040, 1040)" in captured.out
     with open_volume(out) as vol:
         assert vol.shape == (4, 1040, 1040) and vol.pixel_size_nm[1:] == pytest.approx((6.0, 6.0))

@@ -32,7 +32,7 @@ def test_tiled_equals_whole_in_float(em_slice, scale, shape):
     model = sensitive_model(scale)
     x = em_slice[: shape[0], : shape[1]].astype(np.float32) / 255  # float in [0, 1]: taken as normalised
     assert tiles_of(x, model, tile=16) >= 4
-    out = super_resolve(x, model, tile=16)
+    out = super_resolve(x, model, tile=16, overlap="exact")
     ref = whole(model, x)
     assert out.shape == ref.shape == (scale * shape[0], scale * shape[1]) and out.dtype == np.float32
     assert np.abs(out - ref).max() <= 1e-4
@@ -42,7 +42,7 @@ def test_tiled_equals_whole_in_uint8(em_slice):
     model = sensitive_model(3)
     x = em_slice[100:263, 50:201]
     assert tiles_of(x, model, tile=24) >= 4
-    out = super_resolve(x, model, tile=24)
+    out = super_resolve(x, model, tile=24, overlap="exact")
     ref = IntensityMap(0, 255, np.dtype(np.uint8)).from_network(whole(model, x / 255))
     assert out.dtype == np.uint8
     assert np.abs(out.astype(int) - ref).max() <= 1
@@ -102,16 +102,16 @@ def test_self_ensemble_is_the_mean_of_eight_transforms(em_slice):
 def test_stack_is_predicted_slice_by_slice(em_slice):
     model = sensitive_model(2)
     stack = np.stack([em_slice[:60, :50], em_slice[60:120, :50], em_slice[120:180, 50:100]])
-    out = super_resolve(stack, model, tile=16)
+    out = super_resolve(stack, model, tile=16, overlap="exact")
     assert out.shape == (3, 120, 100) and out.dtype == np.uint8
     for z in range(3):
-        np.testing.assert_array_equal(out[z], super_resolve(stack[z], model, tile=16))
+        np.testing.assert_array_equal(out[z], super_resolve(stack[z], model, tile=16, overlap="exact"))
 
 
 def test_region_equals_the_same_region_of_the_whole(em_slice):
     model = sensitive_model(3)
     x = em_slice[:160, :150].astype(np.float32) / 255
-    out = super_resolve(x, model, tile=16, region=(slice(41, 97), slice(30, 77)))
+    out = super_resolve(x, model, tile=16, overlap="exact", region=(slice(41, 97), slice(30, 77)))
     ref = whole(model, x)[3 * 41 : 3 * 97, 3 * 30 : 3 * 77]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-4
@@ -182,7 +182,7 @@ def test_nan_is_refused_with_a_clear_message(em_slice):
 def test_progress_events(em_slice):
     model = sensitive_model(2)
     stack = np.stack([em_slice[:100, :90], em_slice[100:200, :90], em_slice[200:300, :90]])
-    events = list(iter_super_resolve(stack, model, tile=16))
+    events = list(iter_super_resolve(stack, model, tile=16, overlap="exact"))
     stages = [e.stage for e in events]
     assert stages[0] == "start" and stages[-1] == "done" and stages.count("slice") == 3
     assert events[0].plan["exact"] and events[0].plan["tiles_per_slice"] == 2
@@ -224,7 +224,7 @@ def test_out_of_memory_halves_batch_then_tile(em_slice):
     model.load_state_dict(reference.state_dict())
     x = em_slice[:200, :200].astype(np.float32) / 255
     with pytest.warns(OutOfMemoryWarning) as caught:
-        events = list(iter_super_resolve(x, model.eval(), tile=64, batch=8))
+        events = list(iter_super_resolve(x, model.eval(), tile=64, batch=8, overlap="exact"))
     messages = " ".join(str(w.message) for w in caught)
     assert "1 tile(s) per forward pass" in messages and "continuing with tile 32" in messages
     assert events[-1].done == events[-1].total
@@ -235,7 +235,7 @@ def test_out_of_memory_at_every_size_is_a_clear_error(em_slice):
     model = OutOfMemoryBeyond(sensitive_model(2).config)
     model.limit = 0
     with pytest.warns(OutOfMemoryWarning), pytest.raises(MemoryError, match="even with one 8-pixel tile.*--device cpu"):
-        super_resolve(em_slice[:64, :64], model.eval(), tile=64)
+        super_resolve(em_slice[:64, :64], model.eval(), tile=64, overlap="exact")
 
 
 def test_model_warnings(em_slice, tmp_path):
@@ -273,3 +273,39 @@ def test_bad_options_are_refused_before_any_work(em_slice):
         super_resolve(np.zeros((2, 3, 40, 40), np.uint8), model)
     with pytest.raises(TypeError, match="model must be"):
         super_resolve(x, object())
+
+
+def test_auto_halo_is_close_to_whole_and_cheaper(em_slice):
+    """The default halo is the measured effective radius: far below the bound, output nearly equal."""
+    model = sensitive_model(2)
+    x = em_slice
+    events = list(iter_super_resolve(x, model, tile=64))
+    plan = events[0].plan
+    assert plan["halo_mode"].startswith("auto: effective radius") and not plan["exact"]
+    assert 0 < plan["halo"] < plan["receptive_radius"]
+    exact = super_resolve(x, model, tile=64, overlap="exact")
+    assert np.abs(events[-1].result.astype(int) - exact).max() <= 1
+    exact_plan = next(iter_super_resolve(x, model, tile=64, overlap="exact")).plan
+    cost = plan["tiles_per_slice"] * plan["window_span"] ** 2  # input pixels through the network
+    assert cost < 0.9 * exact_plan["tiles_per_slice"] * exact_plan["window_span"] ** 2
+
+
+def test_effective_radius_grows_as_the_tolerance_shrinks(em_slice):
+    from napari_emsr.model.emsr import receptive_radius
+    from napari_emsr.predict.halo import effective_radius
+
+    model = sensitive_model(2)
+    x = em_slice[:200, :200] / 255.0
+    radii = [effective_radius(model, x, tolerance=t) for t in (1e-2, 1e-3, 1e-5)]
+    assert radii == sorted(radii) and radii[0] < radii[-1] <= receptive_radius(model.config)
+    assert effective_radius(model, x[:20, :20]) == receptive_radius(model.config)  # too small to tell: safe
+
+
+def test_a_radius_stored_with_the_model_is_used(em_slice, tmp_path):
+    model = sensitive_model(2)
+    model.metadata = model.metadata.updated(effective_radius_px=9)
+    path = save_model(model, tmp_path / "m.safetensors")
+    plan = next(iter_super_resolve(em_slice[:100, :100], path, tile=32)).plan
+    assert plan["halo"] == 12 and "the model's effective radius 9 px" in plan["halo_mode"]
+    with pytest.raises(ValueError, match="overlap must be 'auto', 'exact'"):
+        super_resolve(em_slice[:40, :40], model, overlap="big")

@@ -36,6 +36,8 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "TRAIN_STATE_PREFIX",
+    "default_model_path",
+    "DEFAULT_MODEL_NAME",
 ]
 
 FORMAT_NAME = "napari-emsr-model"
@@ -43,6 +45,16 @@ FORMAT_VERSION = "1"
 #: tensors under this prefix hold training state (optimizer, RNG); load_model skips them
 TRAIN_STATE_PREFIX = "train_state."
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+
+
+#: file name of the pretrained default model shipped inside the package (src/napari_emsr/weights/)
+DEFAULT_MODEL_NAME = "emsr-default-x3.safetensors"
+
+
+def default_model_path() -> Path | None:
+    """The pretrained default model shipped with the package, or None if this build has none."""
+    path = Path(__file__).resolve().parent / "weights" / DEFAULT_MODEL_NAME
+    return path if path.is_file() else None
 
 
 class ModelFileError(ValueError):

@@ -67,6 +67,9 @@ class ModelMetadata:
     provenance : dict
         JSON-serialisable facts: training data and licence, strategy, steps, wall time, hardware,
         the command that made it, validation metrics.
+    effective_radius_px : int or None
+        Input pixels of context an output pixel really needs (measured when the model was saved by
+        training, see ``napari_emsr.predict.halo``); the default tile halo. None: measured per run.
     """
 
     name: str = ""
@@ -75,6 +78,7 @@ class ModelMetadata:
     input_pixel_size_nm: float | None = None
     normalization: Normalization = field(default_factory=Normalization)
     provenance: dict[str, Any] = field(default_factory=dict)
+    effective_radius_px: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.normalization, Mapping):
@@ -87,6 +91,9 @@ class ModelMetadata:
         if not isinstance(self.provenance, Mapping):
             raise ValueError(f"provenance must be a mapping, got {type(self.provenance).__name__}")
         self.trained = bool(self.trained)
+        radius = self.effective_radius_px
+        if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int) or radius < 0):
+            raise ValueError(f"effective_radius_px must be a whole number >= 0 or None, got {radius!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ModelMetadata":

@@ -140,7 +140,7 @@ def iter_super_resolve(
     *,
     output: str | os.PathLike | None = None,
     tile: int | None = None,
-    overlap: int | None = None,
+    overlap: int | str | None = None,
     blend: int | None = None,
     batch: int | None = None,
     device: str | torch.device | None = "auto",
@@ -167,10 +167,12 @@ def iter_super_resolve(
     tile : int, optional
         Core size of a tile in input pixels (snapped up to the attention window); default 512 on
         the CPU, 1024 on a GPU. The network sees tile + 2 x (halo + blend) pixels per tile.
-    overlap : int, optional
-        The halo: context every output pixel has on each side, in input pixels. Default: the
-        network's receptive radius (rounded up to the window), so tiled == whole-image output.
-        Smaller is faster and approximate (the blending hides the seams).
+    overlap : int, "auto" or "exact", optional
+        The halo: context every output pixel has on each side, in input pixels (rounded up to the
+        window). Default ``"auto"``: the network's effective receptive radius measured on this
+        input (see :mod:`napari_emsr.predict.halo`; tiled output within about a quarter grey level
+        of whole-slice output, at a fraction of the cost). ``"exact"``: the theoretical receptive
+        radius, so tiled == whole-slice output up to float rounding. A number: that many pixels.
     blend : int, optional
         Half-width of the cross-fade between neighbouring tiles (default 2 attention windows).
     batch : int, optional

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +17,7 @@ from napari_emsr.io.readers import Volume, as_volume
 from napari_emsr.io.writers import ngff_transforms
 from napari_emsr.model.emsr import EMSR, receptive_radius
 from napari_emsr.predict.engine import Geometry, prepare_model, tiles_per_plane
+from napari_emsr.predict.halo import DEFAULT_TOLERANCE, effective_radius
 from napari_emsr.predict.intensity import IntensityMap, resolve_intensity
 from napari_emsr.tiling import default_blend, snap_up, window_span
 
@@ -54,6 +55,7 @@ class Plan:
     multiscale: dict[str, Any]
     exact: bool
     fingerprint: dict[str, Any]
+    halo_mode: str = "given"
 
     @property
     def slices(self) -> list[int | None]:
@@ -79,6 +81,7 @@ class Plan:
             "window_span": window_span(g.tile, g.halo, g.blend, g.window),
             "receptive_radius": receptive_radius(self.model.config),
             "exact": self.exact,
+            "halo_mode": self.halo_mode,
             "batch": self.batch,
             "self_ensemble": self.self_ensemble,
             "scale": g.scale,
@@ -146,16 +149,50 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _geometry(model: EMSR, device: torch.device, tile: Any, overlap: Any, blend: Any) -> tuple[Geometry, bool]:
+def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
+    """The halo in input pixels (on the window grid) and how it was chosen.
+
+    ``overlap``: None or "auto" (the effective radius stored with the model, else measured on
+    ``sample``, a callable giving a normalised central crop of the input), "exact" (the theoretical receptive radius), or a number.
+    """
     config = model.config
     window, radius = config.window_size, receptive_radius(config)
+    if isinstance(overlap, str) and overlap not in ("auto", "exact"):
+        raise ValueError(f"overlap must be 'auto', 'exact' or a whole number >= 0, got {overlap!r}")
+    if overlap == "exact":
+        return snap_up(radius, window), "exact"
+    if overlap is None or overlap == "auto":
+        stored = model.metadata.effective_radius_px
+        if stored is not None:
+            return snap_up(min(stored, radius), window), f"auto: the model's effective radius {stored} px"
+        measured = effective_radius(model, sample(), tolerance=DEFAULT_TOLERANCE)
+        return snap_up(measured, window), f"auto: effective radius {measured} px at {255 * DEFAULT_TOLERANCE:g} grey level"
+    return snap_up(_positive_int("overlap", overlap, 0), window), "given"
+
+
+def _geometry(model: EMSR, device: torch.device, tile: Any, halo: int, blend: Any) -> Geometry:
+    config = model.config
+    window = config.window_size
     tile = default_tile(device) if tile is None else _positive_int("tile", tile, 1)
     tile = snap_up(max(tile, 2 * window), window)
-    halo = snap_up(radius, window) if overlap is None else snap_up(_positive_int("overlap", overlap, 0), window)
     blend = default_blend(tile, window) if blend is None else _positive_int("blend", blend, 0)
     if tile < 4 * blend + 2 * window:
         raise ValueError(f"blend {blend} is too wide for tile {tile}: use blend <= {(tile - 2 * window) // 4}")
-    return Geometry(tile=tile, halo=halo, blend=blend, window=window, scale=config.scale), halo >= radius
+    return Geometry(tile=tile, halo=halo, blend=blend, window=window, scale=config.scale)
+
+
+def _central_sample(volume: Volume, intensity: IntensityMap, model: EMSR):
+    """A callable reading a normalised central crop of the middle slice (for measuring the halo)."""
+
+    def read() -> np.ndarray:
+        side = 2 * receptive_radius(model.config) + 4 * model.config.window_size
+        h, w = volume.shape[-2:]
+        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        plane = volume.data[volume.shape[0] // 2] if volume.ndim == 3 else volume.data
+        raw = np.asarray(plane[y0 : y0 + side, x0 : x0 + side])
+        return intensity.to_network(raw)
+
+    return read
 
 
 def _region(region: Any, shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
@@ -238,14 +275,17 @@ def make_plan(
     """Validate the options and resolve every default (see :func:`napari_emsr.iter_super_resolve`)."""
     resolved = select_device(device)
     net, source = _load_model(model)
-    geometry, exact = _geometry(net, resolved, tile, overlap, blend)
+    geometry = _geometry(net, resolved, tile, 0, blend)  # validates tile and blend before any reading
     batch = default_batch(resolved) if batch is None else _positive_int("batch", batch, 1)
     vol, owned = as_volume(volume, pixel_size=pixel_size)
     try:
         _check_model(net, vol.pixel_size_nm)
+        intensity = resolve_intensity(vol.data, net.metadata.normalization, intensity_range=intensity_range)
+        halo, halo_mode = _halo(net, overlap, _central_sample(vol, intensity, net))
+        geometry = replace(geometry, halo=halo)
+        exact = halo >= receptive_radius(net.config)
         bounds = _region(region, vol.shape[-2:])
         block, crop = _block(bounds, vol.shape[-2:], geometry)
-        intensity = resolve_intensity(vol.data, net.metadata.normalization, intensity_range=intensity_range)
         out_shape, out_sizes, multiscale = _layout(vol, net, bounds, geometry)
         fingerprint = {
             "input": str(vol.path.resolve()) if vol.path else "array",
@@ -267,5 +307,5 @@ def make_plan(
         raise
     return Plan(
         vol, owned, prepared, source, resolved, geometry, batch, intensity, bool(self_ensemble), block, crop,
-        out_shape, out_sizes, multiscale, exact, fingerprint,
+        out_shape, out_sizes, multiscale, exact, fingerprint, halo_mode,
     )  # fmt: skip

@@ -29,6 +29,7 @@ from napari_emsr.config import EMSRConfig, TrainingConfig
 from napari_emsr.device import select_device
 from napari_emsr.model.emsr import EMSR, build_emsr
 from napari_emsr.model_io import load_model, save_model
+from napari_emsr.predict.halo import effective_radius
 from napari_emsr.training.checkpoint import load_checkpoint, save_checkpoint
 from napari_emsr.training.data import TrainingData, ValidationSet, build_training_data
 from napari_emsr.training.losses import emsr_loss
@@ -144,10 +145,14 @@ class _Run:
         return {"step": self.step, "elapsed_s": elapsed, "best": self.best, "history": self.history,
                 "training": self.config.to_dict()}
 
-    def metadata(self, elapsed: float) -> dict[str, Any]:
+    def metadata(self, elapsed: float, *, measure_radius: bool = False) -> dict[str, Any]:
         prov = {**self.provenance, "steps": self.step, "wall_time_s": round(elapsed, 1),
                 "best_validation": self.best, "validation": self.data.validation.description}
-        return {"trained": True, "normalization": self.data.normalization.to_dict(), "provenance": prov}
+        meta = {"trained": True, "normalization": self.data.normalization.to_dict(), "provenance": prov}
+        if measure_radius:  # the default tile halo for this model (see napari_emsr.predict.halo)
+            sample = self.data.validation.lr[0, 0].numpy()
+            meta["effective_radius_px"] = effective_radius(self.model, sample, device=self.device)
+        return meta
 
     def save_last(self, elapsed: float) -> None:
         info = self.model.metadata.updated(**self.metadata(elapsed))
@@ -162,7 +167,7 @@ class _Run:
         if improved:
             self.best = {"step": self.step, **{k: v for k, v in scores.items() if k != "bicubic"},
                          "bicubic": scores["bicubic"]}
-            save_model(self.model, self.out, overwrite=True, **self.metadata(elapsed))
+            save_model(self.model, self.out, overwrite=True, **self.metadata(elapsed, measure_radius=True))
         return scores, improved
 
     def restore(self, optimizer_state, generators) -> None:
