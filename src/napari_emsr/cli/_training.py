@@ -9,14 +9,19 @@ from typing import Iterator
 from napari_emsr.config import STRATEGIES, TrainingConfig
 
 
-def _triple(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three numbers like 1,1,1, got {text!r}") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected three numbers like 1,1,1, got {text!r}")
-    return values
+def three_numbers(cast: type, example: str, meaning: str):
+    """An argparse type for three comma-separated numbers, e.g. ``1,1,1``."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(cast(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != 3:
+            raise argparse.ArgumentTypeError(f"expected {meaning}, e.g. {example}; got {text!r}")
+        return values
+
+    return parse
 
 
 def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_steps: int) -> None:
@@ -25,7 +30,7 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
     p.add_argument("--steps", type=int, default=default_steps, help=f"optimisation steps (default: {default_steps})")
     p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time, whichever comes first")
     p.add_argument("--loss", choices=["l1", "l2"], default="l1", help="pixel loss (default: l1)")
-    p.add_argument("--lambdas", type=_triple, default=(1.0, 1.0, 1.0), metavar="L1,L2,L3",
+    p.add_argument("--lambdas", type=three_numbers(float, "1,1,1", "three weights"), default=(1.0, 1.0, 1.0), metavar="L1,L2,L3",
                    help="weights of l(f(y),x), l(f(y'),x), l(f(y),f(y')) (default: 1,1,1)")
     p.add_argument("--no-noisier", action="store_true", help="train without the noisier copy y' (plain supervised)")
     p.add_argument("--batch", type=int, default=2, help="patches per step (default: 2, as the paper)")

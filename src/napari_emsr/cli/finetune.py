@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_emsr.cli._training import add_common, command_line, show_progress, training_config
-
-
-def _offset(text: str) -> tuple[int, int, int]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected Z,Y,X in LR pixels, e.g. 0,120,340; got {text!r}") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected Z,Y,X in LR pixels, e.g. 0,120,340; got {text!r}")
-    return values
+from napari_emsr.cli._training import add_common, command_line, show_progress, three_numbers, training_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-pixel-size", type=float, metavar="NM", help="LR pixel size in nm (default: from the file)")
     p.add_argument("--hr-pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: from the file)")
     p.add_argument("--scale", type=int, choices=[1, 2, 3, 4], help="ratio when pixel sizes are unknown")
-    p.add_argument("--offset", type=_offset, metavar="Z,Y,X", help="HR field origin in LR pixels (skips the search)")
+    p.add_argument("--offset", type=three_numbers(int, "0,120,340", "Z,Y,X in LR pixels"), metavar="Z,Y,X", help="HR field origin in LR pixels (skips the search)")
     p.add_argument("--min-score", type=float, default=0.5, help="refuse matches below this correlation (default: 0.5)")
     p.add_argument("--no-contrast-match", action="store_true", help="keep HR intensities as they are")
     add_common(p, default_strategy="real", default_steps=2000)
