@@ -36,3 +36,14 @@ def test_model_file_and_bad_file(make_napari_viewer, qtbot, tmp_path):
     widget.show_file(bad)  # must not raise: the error is shown in the widget
     assert "never unpickles" in widget.status.text()
     assert widget.text.toPlainText() == ""
+
+
+def test_default_model_comes_first_when_shipped(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    import napari_emsr.model_io
+
+    torch.manual_seed(0)
+    shipped = save_model(build_emsr(scale=3, **TINY), tmp_path / "default.safetensors", trained=True)
+    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda: shipped)
+    widget = _dock(make_napari_viewer(show=True), qtbot)
+    assert widget.source.currentText() == "Default model"
+    assert widget.status.text() == "Trained model." and "x3" in widget.text.toPlainText()

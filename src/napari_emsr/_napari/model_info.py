@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import napari
 
 _FILE_ITEM = "Model file..."
+_DEFAULT_ITEM = "Default model"
 
 
 class ModelInfoWidget(QWidget):
@@ -21,8 +22,13 @@ class ModelInfoWidget(QWidget):
 
     def __init__(self, viewer: "napari.viewer.Viewer | None" = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from napari_emsr.model_io import default_model_path
+
         self.viewer = viewer
+        self.default_path = default_model_path()
         self.source = QComboBox()
+        if self.default_path is not None:  # the pretrained model shipped with the package comes first
+            self.source.addItem(_DEFAULT_ITEM)
         self.source.addItems([f"Preset: {name}" for name in PRESETS] + [_FILE_ITEM])
         self.scale = QComboBox()
         self.scale.addItems(["x1", "x2", "x3", "x4"])
@@ -67,9 +73,11 @@ class ModelInfoWidget(QWidget):
 
         choice = self.source.currentText()
         is_file = choice == _FILE_ITEM
-        self.scale.setEnabled(not is_file)
+        self.scale.setEnabled(choice.startswith("Preset: "))
         try:
-            if is_file:
+            if choice == _DEFAULT_ITEM:
+                info = describe_model(self.default_path)
+            elif is_file:
                 if self.model_path is None:
                     self._show("", "Choose a model file with Browse...")
                     return

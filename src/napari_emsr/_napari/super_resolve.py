@@ -1,0 +1,204 @@
+"""Dock widget "Super-resolve": an LR image layer in, a super-resolved layer out, in the background.
+
+A thin adapter over :func:`napari_emsr.iter_super_resolve`: the scope becomes the engine's
+input (a lazily sliced dask array for the current slice), ``region`` and ``first_slice``; its
+events drive a progress bar and fill the result layer slice by slice, the slice on screen first.
+The result is named after its input and placed (scale / s, translate) to overlay it exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QFormLayout, QPushButton, QVBoxLayout, QWidget
+
+from napari_emsr._napari._engine_options import EngineOptions, engine_pixel_size, explain_memory_errors
+from napari_emsr._napari._layers import (
+    LayerCombo,
+    LayerError,
+    current_slice,
+    image_data,
+    layer_pixel_size,
+    overlay_transform,
+    region_in_view,
+)
+from napari_emsr._napari._run_panel import RunPanel, format_seconds
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["SuperResolveWidget", "SCOPES_2D", "SCOPES_3D"]
+
+#: scope label -> (whole stack, region in view)
+SCOPES_3D = {
+    "Current slice": (False, False),
+    "Current slice, region in view": (False, True),
+    "Whole stack (current slice first)": (True, False),
+    "Whole stack, region in view": (True, True),
+}
+SCOPES_2D = {"Whole image": (True, False), "Region in view": (True, True)}
+
+
+@dataclass
+class _Job:
+    """One run: its input layer, where the output starts (input pixels), its result layer."""
+
+    layer: Any
+    offset: list[int]
+    suffix: str
+    started: float = field(default_factory=time.perf_counter)
+    plan: dict[str, Any] | None = None
+    output: Any = None
+
+
+class SuperResolveWidget(QWidget):
+    """Super-resolve the current slice, the whole stack or the region in view of an image layer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer_combo = LayerCombo(viewer)
+        self.engine = EngineOptions()
+        self.scope = QComboBox()
+        self.run_panel = RunPanel("Super-resolve", run_text="Super-resolve")
+        self.compare_button = QPushButton("Side by side", enabled=False)
+        self.compare_button.setToolTip("LR (bicubic), this result and an overlapping HR layer, side by side")
+        self.result_layer: Any = None
+        self._job: _Job | None = None
+        form = QFormLayout()
+        form.addRow("Image", self.layer_combo)
+        form.addRow("Scope", self.scope)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.engine)
+        layout.addWidget(self.run_panel)
+        layout.addWidget(self.compare_button)
+        layout.addStretch(1)
+        self.layer_combo.currentTextChanged.connect(self._update_scopes)
+        self.run_panel.run_button.clicked.connect(self.run)
+        self.compare_button.clicked.connect(self.side_by_side)
+        self._update_scopes()
+
+    def _update_scopes(self, *_: Any) -> None:
+        layer = self.layer_combo.layer()
+        try:
+            scopes = SCOPES_3D if image_data(layer).ndim == 3 else SCOPES_2D
+        except LayerError:
+            scopes = SCOPES_3D
+        current = self.scope.currentText()
+        self.scope.clear()
+        for label, value in scopes.items():
+            self.scope.addItem(label, value)
+        if current in scopes:
+            self.scope.setCurrentText(current)
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Check the choices, then start the engine in a worker (problems become notifications)."""
+        from napari.utils.notifications import show_error
+
+        if self.run_panel.running:
+            return
+        try:
+            self._job, make_events = self._prepare()
+        except (ValueError, OSError) as exc:  # LayerError, ModelFileError and bad options are ValueErrors
+            show_error(f"Super-resolve: {exc}")
+            self.run_panel.status.setText(f"Not started: {exc}")
+            return
+        self.run_panel.start(make_events, self._on_event, self._on_end)
+
+    def _prepare(self) -> tuple[_Job, Callable[[], Iterator[Any]]]:
+        from napari_emsr import iter_super_resolve
+
+        layer = self.layer_combo.layer()
+        data = image_data(layer)
+        model = self.engine.model()
+        whole, in_view = self.scope.currentData() or (True, False)
+        options = self.engine.options()
+        options["pixel_size"] = engine_pixel_size(layer_pixel_size(layer))
+        offset, suffix, volume = [0] * data.ndim, "", data
+        if data.ndim == 3 and not whole:
+            z = current_slice(self.viewer, layer)
+            volume, offset[0], suffix = data[z : z + 1], z, f" (slice {z})"
+        elif data.ndim == 3:
+            try:  # the slice on screen first, as a preview
+                options["first_slice"] = current_slice(self.viewer, layer)
+            except LayerError:  # 3D view, other axes on screen, or off the stack: plain order
+                pass
+        if in_view:
+            rows, cols = region_in_view(self.viewer, layer)
+            options["region"] = (rows, cols)
+            offset[-2:] = [rows.start, cols.start]
+            suffix += f" (region y {rows.start}:{rows.stop}, x {cols.start}:{cols.stop})"
+        job = _Job(layer, offset, suffix)
+        return job, lambda: explain_memory_errors(iter_super_resolve(volume, model, **options))
+
+    def _on_event(self, event: Any) -> None:
+        job = self._job
+        if event.stage == "start":
+            job.plan = plan = event.plan
+            exact = "exact" if plan["exact"] else "approximate"
+            self.run_panel.status.setText(
+                f"Running on {plan['device']}: {plan['input_shape']} -> {plan['output_shape']}, tile {plan['tile']}, "
+                f"halo {plan['halo']} ({exact}), {plan['tiles_per_slice']} tile(s) per slice"
+                + (", self-ensemble" if plan["self_ensemble"] else "")
+            )
+        elif event.stage == "slice":
+            if job.output is None:
+                job.output = self._add_result(job, event)
+            if event.slice_index is None:
+                job.output.data[...] = event.preview
+            else:
+                job.output.data[event.slice_index] = event.preview
+            job.output.refresh()
+        elif event.stage == "done" and job.output is not None:
+            job.output.data = event.result
+
+    def _add_result(self, job: _Job, event: Any) -> Any:
+        """The result layer, empty but for the first finished slice, placed over its input."""
+        plan, layer = job.plan, job.layer
+        factor = int(plan["scale"])
+        name = f"{layer.name} SR x{factor}{job.suffix}" + ("" if plan["trained"] else " [random weights]")
+        source = {"source_layer": layer.name, "trained": bool(plan["trained"]), "scale": factor, "plan": plan}
+        return self.viewer.add_image(
+            np.zeros(event.output_shape, dtype=plan["dtype"]),
+            name=name,
+            contrast_limits=layer.contrast_limits,
+            colormap=layer.colormap,
+            axis_labels=layer.axis_labels,
+            metadata={"napari_emsr": source},
+            **overlay_transform(layer, factor, job.offset),
+        )
+
+    def _on_end(self, outcome: str, error: BaseException | None) -> None:
+        job, self._job = self._job, None
+        if outcome != "done":
+            if job is not None and job.output is not None and job.output in self.viewer.layers:
+                self.viewer.layers.remove(job.output)
+            return
+        self.result_layer = job.output
+        self.compare_button.setEnabled(True)
+        seconds = format_seconds(time.perf_counter() - job.started)
+        note = "" if job.plan["trained"] else " Random weights: this is NOT a super-resolution result."
+        self.run_panel.status.setText(f"Done in {seconds}: '{job.output.name}' {job.output.data.shape}.{note}")
+
+    def cancel(self) -> None:
+        """Stop the run between two tiles; its result layer is removed."""
+        self.run_panel.cancel()
+
+    def side_by_side(self) -> None:
+        """LR (bicubic), the last result and an overlapping HR layer side by side."""
+        from napari.utils.notifications import show_error
+
+        from napari_emsr._napari.side_by_side import compare, find_hr
+
+        result = self.result_layer
+        source = (result.metadata.get("napari_emsr") or {}).get("source_layer") if result is not None else None
+        if result is None or result not in self.viewer.layers or source not in self.viewer.layers:
+            show_error("Side by side: the last result or its input layer is gone; run Super-resolve again")
+            return
+        lr = self.viewer.layers[source]
+        compare(self.viewer, lr, result, find_hr(self.viewer, lr, result))

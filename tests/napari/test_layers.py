@@ -1,0 +1,52 @@
+"""Layer helpers: the layer combo box, pixel sizes from scale and units, result placement."""
+
+import numpy as np
+from napari.layers import Image
+
+from napari_emsr._napari._layers import LayerCombo, overlay_transform, physical_geometry
+
+
+def test_layer_combo_follows_adds_renames_and_removals(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.zeros((4, 4)), name="a")
+    viewer.add_points(np.zeros((1, 2)), name="pts")
+    combo = LayerCombo(viewer)
+    qtbot.addWidget(combo)
+    b = viewer.add_image(np.zeros((4, 4)), name="b")
+    assert [combo.itemText(i) for i in range(combo.count())] == ["a", "b"]  # image layers only
+    combo.set_layer(a)
+    a.name = "a renamed"
+    assert combo.currentText() == "a renamed" and combo.layer() == a
+    viewer.layers.selection.active = b
+    viewer.layers.remove(a)
+    assert combo.layer() == b
+    with_none = LayerCombo(viewer, none_text="(none)")
+    qtbot.addWidget(with_none)
+    assert with_none.layer() is None and with_none.currentText() == "(none)"
+
+
+def test_overlay_transform_is_the_pixel_centre_formula():
+    layer = Image(np.zeros((4, 50, 60)), scale=(40, 30, 20), translate=(5, 7, 11))
+    placed = overlay_transform(layer, 3, (2, 10, 20))
+    np.testing.assert_allclose(placed["scale"], (40, 10, 20 / 3))
+    # out_translate = in_translate + p * offset - p / 2 + p / (2 s), per in-plane axis
+    np.testing.assert_allclose(placed["translate"], (5 + 80, 7 + 300 - 15 + 5, 11 + 400 - 10 + 10 / 3))
+
+
+def test_overlay_transform_follows_rotation_and_affine():
+    layer = Image(np.zeros((30, 40)), scale=(30, 30), translate=(100, -50), rotate=25, affine=[[1, 0.2], [0, 1]])
+    result = Image(np.zeros((90, 120)), **overlay_transform(layer, 3, (4, 6)))
+    for i, j in [(0, 0), (5, 7), (20, 30)]:
+        # SR pixel (3i + 1, 3j + 1) of a result starting at LR pixel (4, 6) is centred on LR pixel (4 + i, 6 + j)
+        np.testing.assert_allclose(
+            result.data_to_world((3 * i + 1, 3 * j + 1)), layer.data_to_world((4 + i, 6 + j)), atol=1e-9
+        )
+
+
+def test_physical_geometry_reads_units():
+    assert physical_geometry((1, 1), (0, 0), ("pixel", "pixel")) == (None, (0.0, 0.0))  # unknown
+    assert physical_geometry((30, 30), (3, 3), ("pixel", "pixel")) == ((30.0, 30.0), (3.0, 3.0))  # nm assumed
+    sizes, shift = physical_geometry((0.04, 0.01, 0.01), (0, -0.01, 0.5), ("um", "micrometer", "um"))
+    np.testing.assert_allclose(sizes, (40, 10, 10))
+    np.testing.assert_allclose(shift, (0, -10, 500))
+    assert physical_geometry((1, 30), (0, 0), ("second", "nm")) == ((None, 30.0), None)

@@ -1,0 +1,146 @@
+"""The Super-resolve dock widget on the sample, in a real viewer under the virtual display."""
+
+import numpy as np
+import pytest
+
+from napari_emsr._napari._engine_options import explain_memory_errors
+from napari_emsr._napari._layers import region_in_view
+
+from .conftest import dock, run_and_wait
+
+
+def _widget(viewer, qtbot, model_file, layer="EM LR 30 nm"):
+    widget = dock(viewer, qtbot, "Super-resolve")
+    widget.engine.set_model_file(model_file)
+    widget.engine.device.setCurrentText("cpu")
+    if layer is not None:
+        widget.layer_combo.setCurrentText(layer)
+    return widget
+
+
+def _world(layer, index):
+    return np.asarray(layer.data_to_world(np.asarray(index, dtype=float)))
+
+
+def test_current_slice_then_whole_stack(sample, qtbot, model_file, notes):
+    viewer = sample
+    widget = _widget(viewer, qtbot, model_file)
+    assert "RANDOM WEIGHTS" in widget.engine.model_status.text()
+    lr, hr = viewer.layers["EM LR 30 nm"], viewer.layers["EM HR 10 nm"]
+    viewer.dims.set_point(0, 70.0)  # world z in nm: slice 7
+    widget.scope.setCurrentText("Current slice")
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
+    assert any("random weights" in message for message in notes("warning"))  # said loudly, every run
+    one = widget.result_layer
+    assert one.name == "EM LR 30 nm SR x3 (slice 7) [random weights]"
+    assert one.data.shape == (1, 519, 519) and one.data.dtype == np.uint8 and one.data.any()
+    np.testing.assert_allclose(one.scale, (10, 10, 10))
+    np.testing.assert_allclose(one.translate, (70, -10, -10))  # in_translate - p/2 + p/(2s) = 0 - 15 + 5
+    # SR pixel centres fall on the HR pixels of the same place (HR starts at original pixel 138)
+    np.testing.assert_allclose(_world(one, (0, 138 + 5, 138 + 9)), _world(hr, (7, 5, 9)))
+    # ... and an LR pixel centre on the centre of its 3 x 3 SR pixels
+    np.testing.assert_allclose(_world(one, (0, 3 * 20 + 1, 3 * 30 + 1)), _world(lr, (7, 20, 30)))
+
+    widget.scope.setCurrentText("Whole stack (current slice first)")
+    seen = []
+    widget.run_panel.progressed.connect(lambda e: seen.append(e.slice_index) if e.stage == "slice" else None)
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
+    stack = widget.result_layer
+    assert stack.data.shape == (16, 519, 519) and stack.name == "EM LR 30 nm SR x3 [random weights]"
+    np.testing.assert_allclose(stack.scale, (10, 10, 10))
+    np.testing.assert_allclose(stack.translate, (0, -10, -10))
+    assert seen[0] == 7 and sorted(seen) == list(range(16))  # the slice on screen came first
+    np.testing.assert_array_equal(stack.data[7], one.data[0])  # the preview slice equals the stack's
+    assert stack.metadata["napari_emsr"]["source_layer"] == "EM LR 30 nm"
+    assert not stack.metadata["napari_emsr"]["trained"]
+
+
+def test_region_in_view(sample, qtbot, model_file):
+    viewer = sample
+    widget = _widget(viewer, qtbot, model_file)
+    viewer.dims.set_point(0, 30.0)
+    viewer.scene.camera.center = (30.0, 2400.0, 1800.0)
+    viewer.scene.camera.zoom = 8.0  # screen pixels per nm: a few hundred nm in view
+    rows, cols = region_in_view(viewer, viewer.layers["EM LR 30 nm"])
+    height, width = viewer.canvas.viewbox_size(viewer.layers)
+    assert 0 < rows.stop - rows.start <= height / 8 / 30 + 2 and 0 < cols.stop - cols.start <= width / 8 / 30 + 2
+    assert rows.start <= 80 < rows.stop and cols.start <= 60 < cols.stop  # the centre (2400, 1800 nm) is in view
+    widget.scope.setCurrentText("Current slice, region in view")
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
+    result = widget.result_layer
+    assert result.data.shape == (1, 3 * (rows.stop - rows.start), 3 * (cols.stop - cols.start))
+    np.testing.assert_allclose(result.translate, (30, 30 * rows.start - 10, 30 * cols.start - 10))
+    assert "region" in result.name
+
+
+def test_cancel_midway_leaves_no_layer(sample, qtbot, model_file):
+    viewer = sample
+    widget = _widget(viewer, qtbot, model_file)
+    widget.scope.setCurrentText("Whole stack (current slice first)")
+    widget.engine.tile.setValue(32)
+    widget.engine.overlap.setValue(8)  # 36 tiles per slice: a long run
+    before = [layer.name for layer in viewer.layers]
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if event.stage == "slice":
+            widget.cancel()  # after the first slice (a live result layer exists by now)
+
+    widget.run_panel.progressed.connect(on_event)
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "cancelled"
+    assert [layer.name for layer in viewer.layers] == before  # the half-made result layer is gone
+    assert events[-1].slices_done < 16 and all(e.stage != "done" for e in events)
+    assert widget.result_layer is None and "Cancelled" in widget.run_panel.status.text()
+    assert widget.run_panel.run_button.isEnabled() and not widget.run_panel.running
+
+
+def test_errors_become_notifications(make_napari_viewer, qtbot, model_file, tmp_path, notes):
+    viewer = make_napari_viewer(show=True)
+    widget = _widget(viewer, qtbot, model_file, layer=None)
+    widget.run()  # no layer at all
+    assert "no image layer" in notes()[-1]
+
+    viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="colour", rgb=True)
+    widget.layer_combo.setCurrentText("colour")
+    widget.run()
+    assert "RGB" in notes()[-1]
+
+    viewer.add_image(np.zeros((2, 3, 8, 8), np.uint8), name="4d")
+    widget.layer_combo.setCurrentText("4d")
+    widget.run()
+    assert "4 dimensions" in notes()[-1]
+
+    viewer.add_image(np.zeros((16, 16), np.float32), name="flat")
+    widget.layer_combo.setCurrentText("flat")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not a model at all")
+    widget.engine.set_model_file(bad)
+    assert "Cannot use this model" in widget.engine.model_status.text()
+    widget.run()
+    assert "bad.safetensors" in notes()[-1] and not widget.run_panel.running
+    assert len(viewer.layers) == 3 and widget.result_layer is None
+
+
+def test_engine_error_in_worker_is_a_notification(make_napari_viewer, qtbot, model_file, notes):
+    viewer = make_napari_viewer(show=True)
+    data = np.full((24, 24), 0.5, np.float32)
+    data[3, 4] = np.nan  # the engine refuses NaN: the error is raised in the worker thread
+    viewer.add_image(data, name="nan")
+    widget = _widget(viewer, qtbot, model_file, layer="nan")
+    assert widget.scope.currentText() == "Whole image"
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "failed"
+    assert any("NaN" in message for message in notes())
+    assert [layer.name for layer in viewer.layers] == ["nan"]
+    assert "Failed" in widget.run_panel.status.text() and widget.run_panel.run_button.isEnabled()
+
+
+def test_out_of_memory_message_says_what_to_do():
+    def events():
+        yield 1
+        raise MemoryError("out of memory on cuda even with one 64-pixel tile per pass")
+
+    stream = explain_memory_errors(events())
+    assert next(stream) == 1
+    with pytest.raises(MemoryError, match="smaller tile.*Export"):
+        next(stream)
