@@ -127,11 +127,16 @@ def test_missing_cuda_is_a_clear_error(files, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o.ome.tif").exists()
 
 
-def test_model_is_required_and_help_lists_options():
+def test_help_lists_options_and_a_missing_model_is_explained(files, tmp_path, capsys, monkeypatch):
     result = subprocess.run([sys.executable, "-m", "napari_emsr.cli", "predict", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     for flag in ("--model", "--tile", "--overlap", "--batch", "--device", "--pixel-size", "--resume", "--overwrite", "--self-ensemble"):
         assert flag in result.stdout
-    with pytest.raises(SystemExit) as exc:
-        main(["predict", "in.tif", "out.ome.tif"])
-    assert exc.value.code == 2
+    import napari_emsr.model_io
+
+    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda: None)  # a build without one
+    out = tmp_path / "out.ome.tif"
+    assert main(["predict", str(files["tif"]), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ships no default model" in err[0] and "--model FILE" in err[0]
+    assert not out.exists()

@@ -37,6 +37,7 @@ __all__ = [
     "FORMAT_VERSION",
     "TRAIN_STATE_PREFIX",
     "default_model_path",
+    "resolve_model_path",
     "DEFAULT_MODEL_NAME",
 ]
 
@@ -55,6 +56,19 @@ def default_model_path() -> Path | None:
     """The pretrained default model shipped with the package, or None if this build has none."""
     path = Path(__file__).resolve().parent / "weights" / DEFAULT_MODEL_NAME
     return path if path.is_file() else None
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    """``path``, or the shipped default model when ``path`` is None (a clear error if there is none)."""
+    if path is not None:
+        return Path(path)
+    default = default_model_path()
+    if default is None:
+        raise FileNotFoundError(
+            "no model given and this napari-emsr build ships no default model; give a model file "
+            "(CLI: --model FILE), e.g. one made with 'emsr train' or 'emsr finetune'"
+        )
+    return default
 
 
 class ModelFileError(ValueError):

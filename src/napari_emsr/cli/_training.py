@@ -73,7 +73,10 @@ def show_progress(events: Iterator, *, quiet: bool = False) -> dict | None:
                 bar = tqdm(total=event.total_steps, initial=event.step, unit="step", disable=quiet, dynamic_ncols=True)
             if event.kind == "step":
                 bar.update(event.step - bar.n)
-                bar.set_postfix({k: f"{v:.4f}" for k, v in event.losses.items()} | {"lr": f"{event.learning_rate:.1e}"})
+                postfix = {k: f"{v:.4f}" for k, v in event.losses.items()} | {"lr": f"{event.learning_rate:.1e}"}
+                if event.eta_s is not None:  # honours --minutes, unlike the bar's own step-based estimate
+                    postfix["left"] = tqdm.format_interval(event.eta_s)
+                bar.set_postfix(postfix)
             elif event.kind == "validation":
                 v = event.validation
                 history.append((event.step, v))

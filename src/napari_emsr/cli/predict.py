@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", metavar="INPUT", help="image, stack, folder or glob of slices, or Zarr")
     p.add_argument("output", metavar="OUTPUT", help="*.ome.tif / *.tif or *.ome.zarr / *.zarr")
-    p.add_argument("--model", required=True, metavar="FILE", help="a .safetensors model file")
+    p.add_argument("--model", metavar="FILE", help="a .safetensors model file (default: the shipped default model)")
     p.add_argument("--tile", type=int, metavar="N", help="tile core size in input pixels (default 512 CPU, 1024 GPU)")
     p.add_argument(
         "--overlap",
@@ -112,14 +112,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_emsr.io import open_volume
-    from napari_emsr.model_io import load_model
+    from napari_emsr.model_io import load_model, resolve_model_path
     from napari_emsr.predict import iter_super_resolve
 
     _check_output(args)
     started = time.perf_counter()
     volume = open_volume(args.input, pixel_size=args.pixel_size)
     with volume:
-        model = load_model(args.model)
+        model = load_model(resolve_model_path(args.model))
         options = dict(
             output=args.output, tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device,
             self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,

@@ -136,7 +136,7 @@ class _Clock:
 
 def iter_super_resolve(
     volume: Any,
-    model: Any,
+    model: Any = None,
     *,
     output: str | os.PathLike | None = None,
     tile: int | None = None,
@@ -159,8 +159,9 @@ def iter_super_resolve(
     volume : path, Volume, dask array or array-like
         (z, y, x) stack or (y, x) image; a path is opened with :func:`napari_emsr.open_volume`.
         Lazily sliced dask arrays work too (e.g. ``data[z]`` for one slice of a large stack).
-    model : EMSR or path
-        A network (it is copied, never modified) or a model file.
+    model : EMSR, path or None
+        A network (it is copied, never modified) or a model file; None: the pretrained default
+        model shipped with napari-emsr.
     output : path, optional
         ``*.ome.tif`` / ``*.ome.tiff`` / ``*.tif`` or ``*.ome.zarr`` / ``*.zarr``, written slice by
         slice under a temporary name and renamed when complete. None: the result is an array.
@@ -295,7 +296,7 @@ def _shrink(plan: Plan, state: _State, started: int, exc: Exception) -> None:
     )
 
 
-def super_resolve(volume: Any, model: Any, **options: Any) -> Any:
+def super_resolve(volume: Any, model: Any = None, **options: Any) -> Any:
     """Run :func:`iter_super_resolve` to the end.
 
     Returns the output array (a (z, y, x) or (y, x) numpy array in the input's dtype) when no

@@ -103,10 +103,11 @@ class Plan:
 def _load_model(model: Any) -> tuple[EMSR, str | None]:
     if isinstance(model, EMSR):
         return model, None
-    if isinstance(model, (str, os.PathLike)):
-        from napari_emsr.model_io import load_model
+    if model is None or isinstance(model, (str, os.PathLike)):
+        from napari_emsr.model_io import load_model, resolve_model_path
 
-        return load_model(model), str(Path(model).resolve())
+        path = resolve_model_path(model)
+        return load_model(path), str(path.resolve())
     raise TypeError(f"model must be an EMSR network or the path of a model file, got {type(model).__name__}")
 
 
