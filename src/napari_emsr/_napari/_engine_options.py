@@ -1,7 +1,8 @@
 """The engine's options as a form: model (default or file), device, tile, overlap, self-ensemble.
 
 Shared by the "Super-resolve" and "Export" dock widgets; what it returns goes straight to
-:func:`napari_emsr.iter_super_resolve`.
+:func:`napari_emsr.iter_super_resolve`. The "Fine-tune" widget uses its model and device rows only
+(``inference=False``) and adds new networks of named presets as starting points (``presets=``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 _FILE_ITEM = "Model file..."
+_PRESET_ITEM = "New {} network (random weights)"
 NO_DEFAULT_MODEL = (
     "No pretrained default model ships with this version of napari-emsr yet: choose a model file "
     "(.safetensors), e.g. one made with `emsr train` or `emsr finetune`."
@@ -92,15 +94,20 @@ class OverlapBox(QSpinBox):
 class EngineOptions(QWidget):
     """Model source, device, tile size, overlap and self-ensemble, with what each resolves to."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, *, presets: tuple[str, ...] = (), inference: bool = True
+    ) -> None:
         super().__init__(parent)
         from napari_emsr.model_io import default_model_path
 
         self.default_path = default_model_path()
+        self.inference = inference
         self.source = QComboBox()
         if self.default_path is not None:
             self.source.addItem(f"Default model ({self.default_path.stem})")
         self.source.addItem(_FILE_ITEM)
+        for name in presets:
+            self.source.addItem(_PRESET_ITEM.format(name), name)
         self.path = QLineEdit(placeholderText="a .safetensors model file")
         self.browse = QPushButton("Browse...")
         self.model_status = QLabel(wordWrap=True)
@@ -137,6 +144,11 @@ class EngineOptions(QWidget):
         form.addRow("", self.model_status)
         form.addRow("Device", self.device)
         form.addRow("", self.device_status)
+        if not self.inference:
+            for widget in (self.tile, self.overlap, self.self_ensemble):
+                widget.setParent(self)
+                widget.hide()
+            return
         form.addRow("Tile", self.tile)
         form.addRow("Overlap", self.overlap)
         form.addRow("", self.self_ensemble)
@@ -179,8 +191,14 @@ class EngineOptions(QWidget):
         else:
             self.refresh()
 
+    def new_preset(self) -> str | None:
+        """The preset of a new (random-weight) network when one is chosen, else None."""
+        return self.source.currentData()
+
     def model_path(self) -> Path | None:
-        """The chosen model file (the default model's path when that is chosen)."""
+        """The chosen model file (the default model's path when that is chosen; None for a new network)."""
+        if self.new_preset() is not None:
+            return None
         if self.source.currentText() != _FILE_ITEM:
             return self.default_path
         text = self.path.text().strip()
@@ -213,6 +231,11 @@ class EngineOptions(QWidget):
         is_file = self.source.currentText() == _FILE_ITEM
         self.path.setVisible(is_file)
         self.browse.setVisible(is_file)
+        if self.new_preset() is not None:
+            self._status(
+                f"A new '{self.new_preset()}' network from random weights, at the scale of the pair's pixel sizes.", ""
+            )
+            return
         if is_file and not self.path.text().strip():
             hint = NO_DEFAULT_MODEL if self.default_path is None else "Choose a model file with Browse..."
             self._status(hint, "")

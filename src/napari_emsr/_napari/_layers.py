@@ -21,6 +21,7 @@ __all__ = [
     "LayerError",
     "image_data",
     "layer_pixel_size",
+    "in_plane_pixel_size",
     "physical_geometry",
     "overlay_transform",
     "current_slice",
@@ -133,6 +134,23 @@ def image_data(layer: Any) -> Any:
 def layer_pixel_size(layer: Any) -> tuple[float | None, ...] | None:
     """The layer's pixel size in nm per axis (see :func:`physical_geometry`); None when unknown."""
     return physical_geometry(layer.scale, layer.translate, layer.units)[0]
+
+
+def in_plane_pixel_size(layer: Any) -> float | None:
+    """The layer's (y, x) pixel size in nm, or None when unknown.
+
+    Raises
+    ------
+    LayerError
+        If the pixels are not square (the metrics' rings and the network assume square pixels).
+    """
+    sizes = layer_pixel_size(layer)
+    if sizes is None or None in sizes[-2:]:
+        return None
+    y, x = (float(v) for v in sizes[-2:])
+    if not math.isclose(y, x, rel_tol=0.01):
+        raise LayerError(f"layer '{layer.name}' has non-square pixels ({y:g} x {x:g} nm); resample it first")
+    return x
 
 
 def physical_geometry(

@@ -1,11 +1,12 @@
 """Run / Cancel buttons, a progress bar with an ETA and a status line around one background worker.
 
-The work is a generator of :class:`napari_emsr.predict.Progress` events (the engine's
-:func:`~napari_emsr.iter_super_resolve`, or a writer's loop). It runs in napari's
+The work is a generator of events: by default :class:`napari_emsr.predict.Progress` events (the
+engine's :func:`~napari_emsr.iter_super_resolve`, or a writer's loop); other work (training,
+evaluation) passes ``progress_of`` to say how its events show in the bar. It runs in napari's
 ``create_worker`` thread: one level of threading, the GUI thread only receives events.
-Cancel calls ``worker.quit()``, which stops the generator at its next event (between two
-tiles); the panel then closes the generator, so the engine's clean-up (deleting a temporary
-file) runs at once instead of whenever it is garbage-collected.
+Cancel asks the work to stop at its next event (between two tiles, or two training steps): the
+worker thread then closes the generator, so its clean-up (deleting a temporary file, saving a
+training checkpoint) runs at once, off the GUI thread, before the panel reports the end.
 
 Errors raised by the work become napari error notifications, and its warnings (e.g. a model with
 random weights, a pixel size far from the model's) warning notifications: nothing is raised into
@@ -14,14 +15,18 @@ the viewer's event loop, and the viewer keeps running.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Iterator
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-__all__ = ["RunPanel", "format_seconds"]
+__all__ = ["RunPanel", "format_seconds", "engine_progress"]
 
 _STEPS = 1000
+
+#: how an event shows: (fraction done or None, text of the bar or None, whether the work is complete)
+ProgressOf = Callable[[Any], "tuple[float | None, str | None, bool]"]
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -32,6 +37,15 @@ def format_seconds(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def engine_progress(event: Any) -> tuple[float | None, str | None, bool]:
+    """How a :class:`napari_emsr.predict.Progress` event shows: share of tiles, slices, time."""
+    if event.stage == "start":
+        return event.fraction, None, False
+    eta = "" if event.stage == "done" else f", {format_seconds(event.eta)} left"
+    slices = f"slice {event.slices_done}/{event.slices_total}, " if event.slices_total > 1 else ""
+    return event.fraction, f"%p%  ({slices}{format_seconds(event.elapsed)} elapsed{eta})", event.stage == "done"
 
 
 class RunPanel(QWidget):
@@ -49,12 +63,22 @@ class RunPanel(QWidget):
     progressed = Signal(object)
     ended = Signal(str)
 
-    def __init__(self, title: str, run_text: str = "Run", parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        run_text: str = "Run",
+        parent: QWidget | None = None,
+        *,
+        cancel_tip: str = "Stop after the current tile; nothing half-made is kept.",
+        cancelling_text: str = "Cancelling after the current tile...",
+        cancelled_text: str = "Cancelled: nothing was kept.",
+    ) -> None:
         super().__init__(parent)
         self.title = title
+        self.cancelling_text, self.cancelled_text = cancelling_text, cancelled_text
         self.run_button = QPushButton(run_text)
         self.cancel_button = QPushButton("Cancel", enabled=False)
-        self.cancel_button.setToolTip("Stop after the current tile; nothing half-made is kept.")
+        self.cancel_button.setToolTip(cancel_tip)
         self.progress = QProgressBar(minimum=0, maximum=_STEPS, value=0, textVisible=True)
         self.status = QLabel(wordWrap=True)
         row = QHBoxLayout()
@@ -73,6 +97,8 @@ class RunPanel(QWidget):
         self._on_end: Callable[[str, BaseException | None], None] = lambda outcome, error: None
         self._error: BaseException | None = None
         self._done = False
+        self._stop = threading.Event()
+        self._progress_of: ProgressOf = engine_progress
 
     @property
     def running(self) -> bool:
@@ -84,18 +110,23 @@ class RunPanel(QWidget):
         make_events: Callable[[], Iterator[Any]],
         on_event: Callable[[Any], None],
         on_end: Callable[[str, BaseException | None], None],
+        *,
+        progress_of: ProgressOf = engine_progress,
     ) -> None:
         """Run ``make_events()`` in a worker thread.
 
         ``on_event(event)`` runs in the GUI thread for every event; ``on_end(outcome, error)``
         runs once when the work stops (outcome ``"done"``, ``"cancelled"`` or ``"failed"``).
+        ``progress_of(event)`` gives (fraction done or None, the bar's text or None, whether the
+        work is complete); the default reads the engine's ``Progress`` events.
         """
         from napari.qt.threading import create_worker
 
         if self.running:
             raise RuntimeError("a run is in progress; cancel it first")
-        self._on_event, self._on_end = on_event, on_end
+        self._on_event, self._on_end, self._progress_of = on_event, on_end, progress_of
         self._events, self._error, self._done = None, None, False
+        self._stop.clear()
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
         self.status.setText("Starting...")
@@ -115,25 +146,30 @@ class RunPanel(QWidget):
         self.worker.start()
 
     def _work(self, make_events: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-        """The worker's generator (runs in the worker thread)."""
-        self._events = make_events()
-        yield from self._events
+        """The worker's generator (runs in the worker thread); stops, and closes the work, on Cancel."""
+        if self._stop.is_set():
+            return
+        self._events = events = make_events()
+        for event in events:
+            yield event
+            if self._stop.is_set():
+                events.close()  # the work's clean-up runs here, in the worker thread
+                return
 
     def cancel(self) -> None:
-        """Ask the work to stop at its next event (between two tiles)."""
+        """Ask the work to stop at its next event (between two tiles, or steps)."""
         if self.worker is not None:
-            self.status.setText("Cancelling after the current tile...")
+            self.status.setText(self.cancelling_text)
             self.cancel_button.setEnabled(False)
-            self.worker.quit()
+            self._stop.set()
 
     def _yielded(self, event: Any) -> None:
-        if event.stage == "done":
-            self._done = True
-        self.progress.setValue(round(_STEPS * event.fraction))
-        if event.stage != "start":
-            eta = "" if event.stage == "done" else f", {format_seconds(event.eta)} left"
-            slices = f"slice {event.slices_done}/{event.slices_total}, " if event.slices_total > 1 else ""
-            self.progress.setFormat(f"%p%  ({slices}{format_seconds(event.elapsed)} elapsed{eta})")
+        fraction, text, complete = self._progress_of(event)
+        self._done = self._done or complete
+        if fraction is not None:
+            self.progress.setValue(round(_STEPS * min(max(fraction, 0.0), 1.0)))
+        if text is not None:
+            self.progress.setFormat(text)
         self._on_event(event)
         self.progressed.emit(event)
 
@@ -161,7 +197,7 @@ class RunPanel(QWidget):
             self.status.setText(f"Failed: {self._error}")
         else:
             outcome = "cancelled"
-            self.status.setText("Cancelled: nothing was kept.")
+            self.status.setText(self.cancelled_text)
             self.progress.setValue(0)
             self.progress.setFormat("cancelled")
         self.worker, self._events = None, None

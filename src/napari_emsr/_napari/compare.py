@@ -1,0 +1,247 @@
+"""Dock widget "Compare": FRC curves and PSNR / SSIM / mean FRC of layers against a reference layer.
+
+The numbers are ``emsr evaluate``'s (same functions and defaults: data range from the reference's
+dtype, mean FRC without a window, resolution from a Hann-windowed FRC at the 1/7 threshold), on the
+field the layers share in the world (see ``_compare_data``): the current slice at once, then the
+whole stack in the background. An LR layer adds bicubic up-sampling as a baseline. Without a
+reference the panel estimates the resolution from two independent halves: the even and odd slices
+of one layer, or two layers (two acquisitions of one field).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from napari_emsr._napari._compare_data import (
+    bicubic_factor,
+    bicubic_source,
+    common_field,
+    layer_source,
+    sources_physical,
+)
+from napari_emsr._napari._compare_run import CompareJob, iter_compare, iter_reference_free
+from napari_emsr._napari._compare_table import COLUMNS, cell_texts, cell_tip, records_of, write_csv
+from napari_emsr._napari._frc_plot import FRCPlot
+from napari_emsr._napari._layer_list import LayerChecklist
+from napari_emsr._napari._layers import LayerCombo, LayerError, current_slice, in_plane_pixel_size
+from napari_emsr._napari._run_panel import RunPanel
+from napari_emsr._napari._scroll import scrolled
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["CompareWidget"]
+
+_NO_REFERENCE = "(none: reference-free)"
+_THRESHOLDS = {"auto (1/7 with a reference, half-bit without)": None, "1/7": "1/7", "half-bit": "half-bit"}
+_WINDOWS = {"Hann (default)": "hann", "Tukey": "tukey", "none (paper's convention)": None}
+
+
+def _progress(event: Any, whole_stack: bool) -> tuple[float | None, str | None, bool]:
+    if event.kind == "progress":
+        return event.done / event.total, f"%p%  ({event.done}/{event.total} slices)", False
+    return None, None, event.scope == "stack" or not whole_stack
+
+
+class CompareWidget(QWidget):
+    """Score layers against a reference (or without one) and show FRC curves and a table."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.reference = LayerCombo(viewer, none_text=_NO_REFERENCE)
+        self.methods = LayerChecklist(viewer)
+        self.methods.setToolTip("the layers to score (e.g. Super-resolve results); without a reference: one or two")
+        self.lr = LayerCombo(viewer, none_text="(none)")
+        self.lr.setToolTip("an LR layer: its bicubic up-sampling is scored as a baseline")
+        self.threshold = QComboBox()
+        for label, value in _THRESHOLDS.items():
+            self.threshold.addItem(label, value)
+        self.window = QComboBox()
+        for label, value in _WINDOWS.items():
+            self.window.addItem(label, value)
+        self.window.setToolTip("window of the FRC the resolution is read from (the mean FRC never has one)")
+        self.whole_stack = QCheckBox("Whole stack too (after the current slice)", checked=True)
+        self.mode = QLabel(wordWrap=True)
+        self.run_panel = RunPanel(
+            "Compare", run_text="Compare", cancel_tip="Stop between slices; the current slice's scores stay.",
+            cancelling_text="Stopping after this slice...", cancelled_text="Cancelled: the stack was not finished.",
+        )  # fmt: skip
+        self.plot = FRCPlot(viewer)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.save_plot_button = QPushButton("Save plot...")
+        self.save_table_button = QPushButton("Save table...")
+        self.records: list[dict[str, Any]] = []
+        self.scores: dict[str, Any] = {}
+        self._job: CompareJob | None = None
+        self._layout()
+        self.reference.currentTextChanged.connect(self._show_mode)
+        self.methods.changed.connect(self._show_mode)
+        self.run_panel.run_button.clicked.connect(self.run)
+        self.save_plot_button.clicked.connect(self._choose_plot_file)
+        self.save_table_button.clicked.connect(self._choose_table_file)
+        self._show_mode()
+
+    def _layout(self) -> None:
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # long names are elided (full in the tooltip)
+        self.table.setMinimumHeight(130)
+        self.table.setMaximumHeight(190)
+        form = QFormLayout()
+        form.addRow("Reference", self.reference)
+        form.addRow("Layers", self.methods)
+        form.addRow("LR (bicubic)", self.lr)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Window", self.window)
+        form.addRow("", self.whole_stack)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.save_plot_button)
+        buttons.addWidget(self.save_table_button)
+        layout = scrolled(self)
+        layout.addLayout(form)
+        layout.addWidget(self.mode)
+        layout.addWidget(self.run_panel)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+
+    def _show_mode(self, *_: Any) -> None:
+        if self.reference.layer() is not None:
+            self.mode.setText("Scores each ticked layer, and bicubic of the LR layer, against the reference.")
+        elif len(self.methods.layers()) == 2:
+            self.mode.setText("No reference: the two ticked layers are compared as independent halves.")
+        else:
+            self.mode.setText("No reference: the even and odd slices of the ticked layer are compared.")
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Check the choices, then compute in a worker (problems become notifications)."""
+        from napari.utils.notifications import show_error
+
+        if self.run_panel.running:
+            return
+        try:
+            job, work = self._prepare()
+        except (ValueError, OSError) as exc:  # LayerError is a ValueError
+            show_error(f"Compare: {exc}")
+            self.run_panel.status.setText(f"Not started: {exc}")
+            return
+        self._job, self.scores, self.records = job, {}, []
+        self._fill_table()
+        self.run_panel.start(lambda: work(job), self._on_event, self._on_end,
+                             progress_of=lambda event: _progress(event, job.whole_stack))  # fmt: skip
+
+    def _prepare(self) -> tuple[CompareJob, Any]:
+        ref_layer, layers, lr_layer = self.reference.layer(), self.methods.layers(), self.lr.layer()
+        threshold = self.threshold.currentData() or ("1/7" if ref_layer is not None else "half-bit")
+        options = dict(whole_stack=self.whole_stack.isChecked(), threshold=threshold,
+                       resolution_window=self.window.currentData())  # fmt: skip
+        if ref_layer is None:
+            return self._reference_free(layers, options)
+        if not layers and lr_layer is None:
+            raise LayerError("tick the layers to score against the reference, or choose an LR layer (bicubic)")
+        if any(layer == ref_layer for layer in layers):
+            raise LayerError(f"'{ref_layer.name}' is the reference: untick it among the layers to score")
+        physical = sources_physical(ref_layer, lr_layer, *layers)
+        reference = layer_source(ref_layer, physical=physical)
+        sources = [layer_source(layer, physical=physical) for layer in layers]
+        if lr_layer is not None:
+            factor = bicubic_factor(lr_layer, reference, physical=physical)
+            sources.append(bicubic_source(lr_layer, factor, physical=physical))
+        field = common_field(reference, sources)
+        job = CompareJob(sources, field, self._current(ref_layer, field), reference=reference,
+                         pixel_size=in_plane_pixel_size(ref_layer), **options)  # fmt: skip
+        return job, iter_compare
+
+    def _reference_free(self, layers: list[Any], options: dict[str, Any]) -> tuple[CompareJob, Any]:
+        if len(layers) not in (1, 2):
+            raise LayerError(
+                "without a reference, tick one layer (its even and odd slices are compared) or two layers "
+                "(independent acquisitions of the same field)"
+            )
+        physical = sources_physical(*layers)
+        sources = [layer_source(layer, physical=physical) for layer in layers]
+        if len(layers) == 1 and (sources[0].ndim != 3 or sources[0].shape[0] < 2):
+            raise LayerError(f"'{layers[0].name}' is a single image: even/odd halves need a stack; tick two layers")
+        field = common_field(sources[0], sources[1:])
+        job = CompareJob(sources, field, self._current(layers[0], field), pixel_size=in_plane_pixel_size(layers[0]),
+                         pairs="layers" if len(layers) == 2 else "even-odd", **options)  # fmt: skip
+        return job, iter_reference_free
+
+    def _current(self, layer: Any, field: Any) -> int:
+        """The slice on screen, in reference slices (the field's first slice if it is not on screen)."""
+        if layer.ndim == 2:
+            return 0
+        try:
+            z = current_slice(self.viewer, layer)
+        except LayerError:
+            return field.z[0]
+        return z if z in field.z else field.z[0]
+
+    def _on_event(self, event: Any) -> None:
+        if event.kind != "scores":
+            return
+        self.scores[event.scope] = event
+        job = self._job
+        new = records_of(event, field=job.field.describe(), pixel_size=job.pixel_size)
+        scope = new[0]["scope"] if new else ""
+        self.records = [r for r in self.records if r["scope"] != scope] + new
+        self._fill_table()
+        shown = self.scores.get("stack") or self.scores.get("slice")
+        where = f"slice {shown.z}" if shown.scope == "slice" else f"{shown.slices} slices pooled"
+        self.plot.show(shown, title=f"FRC, {where}, {job.field.describe().split(' of ')[-1]}")
+
+    def _fill_table(self) -> None:
+        self.table.setRowCount(len(self.records))
+        for row, record in enumerate(self.records):
+            tip = cell_tip(record)
+            for column, text in enumerate(cell_texts(record)):
+                item = QTableWidgetItem(text)
+                item.setToolTip(tip)
+                self.table.setItem(row, column, item)
+
+    def _on_end(self, outcome: str, error: BaseException | None) -> None:
+        job = self._job
+        if outcome == "done":
+            what = "reference-free" if job.reference is None else f"data range {self.records[0]['data_range']:g}"
+            self.run_panel.status.setText(f"Compared on {job.field.describe()} ({what}).")
+
+    # -- export ---------------------------------------------------------------------------------
+    def save_plot(self, path: str | Path) -> Path:
+        """Write the FRC plot as shown (PNG, SVG or PDF by the file's ending)."""
+        return self.plot.save(path)
+
+    def save_table(self, path: str | Path) -> Path:
+        """Write the table as CSV, numbers in full precision."""
+        return write_csv(path, self.records)
+
+    def _choose_plot_file(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the FRC plot", "frc.png", "Images (*.png *.svg *.pdf)")
+        if path:
+            self.save_plot(path)
+
+    def _choose_table_file(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the table", "scores.csv", "CSV (*.csv)")
+        if path:
+            self.save_table(path)

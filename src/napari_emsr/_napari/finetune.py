@@ -1,0 +1,399 @@
+"""Dock widget "Fine-tune": train a model on the user's LR layer and an HR layer over a field inside it.
+
+A thin adapter over the library, doing what ``emsr finetune`` does: the pixel sizes come from the
+layers' scales, :func:`~napari_emsr.training.prepare_pair` finds the HR field in the LR volume
+("Locate HR in LR" draws it as a rectangle the user can move; training uses where it is), the
+reference's eq. 9 check is shown, and :func:`~napari_emsr.training.iter_finetune` runs in the
+background (see ``_finetune_job``) with live loss and validation plots and a preview layer. Cancel
+stops between steps, keeping the best model so far and the last state, which Resume continues.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Signal
+from superqt import QCollapsible
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
+
+from napari_emsr._napari._engine_options import ERROR_STYLE, EngineOptions
+from napari_emsr._napari._finetune_job import FineTuneJob, locate, training_events
+from napari_emsr._napari._finetune_status import (
+    kept_message,
+    noise_summary,
+    pair_inputs,
+    resume_point,
+    train_progress,
+    trained_message,
+)
+from napari_emsr._napari._hr_field import (
+    FIELD_LAYER,
+    draw_field,
+    field_offset,
+    field_size,
+    find_field_layer,
+    world_offset,
+)
+from napari_emsr._napari._layers import LayerCombo, in_plane_pixel_size, overlay_transform
+from napari_emsr._napari._run_panel import RunPanel
+from napari_emsr._napari._scroll import scrolled
+from napari_emsr._napari._training_form import TrainingForm
+from napari_emsr._napari._training_plots import TrainingPlots
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["FineTuneWidget"]
+
+
+class FineTuneWidget(QWidget):
+    """Fine-tune on an LR/HR layer pair, watching losses, validation scores and a preview.
+
+    Signals
+    -------
+    located(object)
+        After "Locate HR in LR": the :class:`~napari_emsr.training.PairReport`, or None if it failed.
+    """
+
+    located = Signal(object)
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.lr_combo = LayerCombo(viewer)
+        self.hr_combo = LayerCombo(viewer)
+        self.locate_button = QPushButton("Locate HR in LR")
+        self.locate_button.setToolTip(
+            "Find the HR field in the LR volume (normalised cross-correlation) and check the HR reference"
+        )
+        self.z_offset = QSpinBox(minimum=0, maximum=1_000_000)
+        self.z_offset.setToolTip("the LR slice that faces the first HR slice")
+        self.pair_status = QLabel("Locate the HR field, or Train (which locates it first).", wordWrap=True)
+        self.offset_status = QLabel(wordWrap=True)
+        self.noise_status = QLabel(wordWrap=True)
+        self.engine = EngineOptions(presets=("lite", "paper"), inference=False)
+        self.engine.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.engine.source.setMinimumContentsLength(12)
+        self.form = TrainingForm()
+        self.settings = QCollapsible("Model and training settings")
+        self.run_panel = RunPanel(
+            "Fine-tune", run_text="Train",
+            cancel_tip="Stop after the current step: the best model so far is kept, and Resume continues.",
+            cancelling_text="Stopping after the current step (the last state is saved)...",
+            cancelled_text="Cancelled.",
+        )  # fmt: skip
+        self.resume_button = QPushButton("Resume", enabled=False)
+        self.resume_button.setToolTip("Continue the run saved next to the output model (its .last.safetensors)")
+        self.plots = TrainingPlots(viewer)
+        self.use_button = QPushButton("Super-resolve with it", enabled=False)
+        self.preview_layer: Any = None
+        self.trained_model: Any = None
+        self._running: dict[str, Any] | None = None
+        self._noise: tuple[Any, Any] | None = None
+        self._locator: Any = None
+        self._watched: Any = None
+        self._layout()
+        self._connect()
+        self._guess_pair()
+
+    def _layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("LR", self.lr_combo)
+        form.addRow("HR", self.hr_combo)
+        row = QHBoxLayout()
+        row.addWidget(self.locate_button, 1)
+        row.addWidget(QLabel("z offset"))
+        row.addWidget(self.z_offset)
+        form.addRow("", row)
+        form.addRow("", self.pair_status)
+        form.addRow("", self.offset_status)
+        form.addRow("", self.noise_status)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.resume_button)
+        buttons.addWidget(self.use_button)
+        self.settings.addWidget(self.engine)
+        self.settings.addWidget(self.form)
+        self.settings.expand(animate=False)
+        layout = scrolled(self)
+        layout.addLayout(form)
+        layout.addWidget(self.settings)
+        layout.addWidget(self.run_panel)
+        layout.addLayout(buttons)
+        layout.addWidget(self.plots, 1)
+
+    def _connect(self) -> None:
+        self.locate_button.clicked.connect(self.locate)
+        self.run_panel.run_button.clicked.connect(self.train)
+        self.resume_button.clicked.connect(self.resume)
+        self.use_button.clicked.connect(self.super_resolve_with_it)
+        self.form.out_path.textChanged.connect(self._update_resume)
+        self.z_offset.valueChanged.connect(self._show_offset)
+        self.lr_combo.currentTextChanged.connect(self._show_offset)
+        self.hr_combo.currentTextChanged.connect(self._show_offset)
+        self.viewer.layers.events.inserted.connect(self._guess_pair)
+
+    def _guess_pair(self, *_: Any) -> None:
+        """While LR and HR show the same layer: the image layer with the largest pixels as LR, the smallest as HR."""
+        if self.lr_combo.layer() is not None and self.lr_combo.layer() != self.hr_combo.layer():
+            return
+        sized = []
+        for name in (self.lr_combo.itemText(i) for i in range(self.lr_combo.count())):
+            try:
+                size = in_plane_pixel_size(self.viewer.layers[name])
+            except (KeyError, ValueError):
+                continue
+            if size:
+                sized.append((size, name))
+        if len(sized) >= 2 and min(sized)[0] < max(sized)[0]:
+            self.lr_combo.setCurrentText(max(sized)[1])
+            self.hr_combo.setCurrentText(min(sized)[1])
+
+    # -- locating the HR field ------------------------------------------------------------------
+    def _base(self) -> tuple[Any, str]:
+        """(the base model, or None for a new network, and the preset of a new network)."""
+        preset = self.engine.new_preset()
+        return (None, preset) if preset is not None else (self.engine.model(), "lite")
+
+    def _base_if_chosen(self) -> Any:
+        """The base model if one is chosen and usable, else None (locating needs it only for its scale)."""
+        try:
+            return self._base()[0]
+        except (ValueError, OSError):
+            return None
+
+    def locate(self) -> None:
+        """Find the HR field in the LR volume in the background; draw it and check the reference."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
+
+        if self._locator is not None or self.run_panel.running:
+            return
+        try:
+            inputs = pair_inputs(self.lr_combo.layer(), self.hr_combo.layer(), self._base_if_chosen)
+        except (ValueError, OSError) as exc:
+            show_error(f"Fine-tune: {exc}")
+            self.located.emit(None)
+            return
+        lr_layer, hr_layer = inputs.pop("lr_layer"), inputs.pop("hr_layer")
+        self.locate_button.setEnabled(False)
+        self.pair_status.setText("Locating the HR field in the LR volume...")
+        self._locator = create_worker(
+            locate, inputs.pop("lr"), inputs.pop("hr"), **inputs, min_score=0.5, _start_thread=False,
+            _connect={"returned": lambda result: self._located(lr_layer, hr_layer, *result),
+                      "errored": lambda error: self._locate_failed(lr_layer, hr_layer, inputs, error),
+                      "finished": self._locate_finished},
+        )  # fmt: skip
+        self._locator.start()
+
+    def _located(self, lr_layer: Any, hr_layer: Any, report: Any, noise: Any) -> None:
+        self._locate_finished()
+        self._show_pair(lr_layer, hr_layer, report)
+        self._show_noise(hr_layer, noise)
+        self.located.emit(report)
+
+    def _locate_failed(self, lr_layer: Any, hr_layer: Any, inputs: dict[str, Any], error: BaseException) -> None:
+        """Say why; for a match too poor to trust, draw the field where the layers place it, to be moved."""
+        from napari.utils.notifications import show_error
+
+        from napari_emsr.training import PairError
+        from napari_emsr.training.pairs import integer_ratio
+
+        self._locate_finished()
+        message = f"Fine-tune: {error}"
+        if isinstance(error, PairError) and "not found" in str(error):
+            lr_px, hr_px = inputs["lr_pixel_nm"], inputs["hr_pixel_nm"]
+            scale, ratio = integer_ratio(lr_px, hr_px) if lr_px and hr_px else (inputs["scale"], None)
+            size = field_size(hr_layer.data.shape, scale, ratio)
+            offset = world_offset(lr_layer, hr_layer, size)
+            draw_field(self.viewer, lr_layer, hr_layer, offset, size, "HR field? not found: move me onto it")
+            self._watch_field()
+            message += ". The rectangle shows where the layers place the HR field: move it onto the field, then Train"
+        show_error(message)
+        self.pair_status.setText(f"Not located: {error}")
+        self.located.emit(None)
+
+    def _locate_finished(self) -> None:
+        self._locator = None
+        self.locate_button.setEnabled(not self.run_panel.running)
+
+    def _show_pair(self, lr_layer: Any, hr_layer: Any, report: Any) -> None:
+        s = report.scale
+        size = (report.hr_shape_out[1] // s, report.hr_shape_out[2] // s)
+        z, y, x = report.offset
+        draw_field(self.viewer, lr_layer, hr_layer, (y, x), size, f"HR field, score {report.score:.2f}")
+        self._watch_field()
+        self.z_offset.setValue(z)
+        if report.located:
+            where = f"Found the HR field at LR (z, y, x) = {report.offset}, match score {report.score:.3f} (NCC)."
+        else:
+            where = f"The rectangle puts the HR field at LR (z, y, x) = {report.offset}: score {report.score:.3f}."
+        notes = "".join(f"\n{note}" for note in report.notes)
+        self.pair_status.setText(f"{where}{notes}\nMove the rectangle (select mode, drag) to correct it.")
+        self._show_offset()
+
+    def _watch_field(self) -> None:
+        layer = self.viewer.layers[FIELD_LAYER]
+        if layer is not self._watched:
+            layer.events.data.connect(self._show_offset)
+            self._watched = layer
+        self._show_offset()
+
+    def _show_offset(self, *_: Any) -> None:
+        offset = self.field_offset()
+        if offset is None:
+            self.offset_status.setText("Training locates the HR field first.")
+        else:
+            self.offset_status.setText(f"Training uses the HR field at LR (z, y, x) = {offset}.")
+
+    def field_offset(self) -> tuple[int, int, int] | None:
+        """The HR field's origin (z, y, x) in LR pixels that training will use (None: located when training)."""
+        lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
+        if lr_layer is None or hr_layer is None or lr_layer == hr_layer:
+            return None
+        layer = find_field_layer(self.viewer, lr_layer, hr_layer)
+        return None if layer is None else (self.z_offset.value(), *field_offset(layer))
+
+    def _show_noise(self, hr_layer: Any, checked: Any) -> None:
+        self._noise = (hr_layer, checked)
+        text, ok = noise_summary(checked)
+        self.noise_status.setText(text)
+        self.noise_status.setToolTip(checked.check.describe())
+        self.noise_status.setStyleSheet("" if ok else ERROR_STYLE)
+
+    # -- training -------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Start training from the base model (problems become notifications)."""
+        self._start(resume=False)
+
+    def resume(self) -> None:
+        """Continue the run whose last state lies next to the output model file."""
+        self._start(resume=True)
+
+    def _start(self, *, resume: bool) -> None:
+        from napari.utils.notifications import show_error
+
+        if self.run_panel.running or self._locator is not None:
+            return
+        try:
+            job, lr_layer = self._make_job(resume)
+        except (ValueError, OSError) as exc:  # LayerError, ConfigError, ModelFileError, PairError are ValueErrors
+            show_error(f"Fine-tune: {exc}")
+            self.run_panel.status.setText(f"Not started: {exc}")
+            return
+        if resume:
+            self.plots.keep_until(job.resume_step)
+        else:
+            self.plots.clear()
+        self._running = {"job": job, "lr_layer": lr_layer, "hr_layer": self.hr_combo.layer(),
+                         "started": time.perf_counter(), "wall": time.time()}  # fmt: skip
+        for button in (self.locate_button, self.resume_button, self.use_button):
+            button.setEnabled(False)
+        self.settings.collapse(animate=False)  # room for the plots; the settings stay one click away
+        self.run_panel.start(lambda: training_events(job), self._on_event, self._on_end, progress_of=train_progress)
+
+    def _make_job(self, resume: bool) -> tuple[FineTuneJob, Any]:
+        from napari_emsr.training.data import parse_slices
+
+        inputs = pair_inputs(self.lr_combo.layer(), self.hr_combo.layer(), lambda: self._base()[0])
+        base, preset = self._base()
+        lr_layer, hr_layer = inputs.pop("lr_layer"), inputs.pop("hr_layer")
+        out = self.form.output()
+        config = self.form.config(self.engine.device.currentData())
+        val_slices = self.form.validation_slices()
+        parse_slices(val_slices, inputs["hr"].shape[0])  # a bad spec is refused now, not in the worker
+        offset, resume_step = self.field_offset(), 0
+        if resume:
+            offset, resume_step = resume_point(out, config.steps, offset)
+        elif out.exists() and not self.form.replace.isChecked():
+            raise FileExistsError(
+                f"{out} exists: tick 'Replace an existing model file', choose another name, or Resume it"
+            )
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
+        noise_known = self._noise is not None and self._noise[0] is hr_layer
+        source = {"lr": _source(lr_layer), "hr": _source(hr_layer)}
+        job = FineTuneJob(
+            **inputs, out=out, config=config, offset=offset, base=base, preset=preset, val_slices=val_slices,
+            resume=resume, resume_step=resume_step, overwrite=self.form.replace.isChecked(),
+            check_noise=not noise_known, provenance={"data": source, "command": "napari-emsr Fine-tune panel"},
+        )  # fmt: skip
+        return job, lr_layer
+
+    def _on_event(self, event: Any) -> None:
+        kind, running = event.kind, self._running
+        if kind == "pair":
+            self._show_pair(running["lr_layer"], running["hr_layer"], event.report)
+        elif kind == "noise":
+            self._show_noise(running["hr_layer"], event)
+        elif kind == "preview":
+            self._show_preview(event)
+        elif kind in ("step", "validation"):
+            self.plots.add(event)
+            if kind == "validation":
+                v = event.validation
+                self.run_panel.status.setText(
+                    f"Step {event.step}: validation SSIM {v['ssim']:.4f} (bicubic {v['bicubic']['ssim']:.4f}), "
+                    f"PSNR {v['psnr']:.2f} dB (bicubic {v['bicubic']['psnr']:.2f}). {event.message}".rstrip()
+                )
+        elif kind == "info" and event.message:
+            self.run_panel.status.setText(event.message)
+
+    def _show_preview(self, event: Any) -> None:
+        lr_layer = self._running["lr_layer"]
+        meta = {"napari_emsr": {"source_layer": lr_layer.name, "preview_step": event.step, "trained": True}}
+        layer = self.preview_layer
+        if layer is not None and layer in self.viewer.layers and layer.data.shape == event.image.shape:
+            layer.data, layer.metadata = event.image, meta
+            layer.translate = overlay_transform(lr_layer, event.scale, event.offset)["translate"]
+            return
+        self.preview_layer = self.viewer.add_image(
+            event.image, name=f"{lr_layer.name} fine-tune preview", contrast_limits=lr_layer.contrast_limits,
+            colormap=lr_layer.colormap, metadata=meta, **overlay_transform(lr_layer, event.scale, event.offset),
+        )  # fmt: skip
+
+    def _on_end(self, outcome: str, error: BaseException | None) -> None:
+        running, self._running = self._running, None
+        out = running["job"].out
+        self.plots.draw_now()  # the last steps, not only those of the last throttled draw
+        self.locate_button.setEnabled(True)
+        self._update_resume()
+        if outcome == "done":
+            self.trained_model = out
+            offered = self._offer(out)
+            self.use_button.setEnabled(True)
+            self.run_panel.status.setText(trained_message(out, time.perf_counter() - running["started"], offered))
+        elif outcome == "cancelled":
+            self.run_panel.status.setText(kept_message(out, running["wall"]))
+        else:
+            self.run_panel.status.setText(f"Failed: {error}. {kept_message(out, running['wall'], cancelled=False)}")
+
+    def _update_resume(self, *_: Any) -> None:
+        from napari_emsr.training import checkpoint_path
+
+        text = self.form.out_path.text().strip()
+        can = bool(text) and checkpoint_path(self.form.output()).is_file() and not self.run_panel.running
+        self.resume_button.setEnabled(can)
+
+    # -- using the result -----------------------------------------------------------------------
+    def _offer(self, path: Any) -> bool:
+        """Set the trained model in every docked Super-resolve panel; True if there was one."""
+        from napari_emsr._napari.super_resolve import SuperResolveWidget
+
+        panels = [w for w in self.viewer.window.dock_widgets.values() if isinstance(w, SuperResolveWidget)]
+        for panel in panels:
+            panel.engine.set_model_file(path)
+        return bool(panels)
+
+    def super_resolve_with_it(self) -> Any:
+        """Open (or show) the Super-resolve panel with the trained model and the LR layer chosen."""
+        _, panel = self.viewer.window.add_plugin_dock_widget("napari-emsr", "Super-resolve")
+        panel.engine.set_model_file(self.trained_model)
+        if self.lr_combo.layer() is not None:
+            panel.layer_combo.set_layer(self.lr_combo.layer())
+        return panel
+
+
+def _source(layer: Any) -> str:
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return f"{layer.name} ({path})" if path else f"layer '{layer.name}'"

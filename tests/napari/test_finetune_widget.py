@@ -1,0 +1,196 @@
+"""The Fine-tune dock widget on the sample pair, in a real viewer under the virtual display.
+
+A tiny random-weight x3 network (tests/_predict_models.py) is the base model and trains for a few
+steps on 16 x 16 LR patches: these tests check the mechanics (location, the field the user moved,
+plots, files, preview, cancel and resume, messages), never the quality of what is learnt.
+"""
+
+import numpy as np
+import pytest
+
+from napari_emsr.model_io import read_model_header
+from napari_emsr.training import checkpoint_path
+
+from .conftest import dock, run_and_wait
+
+LR, HR = "EM LR 30 nm", "EM HR 10 nm"
+# the sample's HR crop starts at original pixel 138 = LR pixel 46, on every axis but z
+SAMPLE_OFFSET = (0, 46, 46)
+
+
+def _panel(viewer, qtbot, model_file, out, *, steps=12, val_every=6):
+    widget = dock(viewer, qtbot, "Fine-tune")
+    widget.lr_combo.setCurrentText(LR)
+    widget.hr_combo.setCurrentText(HR)
+    widget.engine.set_model_file(model_file)
+    widget.engine.device.setCurrentText("cpu")
+    widget.form.steps.setValue(steps)
+    widget.form.val_every.setValue(val_every)
+    widget.form.patch.setValue(16)
+    widget.form.out_path.setText(str(out))
+    return widget
+
+
+def _locate(qtbot, widget):
+    with qtbot.waitSignal(widget.located, timeout=60_000) as blocker:
+        widget.locate()
+    return blocker.args[0]
+
+
+def _provenance(path):
+    return read_model_header(path)[1]["provenance"]
+
+
+def test_defaults_are_those_of_emsr_finetune(make_napari_viewer, qtbot):
+    from napari_emsr.cli import build_parser
+    from napari_emsr.cli._training import training_config
+
+    widget = dock(make_napari_viewer(show=True), qtbot, "Fine-tune")
+    args = build_parser().parse_args(["finetune", "--lr", "lr.tif", "--hr", "hr.tif", "--out", "m.safetensors"])
+    assert widget.form.config(widget.engine.device.currentData()) == training_config(args)
+    assert widget.form.learning_rate.text() == "0.0001"
+    widget.form.learning_rate.stepBy(1)  # the arrows double / halve a learning rate
+    assert widget.form.learning_rate.value() == pytest.approx(2e-4)
+
+
+def test_locate_train_and_offer(sample, qtbot, model_file, tmp_path):
+    viewer = sample
+    super_resolve = dock(viewer, qtbot, "Super-resolve")
+    out = tmp_path / "mine.safetensors"
+    widget = dock(viewer, qtbot, "Fine-tune")
+    assert (widget.lr_combo.currentText(), widget.hr_combo.currentText()) == (LR, HR)  # guessed from pixel sizes
+    widget = _panel(viewer, qtbot, model_file, out)
+    report = _locate(qtbot, widget)
+    assert report.offset == SAMPLE_OFFSET and report.score > 0.5
+    assert f"Found the HR field at LR (z, y, x) = {SAMPLE_OFFSET}" in widget.pair_status.text()
+    assert widget.field_offset() == SAMPLE_OFFSET
+    # the rectangle covers the HR layer's field in world coordinates: its pixel edges, 1365 .. 3765 nm
+    field = viewer.layers["HR field (fine-tune)"]
+    corners = np.array([field.data_to_world(c) for c in field.data[0]])
+    np.testing.assert_allclose(corners.min(axis=0), [1365, 1365])
+    np.testing.assert_allclose(corners.max(axis=0), [3765, 3765])
+    assert "score 0.7" in field.features["label"][0] or f"{report.score:.2f}" in field.features["label"][0]
+    assert "Usable as a training reference" in widget.noise_status.text()
+
+    assert run_and_wait(qtbot, widget.run_panel, widget.train, timeout=180_000) == "done"
+    assert out.is_file() and checkpoint_path(out).is_file()
+    provenance = _provenance(out)
+    assert provenance["pair"]["offset_zyx"] == list(SAMPLE_OFFSET) and provenance["steps"] == 12
+    plots = widget.plots
+    assert plots.draws >= 2 and len(plots.loss_lines["total"].get_xdata()) == 12  # live, and complete at the end
+    for key in ("ref", "noisier_ref", "consistency"):
+        assert np.all(np.isfinite(plots.loss_lines[key].get_ydata()))
+    for lines in plots.score_lines.values():
+        assert list(lines["model"].get_xdata()) == [6, 12] and len(lines["bicubic"].get_ydata()) == 2
+    # the preview: the network on the middle held-out slice (15), over the HR pixels it predicts
+    preview = widget.preview_layer
+    assert preview.data.shape == (1, 240, 240) and preview.metadata["napari_emsr"]["preview_step"] == 12
+    hr = viewer.layers[HR]
+    np.testing.assert_allclose(preview.data_to_world((0, 0, 0)), hr.data_to_world((15, 0, 0)))
+    np.testing.assert_allclose(preview.data_to_world((0, 239, 7)), hr.data_to_world((15, 239, 7)))
+    # offered in the Super-resolve panel
+    assert super_resolve.engine.model_path() == out
+    assert "now the model of the Super-resolve panel" in widget.run_panel.status.text()
+    assert widget.super_resolve_with_it() is super_resolve
+
+
+def test_moved_field_cancel_and_resume(sample, qtbot, model_file, tmp_path):
+    viewer = sample
+    out = tmp_path / "moved.safetensors"
+    widget = _panel(viewer, qtbot, model_file, out, steps=400, val_every=4)
+    _locate(qtbot, widget)
+    field = viewer.layers["HR field (fine-tune)"]
+    field.data = [np.asarray(field.data[0]) + [2.0, -3.0]]  # the user drags it 2 LR rows down, 3 columns left
+    assert widget.field_offset() == (0, 48, 43) and "(0, 48, 43)" in widget.offset_status.text()
+
+    def cancel_at_step_6(event):
+        if getattr(event, "kind", "") == "step" and event.step == 6:
+            widget.run_panel.cancel()
+
+    widget.run_panel.progressed.connect(cancel_at_step_6)
+    assert run_and_wait(qtbot, widget.run_panel, widget.train, timeout=180_000) == "cancelled"
+    widget.run_panel.progressed.disconnect(cancel_at_step_6)
+    reached = _provenance(checkpoint_path(out))["steps"]
+    best = _provenance(out)["best_validation"]
+    assert 6 <= reached < 400 and 4 <= best["step"] <= reached
+    status = widget.run_panel.status.text()
+    assert f"Cancelled at step {reached}: the best model so far (step {best['step']}" in status and str(out) in status
+    assert _provenance(out)["pair"]["offset_zyx"] == [0, 48, 43]  # trained where the rectangle was moved to
+    assert "The rectangle puts the HR field at LR (z, y, x) = (0, 48, 43)" in widget.pair_status.text()
+    assert widget.plots.steps == list(range(1, reached + 1))
+    assert widget.resume_button.isEnabled()
+
+    # Resume continues the saved run on the field it used, even after the rectangle moved again
+    field.data = [np.asarray(field.data[0]) + [5.0, 5.0]]
+    widget.form.steps.setValue(reached + 4)
+    assert run_and_wait(qtbot, widget.run_panel, widget.resume, timeout=180_000) == "done"
+    assert _provenance(checkpoint_path(out))["steps"] == reached + 4
+    assert _provenance(out)["pair"]["offset_zyx"] == [0, 48, 43] and widget.field_offset() == (0, 48, 43)
+    assert widget.plots.steps == list(range(1, reached + 5))  # the curves continue
+
+
+def test_bad_input_gives_notifications(make_napari_viewer, qtbot, model_file, tmp_path, notes):
+    viewer = make_napari_viewer(show=True)
+    widget = dock(viewer, qtbot, "Fine-tune")
+    widget.train()
+    assert "choose an LR and an HR image layer" in notes()[-1]
+    assert _locate(qtbot, widget) is None and "choose an LR and an HR image layer" in notes()[-1]
+    viewer.open_sample("napari-emsr", "em_pair")
+    widget = _panel(viewer, qtbot, model_file, "")
+    widget.hr_combo.setCurrentText(LR)
+    widget.train()
+    assert "different layers" in notes()[-1]
+    widget.hr_combo.setCurrentText(HR)
+    widget.train()
+    assert "choose where to save the model" in notes()[-1]
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(b"a model already")
+    widget.form.out_path.setText(str(old))
+    widget.train()
+    assert "exists: tick 'Replace an existing model file'" in notes()[-1]
+    widget.resume()
+    assert "nothing to resume" in notes()[-1]
+    widget.form.out_path.setText(str(tmp_path / "new.safetensors"))
+    widget.form.val_slices.setText("20:30")
+    widget.train()
+    assert "must lie within 0..15" in notes()[-1]
+    widget.form.val_slices.setText("")
+
+    # no pixel size and a new network: the scale cannot be known
+    viewer.add_image(np.zeros((4, 64, 64), np.uint8), name="no size")
+    widget.lr_combo.setCurrentText("no size")
+    widget.engine.source.setCurrentText("New lite network (random weights)")
+    widget.train()
+    assert "pixel size of layer 'no size' is unknown" in notes()[-1]
+    # pixel sizes that make a x2 pair, with a x3 base model
+    viewer.add_image(viewer.layers[LR].data, name="LR 20 nm", scale=(10, 20, 20), units=("nm",) * 3)
+    widget.lr_combo.setCurrentText("LR 20 nm")
+    widget.engine.set_model_file(model_file)
+    widget.train()
+    assert "the base model is x3, but" in notes()[-1] and "x2 pair" in notes()[-1]
+    # an HR field that is not in the LR volume
+    noise = np.random.default_rng(0).integers(0, 255, (8, 96, 96), dtype=np.uint8)
+    viewer.add_image(noise, name="elsewhere", scale=(10, 10, 10), units=("nm",) * 3)
+    widget.lr_combo.setCurrentText(LR)
+    widget.hr_combo.setCurrentText("elsewhere")
+    assert _locate(qtbot, widget) is None and "was not found in the LR volume" in notes()[-1]
+    # ... then the rectangle is drawn where the layers place the HR field (its 96 px are 32 LR px), to be moved
+    assert "move it onto the field, then Train" in notes()[-1]
+    assert widget.field_offset() == (0, 0, 0)
+    assert viewer.layers["HR field (fine-tune)"].metadata["napari_emsr"]["size_yx"] == [32, 32]
+    assert not widget.run_panel.running and not (tmp_path / "new.safetensors").exists()
+
+
+def test_training_keeps_the_viewer_responsive(sample, qtbot, model_file, tmp_path):
+    """The Qt event loop's lateness (a timer every 10 ms) while the panel trains: generous bounds."""
+    from napari_emsr._napari._latency import EventLoopLatency
+
+    widget = _panel(sample, qtbot, model_file, tmp_path / "latency.safetensors", steps=40, val_every=10)
+    probe = EventLoopLatency(10)
+    probe.start()
+    assert run_and_wait(qtbot, widget.run_panel, widget.train, timeout=180_000) == "done"
+    probe.stop()
+    figures = probe.summary()
+    print(f"event-loop lateness while training: {figures}")
+    assert figures["ticks"] > 100
+    assert figures["median_ms"] < 25 and figures["p95_ms"] < 250, figures
