@@ -55,7 +55,7 @@ def test_info_text_of_a_model_file(tmp_path, capsys):
 
 
 def test_info_says_when_weights_are_random(capsys):
-    assert main(["info"]) == 0
+    assert main(["info", "--preset", "paper"]) == 0
     out = capsys.readouterr().out
     assert "UNTRAINED" in out and "random weights" in out
 

@@ -13,8 +13,17 @@ def _dock(viewer, qtbot):
     return widget
 
 
+def test_opens_on_the_default_model(make_napari_viewer, qtbot):
+    """The pretrained model shipped with the package comes first, described as trained."""
+    widget = _dock(make_napari_viewer(show=True), qtbot)
+    text = widget.text.toPlainText()
+    assert "emsr-default-x3.safetensors" in text and "status:       trained" in text
+    assert "Random weights" not in widget.status.text()
+
+
 def test_shows_the_paper_preset(make_napari_viewer, qtbot):
     widget = _dock(make_napari_viewer(show=True), qtbot)
+    widget.source.setCurrentText("Preset: paper")
     text = widget.text.toPlainText()
     assert "preset paper, x3" in text and "parameters:" in text
     assert "Random weights" in widget.status.text()
