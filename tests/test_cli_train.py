@@ -70,3 +70,17 @@ def test_finetune_bad_offset_syntax(stacks, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(stacks / "hr_field.tif"), "--out", "x.safetensors", "--offset", "1,2"])
     assert info.value.code == 2 and "Z,Y,X" in capsys.readouterr().err
+
+
+def test_finetune_from_the_default_model(stacks, tmp_path, capsys):
+    """--base default starts from the shipped weights (not random ones) and keeps their architecture."""
+    from napari_emsr.model_io import default_model_path
+
+    out = tmp_path / "ft.safetensors"
+    code = main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(stacks / "hr_field.tif"), "--out", str(out),
+                 "--base", "default", "--val-slices", "last:1", "--learning-rate", "1e-9", *FAST])
+    assert code == 0, capsys.readouterr().err
+    tuned, shipped = load_model(out), load_model(default_model_path())
+    assert tuned.config == shipped.config
+    for (name, a), b in zip(tuned.state_dict().items(), shipped.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name  # a tiny learning rate: still the shipped weights

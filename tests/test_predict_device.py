@@ -55,5 +55,5 @@ def test_out_of_memory_recognition():
 
 
 def test_defaults_depend_on_the_device():
-    assert default_tile(torch.device("cpu")) == 512 and default_batch(torch.device("cpu")) == 1
+    assert default_tile(torch.device("cpu")) == 256 and default_batch(torch.device("cpu")) == 1
     assert default_tile(torch.device("cuda")) == 1024 and default_batch(torch.device("cuda")) == 4

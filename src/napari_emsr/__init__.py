@@ -26,7 +26,10 @@ _API = {
     "describe_model": "napari_emsr.describe",
     "iter_super_resolve": "napari_emsr.predict",
     "super_resolve": "napari_emsr.predict",
+    "iter_super_resolve_distributed": "napari_emsr.predict",
+    "super_resolve_distributed": "napari_emsr.predict",
     "open_volume": "napari_emsr.io",
+    "export_bioimageio": "napari_emsr.bmz",
     "iter_finetune": "napari_emsr.training",
     "finetune": "napari_emsr.training",
     "TrainingConfig": "napari_emsr.config",
@@ -50,8 +53,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_emsr.config import PRESETS, ConfigError, EMSRConfig, TrainingConfig
+    from napari_emsr.bmz import export_bioimageio
     from napari_emsr.io import open_volume
-    from napari_emsr.predict import iter_super_resolve, super_resolve
+    from napari_emsr.predict import (
+        iter_super_resolve,
+        iter_super_resolve_distributed,
+        super_resolve,
+        super_resolve_distributed,
+    )
     from napari_emsr.training import finetune, iter_finetune
     from napari_emsr.describe import describe_model
     from napari_emsr.model.emsr import EMSR, build_emsr

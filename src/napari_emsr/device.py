@@ -80,8 +80,13 @@ def release_memory(device: torch.device) -> None:
 
 
 def default_tile(device: torch.device) -> int:
-    """Default core size of a tile, in input pixels: 512 on the CPU, 1024 on an accelerator."""
-    return 512 if device.type == "cpu" else 1024
+    """Default core size of a tile, in input pixels: 256 on the CPU, 1024 on an accelerator.
+
+    On a CPU the network runs faster per pixel on smaller windows (its feature maps stay in cache):
+    measured with the default model, 256-pixel tiles give 1.23x the end-to-end throughput of
+    512-pixel ones on large slices despite their larger share of halo (benchmarks/README.md).
+    """
+    return 256 if device.type == "cpu" else 1024
 
 
 def default_batch(device: torch.device) -> int:

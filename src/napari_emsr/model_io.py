@@ -170,7 +170,9 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     Parameters
     ----------
     path : path-like
-        A file written by :func:`save_model`.
+        A file written by :func:`save_model`, or a bioimage.io model package (.zip) written by
+        ``emsr export-bioimageio``: its attached safetensors file is loaded (its pickle-based
+        ``pytorch_state_dict`` weights are never read; see :mod:`napari_emsr.bmz.package`).
     device : str or torch.device
         Where to put the weights.
 
@@ -183,12 +185,19 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     ------
     ModelFileError
         If the file is missing, not a safetensors file, not a napari-emsr model, truncated,
-        corrupt, or its weights do not match its config.
+        corrupt, or its weights do not match its config; for a .zip: not a bioimage.io package, not
+        one of napari-emsr (e.g. only pickled weights), or a corrupt one.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.is_file():
+        from napari_emsr.bmz.package import is_zip, load_package
+
+        with path.open("rb") as fh:
+            if is_zip(fh.read(4)):
+                return load_package(path, device=device)
     _, emsr = read_model_header(path)
     try:
         config = EMSRConfig.from_dict(emsr.get("config", {}))

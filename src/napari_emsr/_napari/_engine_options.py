@@ -114,7 +114,7 @@ class EngineOptions(QWidget):
         self.device = QComboBox()
         self.device_status = QLabel(wordWrap=True)
         self.tile = QSpinBox(minimum=0, maximum=8192, singleStep=64, value=0)
-        self.tile.setSpecialValueText("auto (512 CPU, 1024 GPU)")
+        self.tile.setSpecialValueText("auto (256 CPU, 1024 GPU)")
         self.tile.setToolTip("Core of a tile in input pixels; larger tiles waste less on halos but need more memory.")
         self.overlap = OverlapBox()
         self.overlap.setToolTip(

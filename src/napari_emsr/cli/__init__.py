@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "evaluate": "napari_emsr.cli.evaluate",
     "train": "napari_emsr.cli.train",
     "finetune": "napari_emsr.cli.finetune",
+    "export-bioimageio": "napari_emsr.cli.export_bioimageio",
 }
 
 

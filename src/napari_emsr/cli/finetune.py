@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lr", required=True, metavar="LR", help="the LR volume (large field)")
     p.add_argument("--hr", required=True, metavar="HR", help="the HR volume (small field inside the LR field)")
-    p.add_argument("--base", metavar="MODEL", help="model to start from (default: random weights of --preset)")
+    p.add_argument("--base", metavar="MODEL", help="model to start from: a model file, or 'default' for the shipped default model "
+                   "(without --base: random weights of --preset)")
     p.add_argument("--preset", default="lite", help="network preset without --base (default: lite)")
     p.add_argument("--lr-pixel-size", type=float, metavar="NM", help="LR pixel size in nm (default: from the file)")
     p.add_argument("--hr-pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: from the file)")
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_emsr.cli import CLIError
     from napari_emsr.cli.train import _yx
     from napari_emsr.io import open_volume
-    from napari_emsr.model_io import load_model
+    from napari_emsr.model_io import load_model, resolve_model_path
     from napari_emsr.training import iter_finetune, prepare_pair
 
     config = training_config(args)
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for v in (lr, hr):
         if v.data.ndim != 3:
             raise CLIError(f"{v.path}: fine-tuning needs a 3D stack (z, y, x), got shape {v.data.shape}")
-    base = load_model(args.base) if args.base else None
+    base = load_model(resolve_model_path(None) if args.base == "default" else args.base) if args.base else None
     scale = args.scale or (base.config.scale if base is not None and not args.lr_pixel_size else None)
     lr_px = args.lr_pixel_size or _yx(lr.pixel_size_nm)
     hr_px = args.hr_pixel_size or _yx(hr.pixel_size_nm)

@@ -24,6 +24,11 @@ progress in .NAME.partial and continues with --resume.
 By default tiles get a halo of the network's effective receptive radius, measured on the input:
 the result is within about a quarter of a grey level of a prediction of each whole slice. With
 --overlap exact it equals it (up to float rounding), at 1.5-2x the cost; --overlap N sets the halo.
+
+--scheduler runs the per-slice work as tasks on a dask.distributed cluster (optional extra:
+pip install 'napari-emsr[distributed]'): local:N starts N worker processes here; an address
+(tcp://HOST:PORT) uses a running scheduler. Workers load the model once, use their own GPU when
+they have one and write their slices straight into OUTPUT (an OME-Zarr on a shared file system).
 """
 
 
@@ -58,8 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", metavar="INPUT", help="image, stack, folder or glob of slices, or Zarr")
     p.add_argument("output", metavar="OUTPUT", help="*.ome.tif / *.tif or *.ome.zarr / *.zarr")
-    p.add_argument("--model", metavar="FILE", help="a .safetensors model file (default: the shipped default model)")
-    p.add_argument("--tile", type=int, metavar="N", help="tile core size in input pixels (default 512 CPU, 1024 GPU)")
+    p.add_argument(
+        "--model", metavar="FILE",
+        help="a .safetensors model file, or a bioimage.io package (.zip) made by emsr export-bioimageio "
+        "(default: the shipped default model)",
+    )  # fmt: skip
+    p.add_argument("--tile", type=int, metavar="N", help="tile core size in input pixels (default 256 CPU, 1024 GPU)")
     p.add_argument(
         "--overlap",
         type=_overlap,
@@ -81,6 +90,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted OME-Zarr run")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (once the new one is complete)")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    p.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="run on a dask cluster: local:N (N worker processes here), a scheduler address tcp://HOST:PORT "
+        "or a scheduler file *.json (OME-Zarr output only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scheduler-timeout", type=float, default=10.0, metavar="S",
+        help="seconds to wait for the scheduler to answer (default 10)",
+    )  # fmt: skip
 
 
 def _check_output(args: argparse.Namespace) -> None:
@@ -91,6 +109,12 @@ def _check_output(args: argparse.Namespace) -> None:
     kind = output_kind(output)
     if not output.parent.is_dir():
         raise CLIError(f"{output.parent} does not exist; create the output folder first")
+    if args.scheduler is not None:
+        from napari_emsr.predict.distributed import parse_scheduler
+
+        parse_scheduler(args.scheduler)  # a malformed value is a ValueError: one line, exit status 2
+        if kind != "ome-zarr":
+            raise CLIError(f"{output}: a distributed run (--scheduler) writes an OME-Zarr; name OUTPUT NAME.ome.zarr")
     if args.resume and kind != "ome-zarr":
         raise CLIError(f"{output}: only OME-Zarr outputs can be resumed; write to NAME.ome.zarr to use --resume")
     if output.exists() and not (args.overwrite or args.resume):
@@ -116,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_emsr.predict import iter_super_resolve
 
     _check_output(args)
+    if args.scheduler is not None:
+        return _run_distributed(args)
     started = time.perf_counter()
     volume = open_volume(args.input, pixel_size=args.pixel_size)
     with volume:
@@ -142,6 +168,48 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     _summary(last, last.slices_done - first.slices_done, args.output, seconds)
     return 0
+
+
+def _run_distributed(args: argparse.Namespace) -> int:
+    """``--scheduler``: the same run as dask tasks; workers read INPUT and write OUTPUT themselves."""
+    from tqdm import tqdm
+
+    from napari_emsr.model_io import resolve_model_path
+    from napari_emsr.predict.distributed import iter_super_resolve_distributed
+
+    started = time.perf_counter()
+    options = dict(
+        output=args.output, scheduler=args.scheduler, tile=args.tile, overlap=args.overlap, batch=args.batch,
+        device=args.device, pixel_size=args.pixel_size, self_ensemble=args.self_ensemble,
+        intensity_range=args.intensity_range, resume=args.resume, overwrite=args.overwrite,
+        connect_timeout=args.scheduler_timeout,
+    )  # fmt: skip
+    bar = tqdm(total=0, unit="tile", desc="emsr predict", file=sys.stderr, dynamic_ncols=True, disable=None)
+    write = (lambda line: tqdm.write(line, file=sys.stderr)) if not bar.disable else _stderr
+    first = last = None
+    try:
+        with _warnings_as_lines(write):
+            for last in iter_super_resolve_distributed(args.input, resolve_model_path(args.model), **options):
+                first = first or last
+                if last.stage == "start":
+                    _show_cluster(last.plan, write)
+                _show(bar, last, write)
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    except (RuntimeError, OSError) as exc:
+        raise CLIError(f"the distributed run failed: {exc}") from None
+    finally:
+        bar.close()
+    _summary(last, last.slices_done - first.slices_done, args.output, time.perf_counter() - started)
+    return 0
+
+
+def _show_cluster(plan: dict, write) -> None:
+    dashboard = f", dashboard {plan['dashboard']}" if plan.get("dashboard") else ""
+    write(
+        f"emsr predict: dask cluster {plan['scheduler']}: {plan['workers']} worker(s), "
+        f"{plan['worker_gpus']} GPU(s), device {plan['device']} chosen on each worker{dashboard}"
+    )
 
 
 def _stderr(line: str) -> None:

@@ -2,11 +2,13 @@
 
 - :func:`iter_super_resolve`: a generator of :class:`Progress` events (for GUIs and progress bars);
 - :func:`super_resolve`: runs it to the end and returns the array or the written path;
-- :func:`prepare_tasks` / :func:`run_task`: the same work as independent tasks (dask, a cluster).
+- :func:`prepare_tasks` / :func:`run_task`: the same work as independent tasks (dask, a cluster);
+- :func:`iter_super_resolve_distributed`: those tasks on a dask.distributed cluster (optional extra).
 """
 
 from napari_emsr.predict.api import Progress, iter_super_resolve, super_resolve
 from napari_emsr.predict.chunks import SliceTask, prepare_tasks, run_task
+from napari_emsr.predict.distributed import iter_super_resolve_distributed, super_resolve_distributed
 from napari_emsr.predict.engine import DIHEDRAL, Geometry, ModelRunner, OutOfMemoryWarning, predict_block
 from napari_emsr.predict.intensity import IntensityMap, IntensityWarning, resolve_intensity
 from napari_emsr.predict.plan import PixelSizeWarning, Plan, UntrainedModelWarning, make_plan
@@ -18,6 +20,8 @@ __all__ = [
     "SliceTask",
     "prepare_tasks",
     "run_task",
+    "iter_super_resolve_distributed",
+    "super_resolve_distributed",
     "Geometry",
     "ModelRunner",
     "DIHEDRAL",

@@ -166,7 +166,7 @@ def iter_super_resolve(
         ``*.ome.tif`` / ``*.ome.tiff`` / ``*.tif`` or ``*.ome.zarr`` / ``*.zarr``, written slice by
         slice under a temporary name and renamed when complete. None: the result is an array.
     tile : int, optional
-        Core size of a tile in input pixels (snapped up to the attention window); default 512 on
+        Core size of a tile in input pixels (snapped up to the attention window); default 256 on
         the CPU, 1024 on a GPU. The network sees tile + 2 x (halo + blend) pixels per tile.
     overlap : int, "auto" or "exact", optional
         The halo: context every output pixel has on each side, in input pixels (rounded up to the

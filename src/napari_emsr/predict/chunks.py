@@ -21,7 +21,10 @@ import numpy as np
 from napari_emsr.predict.engine import Geometry, ModelRunner, predict_block, prepare_model
 from napari_emsr.predict.intensity import IntensityMap
 
-__all__ = ["plan_units", "SlabReader", "SliceTask", "run_task", "prepare_tasks", "read_block", "UNIT_BYTES"]
+__all__ = [
+    "plan_units", "SlabReader", "SliceTask", "TaskPlan", "run_task", "prepare_tasks", "plan_tasks", "read_block",
+    "UNIT_BYTES",
+]  # fmt: skip
 
 #: memory budget of one unit's float32 output accumulators (and of a cached input slab)
 UNIT_BYTES = 512 * 2**20
@@ -172,6 +175,18 @@ def _exhaust(generator: Any) -> Any:
             return stop.value
 
 
+@dataclass
+class TaskPlan:
+    """What :func:`plan_tasks` prepared: the tasks still to run, the writer, and the run's layout."""
+
+    tasks: list[SliceTask]
+    writer: Any
+    done: np.ndarray
+    summary: dict[str, Any]
+    tiles_per_slice: int
+    out_shape: tuple[int, ...]
+
+
 def prepare_tasks(
     volume: Any, model: Any, output: Any, *, resume: bool = False, overwrite: bool = False, **options: Any
 ) -> tuple[list[SliceTask], Any]:
@@ -182,6 +197,14 @@ def prepare_tasks(
     :func:`run_task` on every task (in any order, anywhere that sees the paths), then call
     ``writer.commit()``; with ``resume=True`` only the slices not yet done become tasks.
     """
+    planned = plan_tasks(volume, model, output, resume=resume, overwrite=overwrite, **options)
+    return planned.tasks, planned.writer
+
+
+def plan_tasks(
+    volume: Any, model: Any, output: Any, *, resume: bool = False, overwrite: bool = False, **options: Any
+) -> TaskPlan:
+    """:func:`prepare_tasks`, also returning the done mask and the run's summary (for progress)."""
     from napari_emsr.io.writers import OmeZarrWriter, output_kind, partial_path
     from napari_emsr.predict.plan import make_plan
 
@@ -203,6 +226,7 @@ def prepare_tasks(
             batch=plan.batch, geometry=plan.geometry, intensity=plan.intensity, self_ensemble=plan.self_ensemble,
             block=plan.block, crop=plan.crop,
         )  # fmt: skip
-        return [SliceTask(slices=unit, **common) for unit in units], writer
+        tasks = [SliceTask(slices=unit, **common) for unit in units]
+        return TaskPlan(tasks, writer, done, plan.summary(), plan.tiles_per_slice(), tuple(plan.out_shape))
     finally:
         plan.close()

@@ -1,0 +1,206 @@
+"""bioimage.io model packages: export validated by bioimageio.spec, and loading them without pickle.
+
+Real data: the packaged FlyEM sample (default test tensors and cover) and a FlyEM validation
+slice. The model is a tiny random-weight network saved with trained=False (format only).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+import zipfile
+
+import bioimageio.spec  # the 'bioimageio' extra is part of the 'test' extra: missing is a failure
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from napari_emsr import ModelFileError, load_model, save_model, super_resolve
+from napari_emsr.bmz.export import PAPER, export_bioimageio
+from napari_emsr.cli import main
+
+from ._predict_models import sensitive_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::napari_emsr.predict.UntrainedModelWarning")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bmz")
+    return save_model(sensitive_model(3), folder / "tiny.safetensors", trained=False, input_pixel_size_nm=30.0)
+
+
+@pytest.fixture(scope="module")
+def package(model_file):
+    return export_bioimageio(model_file, model_file.with_name("tiny.zip"))
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _rewrite(source, target, change):
+    """Copy a package, letting ``change(members)`` edit its files (name -> bytes)."""
+    members = _members(source)
+    change(members)
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return target
+
+
+@pytest.fixture
+def no_pickle(monkeypatch):
+    """Any attempt to unpickle (torch.load, pickle.load/loads, Unpickler) fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("something was unpickled")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+
+
+def test_package_is_valid_for_bioimageio_spec(package):
+    descr = bioimageio.spec.load_description(package, perform_io_checks=True)
+    assert not isinstance(descr, bioimageio.spec.InvalidDescr), descr.validation_summary.format()
+    assert descr.validation_summary.status in ("valid-format", "passed")
+    assert descr.format_version.startswith("0.5")
+    assert str(descr.license) == "BSD-3-Clause"
+    assert str(descr.cite[0].doi) == PAPER["doi"] and "No-Clean-Reference" in descr.cite[0].text
+    assert "UNTRAINED" in descr.description
+
+
+def test_axes_scales_make_the_output_s_times_finer(package):
+    rdf = yaml.safe_load(_members(package)["rdf.yaml"])
+    (lr,), (sr,) = rdf["inputs"], rdf["outputs"]
+    assert [a["type"] for a in lr["axes"]] == ["batch", "channel", "space", "space"]
+    lr_y, sr_y = lr["axes"][2], sr["axes"][2]
+    assert lr_y["scale"] == 30.0 and sr_y["scale"] == 10.0 and lr_y["unit"] == sr_y["unit"] == "nanometer"
+    assert sr_y["size"] == {"tensor_id": "lr", "axis_id": "y"}
+    arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
+    assert arch["import_from"] == "napari_emsr" and arch["callable"] == "build_emsr"
+
+
+def test_test_tensors_are_the_models_output(package, model_file):
+    files = _members(package)
+    x = np.load(io.BytesIO(files["test_input_lr.npy"]))
+    y = np.load(io.BytesIO(files["test_output_sr.npy"]))
+    assert x.shape == (1, 1, 64, 64) and y.shape == (1, 1, 192, 192) and x.dtype == y.dtype == np.float32
+    assert x.std() > 5  # a real EM crop, not a constant
+    model = load_model(model_file)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x / 255.0).float()).numpy() * 255.0
+    np.testing.assert_allclose(y, expected, atol=1e-3)
+
+
+def test_cover_readme_and_weights(package, model_file):
+    from PIL import Image
+
+    files = _members(package)
+    cover = Image.open(io.BytesIO(files["cover.png"]))
+    assert cover.size[0] == 2 * cover.size[1]
+    readme = files["README.md"].decode()
+    assert "UNTRAINED" in readme and "## Validation" in readme and PAPER["doi"] in readme and "CC BY 3.0" in readme
+    assert files["tiny.safetensors"] == model_file.read_bytes()
+    # the pytorch_state_dict entry holds plain tensors only (readable with weights_only=True)
+    state = torch.load(io.BytesIO(files["weights.pt"]), weights_only=True)
+    reference = load_model(model_file).state_dict()
+    assert set(state) == set(reference) and all(torch.equal(state[k], reference[k]) for k in state)
+
+
+def test_load_model_reads_a_package_without_unpickling(package, model_file, no_pickle):
+    model = load_model(package)
+    original = load_model(model_file)
+    assert model.config == original.config and model.metadata.input_pixel_size_nm == 30.0
+    assert model.metadata.trained is False
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
+
+
+def test_predict_with_a_package(package, model_file, em_slice):
+    crop = em_slice[100:164, 100:164]
+    options = dict(tile=32, pixel_size=30.0)
+    np.testing.assert_array_equal(super_resolve(crop, package, **options), super_resolve(crop, model_file, **options))
+
+
+def test_percentile_models_export_with_scale_range(tmp_path):
+    norm = {"mode": "percentile", "low": 0.1, "high": 99.9}
+    model = save_model(sensitive_model(2), tmp_path / "p.safetensors", normalization=norm)
+    package = export_bioimageio(model, tmp_path / "p.zip")
+    descr = bioimageio.spec.load_description(package, perform_io_checks=True)
+    assert not isinstance(descr, bioimageio.spec.InvalidDescr), descr.validation_summary.format()
+    rdf = yaml.safe_load(_members(package)["rdf.yaml"])
+    assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]][:2] == ["ensure_dtype", "scale_range"]
+    assert rdf["inputs"][0]["axes"][2].get("unit") is None  # no pixel size recorded: no physical unit
+
+
+def test_foreign_and_corrupt_zips_are_refused(package, tmp_path, no_pickle):
+    foreign = tmp_path / "notes.zip"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(ModelFileError, match="not a bioimage.io model package"):
+        load_model(foreign)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(package.read_bytes()[: package.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match="corrupt or truncated zip"):
+        load_model(truncated)
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, checkpoint)
+    with pytest.raises(ModelFileError, match="PyTorch checkpoint"):
+        load_model(checkpoint)
+
+
+def test_a_package_with_only_pickled_weights_is_refused(package, tmp_path, no_pickle):
+    def drop_ours(members):
+        rdf = yaml.safe_load(members["rdf.yaml"])
+        del rdf["config"]["napari_emsr"]
+        rdf["attachments"] = []
+        members.pop("tiny.safetensors")
+        members["rdf.yaml"] = yaml.safe_dump(rdf).encode()
+
+    pickled_only = _rewrite(package, tmp_path / "pickled.zip", drop_ours)
+    with pytest.raises(ModelFileError, match="only weights are pytorch_state_dict.*never unpickles"):
+        load_model(pickled_only)
+
+
+def test_a_tampered_package_is_refused(package, tmp_path, no_pickle):
+    def flip_a_byte(members):
+        data = bytearray(members["tiny.safetensors"])
+        data[-1] ^= 0xFF
+        members["tiny.safetensors"] = bytes(data)
+
+    tampered = _rewrite(package, tmp_path / "tampered.zip", flip_a_byte)
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model(tampered)
+
+    def other_tool(members):
+        rdf = yaml.safe_load(members["rdf.yaml"])
+        del rdf["config"]["napari_emsr"]
+        rdf["weights"] = {"onnx": {"source": "model.onnx", "opset_version": 17}}
+        members["rdf.yaml"] = yaml.safe_dump(rdf).encode()
+
+    with pytest.raises(ModelFileError, match="not one exported by napari-emsr"):
+        load_model(_rewrite(package, tmp_path / "other.zip", other_tool))
+
+
+def test_cli_export(model_file, tmp_path, capsys):
+    out = tmp_path / "cli.zip"
+    assert main(["export-bioimageio", str(model_file), str(out), "--author", "A. Tester"]) == 0
+    assert "validated with bioimageio.spec" in capsys.readouterr().out
+    rdf = yaml.safe_load(_members(out)["rdf.yaml"])
+    assert rdf["authors"] == [{"name": "A. Tester"}]
+    assert main(["export-bioimageio", str(model_file), str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["export-bioimageio", str(model_file), str(tmp_path / "x.tar")]) == 2
+    assert "name the output *.zip" in capsys.readouterr().err
+
+
+def test_missing_extra_names_it(model_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "bioimageio.spec", None)
+    assert main(["export-bioimageio", str(model_file), str(tmp_path / "m.zip")]) == 2
+    assert "napari-emsr[bioimageio]" in capsys.readouterr().err
+    assert not (tmp_path / "m.zip").exists()
