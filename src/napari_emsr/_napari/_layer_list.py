@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
 
+from napari_emsr._napari._layers import FollowsLayers
+
 if TYPE_CHECKING:
     import napari
 
@@ -19,7 +21,7 @@ def _is_image(layer: Any) -> bool:
     return isinstance(layer, Image)
 
 
-class LayerChecklist(QListWidget):
+class LayerChecklist(FollowsLayers, QListWidget):
     """Image layers with a check box each; checked layers stay checked while they exist.
 
     Signals
@@ -37,18 +39,7 @@ class LayerChecklist(QListWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.setMaximumHeight(110)
         self.itemChanged.connect(self._remember)
-        events = viewer.layers.events
-        for emitter in (events.inserted, events.removed, events.moved, events.reordered):
-            emitter.connect(self._on_layers_changed)
-        for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
-        self.refresh()
-
-    def _on_layers_changed(self, event: Any = None) -> None:
-        value = getattr(event, "value", None)
-        if event is not None and getattr(event, "type", "") == "inserted" and value is not None:
-            value.events.name.connect(self.refresh)
-        self.refresh()
+        self._follow_layers(viewer)
 
     def refresh(self, event: Any = None) -> None:
         """Rebuild the list from the viewer's image layers, keeping the checks."""

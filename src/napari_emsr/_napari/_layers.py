@@ -39,7 +39,29 @@ def _is_image(layer: Any) -> bool:
     return isinstance(layer, Image)
 
 
-class LayerCombo(QComboBox):
+class FollowsLayers:
+    """Mixin for widgets listing the viewer's layers: ``refresh`` runs on every addition, removal,
+    move and rename. Bound methods are connected, so napari drops them with the widget."""
+
+    def _follow_layers(self, viewer: "napari.viewer.Viewer") -> None:
+        events = viewer.layers.events
+        for emitter in (events.inserted, events.removed, events.moved, events.reordered):
+            emitter.connect(self._on_layers_changed)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        self.refresh()
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        value = getattr(event, "value", None)
+        if event is not None and getattr(event, "type", "") == "inserted" and value is not None:
+            value.events.name.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, event: Any = None) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+
+class LayerCombo(FollowsLayers, QComboBox):
     """A combo box of the viewer's image layers that follows additions, removals and renames.
 
     It keeps its choice while that layer exists; otherwise it takes the active layer (if it is an
@@ -54,18 +76,7 @@ class LayerCombo(QComboBox):
         self.currentTextChanged.connect(self._remember)
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
-        events = viewer.layers.events
-        for emitter in (events.inserted, events.removed, events.moved, events.reordered):
-            emitter.connect(self._on_layers_changed)
-        for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
-        self.refresh()
-
-    def _on_layers_changed(self, event: Any = None) -> None:
-        value = getattr(event, "value", None)
-        if event is not None and getattr(event, "type", "") == "inserted" and value is not None:
-            value.events.name.connect(self.refresh)
-        self.refresh()
+        self._follow_layers(viewer)
 
     def _remember(self, *_: Any) -> None:
         self._chosen = self.layer()

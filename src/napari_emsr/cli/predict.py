@@ -133,8 +133,6 @@ def _warnings_as_lines(write) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from napari_emsr.io import open_volume
     from napari_emsr.model_io import load_model, resolve_model_path
     from napari_emsr.predict import iter_super_resolve
@@ -151,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
             self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,
             overwrite=args.overwrite,
         )  # fmt: skip
-        bar = tqdm(total=0, unit="tile", desc="emsr predict", file=sys.stderr, dynamic_ncols=True, disable=None)
-        write = (lambda line: tqdm.write(line, file=sys.stderr)) if not bar.disable else _stderr
+        bar, write = _progress_bar()
         first = last = None
         try:
             with _warnings_as_lines(write):
@@ -172,8 +169,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_distributed(args: argparse.Namespace) -> int:
     """``--scheduler``: the same run as dask tasks; workers read INPUT and write OUTPUT themselves."""
-    from tqdm import tqdm
-
     from napari_emsr.model_io import resolve_model_path
     from napari_emsr.predict.distributed import iter_super_resolve_distributed
 
@@ -184,8 +179,7 @@ def _run_distributed(args: argparse.Namespace) -> int:
         intensity_range=args.intensity_range, resume=args.resume, overwrite=args.overwrite,
         connect_timeout=args.scheduler_timeout,
     )  # fmt: skip
-    bar = tqdm(total=0, unit="tile", desc="emsr predict", file=sys.stderr, dynamic_ncols=True, disable=None)
-    write = (lambda line: tqdm.write(line, file=sys.stderr)) if not bar.disable else _stderr
+    bar, write = _progress_bar()
     first = last = None
     try:
         with _warnings_as_lines(write):
@@ -214,6 +208,14 @@ def _show_cluster(plan: dict, write) -> None:
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def _progress_bar():
+    """A tqdm bar on stderr (off when stderr is not a terminal) and a line writer that keeps it intact."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="tile", desc="emsr predict", file=sys.stderr, dynamic_ncols=True, disable=None)
+    return bar, ((lambda line: tqdm.write(line, file=sys.stderr)) if not bar.disable else _stderr)
 
 
 def _show(bar, event, write) -> None:
