@@ -1,11 +1,11 @@
 """Make docs/images/napari-super-resolve.png: the Super-resolve panel docked, a real result shown.
 
 Opens the sample "EM pair (FlyEM FIB-SEM)", super-resolves the whole LR stack with MODEL through
-the Super-resolve dock widget (the same clicks a user makes), then shows LR (bicubic), SR and HR
+the Super-resolve dock widget (the same clicks a user makes; without MODEL, the default model), then shows LR (bicubic), SR and HR
 side by side and saves a screenshot of the whole window.
 
 Without a screen, run it on a virtual one:
-``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/napari_screenshot.py MODEL``
+``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/napari_screenshot.py [MODEL]``
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="a model file (.safetensors)")
+    parser.add_argument("model", type=Path, nargs="?", help="a model file (.safetensors); default: the shipped default model")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "napari-super-resolve.png")
     parser.add_argument("--slice", type=int, default=8, help="the slice shown (and super-resolved first)")
     args = parser.parse_args(argv)
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     dock, widget = viewer.window.add_plugin_dock_widget("napari-emsr", "Super-resolve")
     widget.layer_combo.setCurrentText("EM LR 30 nm")
     widget.scope.setCurrentText("Whole stack (current slice first)")
-    widget.engine.set_model_file(args.model)
+    if args.model is not None:
+        widget.engine.set_model_file(args.model)  # otherwise the panel's first choice: the default model
     loop = QEventLoop()
     outcome: list[str] = []
     widget.run_panel.ended.connect(lambda result: (outcome.append(result), loop.quit()))
