@@ -40,8 +40,9 @@ def _is_image(layer: Any) -> bool:
 
 
 class FollowsLayers:
-    """Mixin for widgets listing the viewer's layers: ``refresh`` runs on every addition, removal,
-    move and rename. Bound methods are connected, so napari drops them with the widget."""
+    """Mixin for widgets listing the viewer's layers: their ``refresh(event=None)`` runs on every
+    addition, removal, move and rename. Bound methods are connected, so napari drops them with the
+    widget."""
 
     def _follow_layers(self, viewer: "napari.viewer.Viewer") -> None:
         events = viewer.layers.events
@@ -56,9 +57,6 @@ class FollowsLayers:
         if event is not None and getattr(event, "type", "") == "inserted" and value is not None:
             value.events.name.connect(self.refresh)
         self.refresh()
-
-    def refresh(self, event: Any = None) -> None:  # pragma: no cover - every subclass defines it
-        raise NotImplementedError
 
 
 class LayerCombo(FollowsLayers, QComboBox):

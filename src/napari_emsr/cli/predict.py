@@ -150,12 +150,8 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )  # fmt: skip
         bar, write = _progress_bar()
-        first = last = None
         try:
-            with _warnings_as_lines(write):
-                for last in iter_super_resolve(volume, model, **options):
-                    first = first or last
-                    _show(bar, last, write)
+            first, last = _drive(iter_super_resolve(volume, model, **options), bar, write)
         except OSError as exc:
             raise CLIError(f"reading or writing failed: {exc}") from None
         except MemoryError as exc:
@@ -180,14 +176,9 @@ def _run_distributed(args: argparse.Namespace) -> int:
         connect_timeout=args.scheduler_timeout,
     )  # fmt: skip
     bar, write = _progress_bar()
-    first = last = None
     try:
-        with _warnings_as_lines(write):
-            for last in iter_super_resolve_distributed(args.input, resolve_model_path(args.model), **options):
-                first = first or last
-                if last.stage == "start":
-                    _show_cluster(last.plan, write)
-                _show(bar, last, write)
+        events = iter_super_resolve_distributed(args.input, resolve_model_path(args.model), **options)
+        first, last = _drive(events, bar, write, on_start=lambda plan: _show_cluster(plan, write))
     except ImportError as exc:
         raise CLIError(str(exc)) from None
     except (RuntimeError, OSError) as exc:
@@ -196,6 +187,18 @@ def _run_distributed(args: argparse.Namespace) -> int:
         bar.close()
     _summary(last, last.slices_done - first.slices_done, args.output, time.perf_counter() - started)
     return 0
+
+
+def _drive(events, bar, write, on_start=None) -> tuple:
+    """Run the progress events to the end, showing them; the first and the last event."""
+    first = last = None
+    with _warnings_as_lines(write):
+        for last in events:
+            first = first or last
+            if on_start is not None and last.stage == "start":
+                on_start(last.plan)
+            _show(bar, last, write)
+    return first, last
 
 
 def _show_cluster(plan: dict, write) -> None:

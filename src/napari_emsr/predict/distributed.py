@@ -28,6 +28,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import torch
+
+from napari_emsr.device import default_batch, default_tile
 from napari_emsr.predict.api import Progress, _Clock
 from napari_emsr.predict.chunks import SliceTask, plan_tasks, run_task
 
@@ -331,8 +334,9 @@ def iter_super_resolve_distributed(
                 f"CUDA GPU (e.g. {without[0]}); use --device auto (each worker uses its GPU if it has one)"
             )
         on_gpu = bool(gpus) and all(gpus.values()) and spec != "cpu"
-        tile = tile if tile is not None else (1024 if on_gpu else 256)
-        batch = batch if batch is not None else (4 if on_gpu else 1)
+        kind = torch.device("cuda" if on_gpu else "cpu")  # the workers' kind of device, for the defaults
+        tile = tile if tile is not None else default_tile(kind)
+        batch = batch if batch is not None else default_batch(kind)
         planned = plan_tasks(
             source, model_path, target, resume=resume, overwrite=overwrite, tile=tile, overlap=overlap, blend=blend,
             batch=batch, device="cpu", pixel_size=pixel_size, self_ensemble=self_ensemble,
