@@ -134,9 +134,9 @@ def test_help_lists_options_and_a_missing_model_is_explained(files, tmp_path, ca
         assert flag in result.stdout
     import napari_emsr.model_io
 
-    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda: None)  # a build without one
+    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: None)  # a build without one
     out = tmp_path / "out.ome.tif"
     assert main(["predict", str(files["tif"]), str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "ships no default model" in err[0] and "--model FILE" in err[0]
+    assert len(err) == 1 and "no shipped default model" in err[0] and "--model FILE" in err[0]
     assert not out.exists()

@@ -18,8 +18,10 @@ class ConfigError(ValueError):
     """An EMSR configuration value is missing, of the wrong type or out of range."""
 
 
-#: training strategies of the paper (III-B): acquired pairs, bicubic LR, blur+noise LR, denoised HR
-STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised")
+#: training strategies: the paper's four (III-B: acquired pairs, bicubic LR, blur+noise LR, denoised
+#: HR) and ``synthetic-em``, LR simulated by a physical EM acquisition model with scale augmentation
+#: (``napari_emsr.training.acquisition``)
+STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised", "synthetic-em")
 
 #: Named presets: overrides applied to the defaults (the defaults are the paper's settings).
 #: ``paper``: section III-B-1 of the paper (C=64, k=3, m=4, n=1, 16 heads, window 4, MLP ratio 2).
@@ -183,12 +185,22 @@ class TrainingConfig:
     val_crop: int = 128
     #: seed of every random draw (patches, augmentation, noise, initial weights)
     seed: int = 0
+    #: how training volumes are drawn: "pixels" (in proportion to their size) or "volumes" (equally,
+    #: so that a small data set of another modality is not drowned by a large one)
+    balance: str = "pixels"
     #: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:1", "mps"
     device: str = "auto"
+    #: arithmetic of the forward and backward passes: "fp32", or "bf16" autocast (weights, optimiser
+    #: and loss stay fp32); bf16 pays on CPUs with AMX-BF16 and on recent GPUs
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.balance not in ("pixels", "volumes"):
+            raise ConfigError(f"balance must be 'pixels' or 'volumes', got {self.balance!r}")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
         for name in ("steps", "batch", "patch", "halve_every", "val_every", "val_count", "val_crop"):

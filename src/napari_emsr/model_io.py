@@ -52,21 +52,35 @@ _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 DEFAULT_MODEL_NAME = "emsr-default-x3.safetensors"
 
 
-def default_model_path() -> Path | None:
-    """The pretrained default model shipped with the package, or None if this build has none."""
-    path = Path(__file__).resolve().parent / "weights" / DEFAULT_MODEL_NAME
-    return path if path.is_file() else None
+def default_model_path(scale: int | None = None) -> Path | None:
+    """The shipped model used when none is given, for ``scale`` (default 3); None if there is none."""
+    from napari_emsr.zoo import default_for_scale
+
+    entry = default_for_scale(scale)
+    return entry.path if entry is not None else None
 
 
-def resolve_model_path(path: str | os.PathLike | None) -> Path:
-    """``path``, or the shipped default model when ``path`` is None (a clear error if there is none)."""
+def resolve_model_path(path: str | os.PathLike | None, *, scale: int | None = None) -> Path:
+    """The model file to load for ``path``.
+
+    None: the zoo's default model for ``scale`` (default 3). A zoo name (``"default"``, ``"em-x2"``,
+    see ``emsr info --zoo``) that is not also an existing file: that shipped model. Anything else is
+    a path. A clear error when the zoo has no model for the request.
+    """
+    from napari_emsr import zoo
+
     if path is not None:
+        if isinstance(path, str) and not Path(path).exists() and (entry := zoo.find(path)) is not None:
+            return entry.path
         return Path(path)
-    default = default_model_path()
+    default = default_model_path(scale)
     if default is None:
+        have = sorted({m.scale for m in zoo.zoo_models()})
+        what = f"no shipped model for x{scale}" if scale is not None and have else "no shipped default model"
         raise FileNotFoundError(
-            "no model given and this napari-emsr build ships no default model; give a model file "
-            "(CLI: --model FILE), e.g. one made with 'emsr train' or 'emsr finetune'"
+            f"no model given and this napari-emsr build has {what}"
+            + (f" (it has x{', x'.join(map(str, have))})" if have else "")
+            + "; give a model file (CLI: --model FILE), e.g. one made with 'emsr train' or 'emsr finetune'"
         )
     return default
 

@@ -11,7 +11,7 @@ from ..conftest import TINY
 def test_without_a_default_model_it_asks_for_a_file_and_says_why(qtbot, monkeypatch):
     import napari_emsr.model_io
 
-    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda: None)
+    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: None)
     form = EngineOptions()
     qtbot.addWidget(form)
     assert [form.source.itemText(i) for i in range(form.source.count())] == ["Model file..."]
@@ -37,7 +37,7 @@ def test_the_default_model_is_offered_and_used_first(qtbot, tmp_path, monkeypatc
     torch.manual_seed(0)
     shipped = save_model(build_emsr(scale=3, **TINY), tmp_path / "default.safetensors", trained=True,
                          input_pixel_size_nm=30)  # fmt: skip
-    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda: shipped)
+    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: shipped)
     form = EngineOptions()
     qtbot.addWidget(form)
     assert form.source.currentText() == "Default model (default)"

@@ -52,7 +52,7 @@ def test_default_model_comes_first_when_shipped(make_napari_viewer, qtbot, tmp_p
 
     torch.manual_seed(0)
     shipped = save_model(build_emsr(scale=3, **TINY), tmp_path / "default.safetensors", trained=True)
-    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda: shipped)
+    monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: shipped)
     widget = _dock(make_napari_viewer(show=True), qtbot)
     assert widget.source.currentText() == "Default model"
     assert widget.status.text() == "Trained model." and "x3" in widget.text.toPlainText()

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for v in (lr, hr):
         if v.data.ndim != 3:
             raise CLIError(f"{v.path}: fine-tuning needs a 3D stack (z, y, x), got shape {v.data.shape}")
-    base = load_model(resolve_model_path(None) if args.base == "default" else args.base) if args.base else None
+    base = load_model(resolve_model_path(args.base)) if args.base else None
     scale = args.scale or (base.config.scale if base is not None and not args.lr_pixel_size else None)
     lr_px = args.lr_pixel_size or _yx(lr.pixel_size_nm)
     hr_px = args.hr_pixel_size or _yx(hr.pixel_size_nm)

@@ -64,9 +64,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="image, stack, folder or glob of slices, or Zarr")
     p.add_argument("output", metavar="OUTPUT", help="*.ome.tif / *.tif or *.ome.zarr / *.zarr")
     p.add_argument(
-        "--model", metavar="FILE",
-        help="a .safetensors model file, or a bioimage.io package (.zip) made by emsr export-bioimageio "
-        "(default: the shipped default model)",
+        "--scale", type=int, choices=[2, 3, 4],
+        help="without --model: use the shipped model of this up-sampling factor (default: 3)",
+    )
+    p.add_argument(
+        "--model", metavar="MODEL",
+        help="a .safetensors model file, a bioimage.io package (.zip) made by emsr export-bioimageio, or the name "
+        "of a shipped model (emsr info --zoo lists them) (default: the shipped model for --scale)",
     )  # fmt: skip
     p.add_argument("--tile", type=int, metavar="N", help="tile core size in input pixels (default 256 CPU, 1024 GPU)")
     p.add_argument(
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     volume = open_volume(args.input, pixel_size=args.pixel_size)
     with volume:
-        model = load_model(resolve_model_path(args.model))
+        model = load_model(_model_path(args))
         options = dict(
             output=args.output, tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device,
             self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,
@@ -163,6 +167,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_path(args: argparse.Namespace):
+    """The model file for --model / --scale (a shipped model's name, a file, or the zoo default)."""
+    from napari_emsr.cli import CLIError
+    from napari_emsr.model_io import read_model_header, resolve_model_path
+
+    try:
+        path = resolve_model_path(args.model, scale=args.scale)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from None
+    if args.model is not None and args.scale is not None and path.suffix == ".safetensors" and path.is_file():
+        _, emsr = read_model_header(path)
+        if int(emsr.get("scale", args.scale)) != args.scale:
+            raise CLIError(f"--scale {args.scale} disagrees with the model {args.model}, which is x{emsr.get('scale')}; "
+                           f"leave out --scale or choose another model")
+    return path
+
+
 def _run_distributed(args: argparse.Namespace) -> int:
     """``--scheduler``: the same run as dask tasks; workers read INPUT and write OUTPUT themselves."""
     from napari_emsr.model_io import resolve_model_path
@@ -177,7 +198,7 @@ def _run_distributed(args: argparse.Namespace) -> int:
     )  # fmt: skip
     bar, write = _progress_bar()
     try:
-        events = iter_super_resolve_distributed(args.input, resolve_model_path(args.model), **options)
+        events = iter_super_resolve_distributed(args.input, _model_path(args), **options)
         first, last = _drive(events, bar, write, on_start=lambda plan: _show_cluster(plan, write))
     except ImportError as exc:
         raise CLIError(str(exc)) from None

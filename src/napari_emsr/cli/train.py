@@ -23,15 +23,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="network preset (default: paper)")
     p.add_argument("--scale", type=int, choices=[1, 2, 3, 4], default=3, help="up-sampling factor (default: 3)")
     p.add_argument("--pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: read from the files)")
+    p.add_argument("--base", metavar="MODEL", help="start from this model (a file, or 'default') instead of random weights; "
+                   "a base at another scale gives all its weights but the pixel-shuffle convolution")
+    p.add_argument("--balance", choices=["pixels", "volumes"], default="pixels",
+                   help="draw training volumes in proportion to their pixels, or equally (default: pixels)")
     add_common(p, default_strategy="synthetic-ii", default_steps=20_000)
 
 
 def run(args: argparse.Namespace) -> int:
     from napari_emsr.cli import CLIError
     from napari_emsr.io import open_volume
+    from napari_emsr.model_io import load_model, resolve_model_path
     from napari_emsr.training import iter_finetune
 
-    config = training_config(args)
+    config = training_config(args).replace(balance=args.balance)
+    base = load_model(resolve_model_path(args.base)) if args.base else None
     hr = [open_volume(path) for path in args.hr]
     lr = [open_volume(path) for path in args.lr] if args.lr else None
     if lr is not None and len(lr) != len(hr):
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"data": [str(v.path) for v in hr + (lr or [])], "command": command_line(args)}
     events = iter_finetune(
         [in_memory(v) for v in hr], None if lr is None else [in_memory(v) for v in lr], out=args.out, config=config,
-        preset=args.preset, scale=args.scale, val_slices=args.val_slices,
+        base=base, preset=args.preset, scale=args.scale, val_slices=args.val_slices, transfer_scale=True,
         input_pixel_size_nm=hr_px * args.scale if hr_px else None, provenance=provenance,
         resume=args.resume, overwrite=args.overwrite,
     )

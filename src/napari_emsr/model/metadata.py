@@ -70,6 +70,10 @@ class ModelMetadata:
     effective_radius_px : int or None
         Input pixels of context an output pixel really needs (measured when the model was saved by
         training, see ``napari_emsr.predict.halo``); the default tile halo. None: measured per run.
+    valid_input_pixel_size_nm : (float, float) or None
+        The range of input pixel sizes over which the model was measured to beat bicubic on held-out
+        data (benchmarks/evaluate_zoo.py); the pixel-size warning uses it. None: not measured (the
+        warning then allows 25 % around ``input_pixel_size_nm``).
     """
 
     name: str = ""
@@ -79,6 +83,7 @@ class ModelMetadata:
     normalization: Normalization = field(default_factory=Normalization)
     provenance: dict[str, Any] = field(default_factory=dict)
     effective_radius_px: int | None = None
+    valid_input_pixel_size_nm: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.normalization, Mapping):
@@ -91,6 +96,15 @@ class ModelMetadata:
         if not isinstance(self.provenance, Mapping):
             raise ValueError(f"provenance must be a mapping, got {type(self.provenance).__name__}")
         self.trained = bool(self.trained)
+        valid = self.valid_input_pixel_size_nm
+        if valid is not None:
+            try:
+                low, high = (float(v) for v in valid)
+            except (TypeError, ValueError):
+                raise ValueError(f"valid_input_pixel_size_nm must be two numbers (low, high), got {valid!r}") from None
+            if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+                raise ValueError(f"valid_input_pixel_size_nm must satisfy 0 < low <= high, got {valid!r}")
+            self.valid_input_pixel_size_nm = (low, high)
         radius = self.effective_radius_px
         if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int) or radius < 0):
             raise ValueError(f"effective_radius_px must be a whole number >= 0 or None, got {radius!r}")
@@ -106,6 +120,8 @@ class ModelMetadata:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["normalization"] = self.normalization.to_dict()
+        if out["valid_input_pixel_size_nm"] is not None:
+            out["valid_input_pixel_size_nm"] = list(out["valid_input_pixel_size_nm"])
         return out
 
     def updated(self, **changes: Any) -> "ModelMetadata":

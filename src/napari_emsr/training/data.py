@@ -16,6 +16,7 @@ import torch
 
 from napari_emsr.config import TrainingConfig
 from napari_emsr.model.metadata import Normalization
+from napari_emsr.training.acquisition import synthetic_em
 from napari_emsr.training.degrade import synthetic_i, synthetic_ii
 from napari_emsr.training.sampler import Volume3D
 
@@ -87,6 +88,8 @@ def _validation_lr(hr_crop: torch.Tensor, strategy: str, scale: int, seed: int) 
     """LR inputs for validation under the synthetic strategies: the same degradation, fixed seed."""
     if strategy == "synthetic-i":
         return synthetic_i(hr_crop, scale)
+    if strategy == "synthetic-em":
+        return synthetic_em(hr_crop, scale, torch.Generator().manual_seed(seed + 10_007))
     return synthetic_ii(hr_crop, scale, torch.Generator().manual_seed(seed + 10_007))
 
 

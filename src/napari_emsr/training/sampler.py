@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from napari_emsr.config import STRATEGIES
+from napari_emsr.training.acquisition import SYNTHETIC_EM_RANGES, synthetic_em, zoom
 from napari_emsr.training.degrade import synthetic_i, synthetic_ii
 
 __all__ = ["Volume3D", "PatchSampler", "STRATEGIES", "noisier"]
@@ -72,6 +73,8 @@ class PatchSampler:
     strategy: str
     input_noise: tuple[float, float] = (0.0, 5.0)
     seed: int = 0
+    #: how volumes are drawn: "pixels" (in proportion to their trainable pixels) or "volumes" (equally)
+    balance: str = "pixels"
     generator: torch.Generator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,8 +91,11 @@ class PatchSampler:
                     f"use a smaller patch size"
                 )
         self.generator = torch.Generator().manual_seed(self.seed)
-        # sample volumes in proportion to their number of trainable slices
-        sizes = torch.tensor([len(v.slices) * v.data.shape[1] * v.data.shape[2] for v in self.hr], dtype=torch.float64)
+        if self.balance not in ("pixels", "volumes"):
+            raise ValueError(f"balance must be 'pixels' or 'volumes', got {self.balance!r}")
+        # sample volumes in proportion to their number of trainable pixels, or equally
+        sizes = torch.tensor([len(v.slices) * v.data.shape[1] * v.data.shape[2] if self.balance == "pixels" else 1.0
+                              for v in self.hr], dtype=torch.float64)
         self._weights = sizes / sizes.sum()
 
     def _randint(self, high: int) -> int:
@@ -99,6 +105,8 @@ class PatchSampler:
         v = int(torch.multinomial(self._weights, 1, generator=self.generator))
         hr_vol, s, p = self.hr[v], self.scale, self.patch
         z = hr_vol.slices[self._randint(len(hr_vol.slices))]
+        if self.strategy == "synthetic-em":
+            return self._one_em(hr_vol, z)
         if self.synthetic:
             size = p + 2 * _MARGIN
             i = self._randint(hr_vol.data.shape[1] // s - size + 1)
@@ -111,6 +119,21 @@ class PatchSampler:
         i = self._randint(lr_vol.data.shape[1] - p + 1)
         j = self._randint(lr_vol.data.shape[2] - p + 1)
         return lr_vol.crop(z, i, j, p)[None], hr_vol.crop(z, i * s, j * s, p * s)[None]
+
+    def _one_em(self, hr_vol: Volume3D, z: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """synthetic-em: a zoomed HR patch (scale augmentation), then a simulated LR scan of it."""
+        s, p = self.scale, self.patch
+        size = (p + 2 * _MARGIN) * s
+        low, high = SYNTHETIC_EM_RANGES["zoom"]
+        u = float(torch.rand(1, generator=self.generator))
+        factor = float(np.exp(np.log(low) + (np.log(high) - np.log(low)) * u))
+        span = min(int(round(size * factor)), *hr_vol.data.shape[1:])
+        i = self._randint(hr_vol.data.shape[1] - span + 1)
+        j = self._randint(hr_vol.data.shape[2] - span + 1)
+        x = zoom(hr_vol.crop(z, i, j, span)[None, None], span / size, size)
+        y = synthetic_em(x, s, self.generator)
+        c = _MARGIN
+        return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch: ``y`` (batch, 1, p, p) and ``x`` (batch, 1, s*p, s*p), float32, augmented."""

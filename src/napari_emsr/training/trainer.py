@@ -35,7 +35,7 @@ from napari_emsr.training.data import TrainingData, ValidationSet, build_trainin
 from napari_emsr.training.losses import emsr_loss
 from napari_emsr.training.sampler import PatchSampler, noisier
 
-__all__ = ["TrainEvent", "iter_finetune", "finetune", "checkpoint_path", "validate"]
+__all__ = ["TrainEvent", "iter_finetune", "finetune", "checkpoint_path", "validate", "transfer_to_scale"]
 
 
 @dataclass
@@ -83,14 +83,34 @@ def validate(model: EMSR, val: ValidationSet, device: torch.device) -> dict[str,
     return {**scores(pred), "bicubic": scores(val.bicubic)}
 
 
-def _start_model(base, preset: str, scale: int | None, seed: int) -> EMSR:
+def _start_model(base, preset: str, scale: int | None, seed: int, *, transfer_scale: bool = False) -> EMSR:
     if base is not None:
         model = base if isinstance(base, EMSR) else load_model(base)
         if scale is not None and scale != model.config.scale:
-            raise ValueError(f"the base model is x{model.config.scale}, but the data need x{scale}")
+            if not transfer_scale:
+                raise ValueError(f"the base model is x{model.config.scale}, but the data need x{scale}")
+            torch.manual_seed(seed)
+            model = transfer_to_scale(model, scale)
         return model
     torch.manual_seed(seed)
     return build_emsr(EMSRConfig.preset(preset, **({"scale": scale} if scale else {})))
+
+
+def transfer_to_scale(model: EMSR, scale: int) -> EMSR:
+    """A network of ``model``'s architecture at another ``scale``, starting from its learnt weights.
+
+    Everything but the pixel-shuffle convolution (whose width is C * s * s) does not depend on the
+    scale and is copied; that one convolution starts from random weights. The result is an
+    initialisation for training, not a trained model: its metadata says it is untrained.
+    """
+    target = build_emsr(model.config.replace(scale=scale))
+    source = model.state_dict()
+    state = target.state_dict()
+    kept = {k: v for k, v in source.items() if k in state and state[k].shape == v.shape}
+    state.update(kept)
+    target.load_state_dict(state)
+    target.metadata = model.metadata.updated(trained=False)
+    return target
 
 
 def _hardware(device: torch.device) -> str:
@@ -106,7 +126,7 @@ class _Run:
         self.model, self.config, self.data, self.out, self.device = model, config, data, out, device
         self.ckpt = checkpoint_path(out)
         self.sampler = PatchSampler(data.hr, data.lr, model.config.scale, config.patch, config.strategy,
-                                    config.input_noise, seed=config.seed)
+                                    config.input_noise, seed=config.seed, balance=config.balance)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 1)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         progress = start_progress or {}
@@ -129,7 +149,9 @@ class _Run:
         if cfg.noisier_branch:
             y = torch.cat([y, noisier(y, cfg.noisier_noise, self.noise_gen)])
         y = y.to(self.device).contiguous(memory_format=torch.channels_last)
-        out = self.model(y)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            out = self.model(y)
+        out = out.float()  # the loss in fp32
         b = cfg.batch
         out_y, out_noisier = (out[:b], out[b:]) if cfg.noisier_branch else (out, None)
         loss, terms = emsr_loss(out_y, x.to(self.device), out_noisier, norm=cfg.loss, weights=cfg.weights)
@@ -190,6 +212,7 @@ def iter_finetune(
     provenance: dict[str, Any] | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    transfer_scale: bool = False,
 ) -> Iterator[TrainEvent]:
     """Train (``base=None``: from random weights of ``preset``) or fine-tune ``base`` on the volumes.
 
@@ -216,6 +239,9 @@ def iter_finetune(
         Continue from ``<out stem>.last.safetensors``.
     overwrite : bool
         Replace an existing ``out`` when not resuming.
+    transfer_scale : bool
+        When ``base`` is at another scale than ``scale``, start from its weights anyway (all but the
+        pixel-shuffle convolution; see :func:`transfer_to_scale`) instead of refusing.
 
     Yields
     ------
@@ -238,7 +264,7 @@ def iter_finetune(
         model, optimizer_state, generators, progress = load_checkpoint(ckpt)
         config = TrainingConfig.from_dict({**progress["training"], **_resumable(config)})
     else:
-        model = _start_model(base, preset, scale, config.seed)
+        model = _start_model(base, preset, scale, config.seed, transfer_scale=transfer_scale)
     model.to(device).to(memory_format=torch.channels_last).train()
     keep_norm = base is not None or resume  # a trained model keeps the intensity mapping it learnt
     data = build_training_data(list(hr), None if lr is None else list(lr), config, model.config.scale,
@@ -259,7 +285,7 @@ def iter_finetune(
 
 def _resumable(config: TrainingConfig) -> dict[str, Any]:
     """Settings a resumed run may change: how long it runs and where."""
-    return {"steps": config.steps, "minutes": config.minutes, "device": config.device}
+    return {"steps": config.steps, "minutes": config.minutes, "device": config.device, "precision": config.precision}
 
 
 def _loop(run: _Run, data: TrainingData) -> Iterator[TrainEvent]:
