@@ -14,7 +14,9 @@ The chain, in the order the physics applies it:
    along the scan line during a pixel) or over its area (camera), then the field is sampled on the
    coarse LR grid;
 3. :func:`detector_transfer`: the detector's brightness, contrast and gamma differ from the HR scan;
-4. :func:`shot_noise`: signal-dependent Poisson noise of the electrons counted at a given dose;
+4. :func:`shot_noise`: signal-dependent Poisson noise of the electrons counted at a given dose, on
+   the image as shown or, for contrast-inverted images (backscatter SEM shown TEM-like, dark =
+   many electrons), on its inverse;
 5. :func:`scan_line_noise`: per-line offset and gain jitter of a raster scan (line-frequency hum,
    beam-current drift);
 6. :func:`read_noise`: amplifier / read-out noise, signal-independent;
@@ -64,8 +66,10 @@ SYNTHETIC_EM_RANGES: dict[str, tuple[float, float]] = {
     "gain": (0.8, 1.2),
     "offset": (-0.08, 0.08),
     "gamma": (0.8, 1.25),
-    # electrons counted per pixel at full brightness (log-uniform)
+    # electrons counted per pixel at full signal (log-uniform)
     "dose": (8.0, 400.0),
+    # share of patches whose signal is inverted (dark = many electrons): a draw below it inverts
+    "inverted": (0.0, 1.0),
     # per-scan-line offset sigma and relative gain sigma
     "line_offset": (0.0, 4.0 / 255),
     "line_gain": (0.0, 0.03),
@@ -102,8 +106,8 @@ def probe_blur(x: torch.Tensor, sigma_major, sigma_minor, angle) -> torch.Tensor
     c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
     u = c * xx + s * yy  # along the major axis
     v = -s * xx + c * yy
-    # a sigma of ~0 is a delta on that axis: the 0.3 px floor keeps the sampled kernel a delta there
-    a, b = s1.clamp_min(0.3)[:, None, None], s2.clamp_min(0.3)[:, None, None]
+    # a sigma of ~0 is a delta on that axis: with the 0.2 px floor the sampled neighbours weigh < 1e-5
+    a, b = s1.clamp_min(0.2)[:, None, None], s2.clamp_min(0.2)[:, None, None]
     kernel = torch.exp(-0.5 * ((u / a) ** 2 + (v / b) ** 2))
     kernel = kernel / kernel.sum(dim=(1, 2), keepdim=True)
     pad_mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
@@ -153,11 +157,22 @@ def detector_transfer(x: torch.Tensor, gain, offset, gamma) -> torch.Tensor:
     return o + g * x.clamp_min(0) ** p
 
 
-def shot_noise(x: torch.Tensor, dose, generator: torch.Generator) -> torch.Tensor:
-    """Poisson noise of ``dose`` electrons per pixel at full brightness (1.0): variance x / dose."""
-    d = _per_image(dose, x.shape[0], x).view(-1, 1, 1, 1).clamp_min(1e-3)
-    counts = torch.poisson((x.clamp_min(0) * d).float(), generator=generator).to(x.dtype)
-    return counts / d
+#: probability that a synthetic-em patch counts its electrons on the inverted signal
+INVERTED_PROBABILITY = 0.5
+
+
+def shot_noise(x: torch.Tensor, dose, generator: torch.Generator, inverted=False) -> torch.Tensor:
+    """Poisson noise of ``dose`` electrons per pixel at full signal: variance x / dose.
+
+    ``inverted`` (per image): the signal is ``1 - x`` (contrast-inverted images, where dark pixels
+    counted many electrons), so the variance is (1 - x) / dose and grows towards dark pixels.
+    """
+    n = x.shape[0]
+    d = _per_image(dose, n, x).view(-1, 1, 1, 1).clamp_min(1e-3)
+    inv = _per_image(inverted, n, x).view(-1, 1, 1, 1) > 0.5
+    signal = torch.where(inv, 1 - x, x).clamp_min(0)
+    counts = torch.poisson((signal * d).float(), generator=generator).to(x.dtype) / d
+    return torch.where(inv, 1 - counts, counts)
 
 
 def scan_line_noise(x: torch.Tensor, offset_sigma, gain_sigma, generator: torch.Generator) -> torch.Tensor:
@@ -209,7 +224,9 @@ def draw_parameters(
     unknown = sorted(set(r) - set(SYNTHETIC_EM_RANGES))
     if unknown:
         raise ValueError(f"unknown synthetic-em parameter(s) {', '.join(unknown)}")
-    return {name: _draw(*r[name], name in _LOG_UNIFORM, n, generator) for name in SYNTHETIC_EM_RANGES}
+    params = {name: _draw(*r[name], name in _LOG_UNIFORM, n, generator) for name in SYNTHETIC_EM_RANGES}
+    params["inverted"] = (params["inverted"] < INVERTED_PROBABILITY).to(params["inverted"].dtype)
+    return params
 
 
 def acquire(hr: torch.Tensor, scale: int, params: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
@@ -218,7 +235,7 @@ def acquire(hr: torch.Tensor, scale: int, params: Mapping[str, torch.Tensor], ge
     x = probe_blur(hr, sigma, sigma * params["probe_aspect"], params["probe_angle"])
     x = pixel_integrate(x, scale, params["fill_x"], params["fill_y"])
     x = detector_transfer(x, params["gain"], params["offset"], params["gamma"])
-    x = shot_noise(x, params["dose"], generator)
+    x = shot_noise(x, params["dose"], generator, params["inverted"])
     x = scan_line_noise(x, params["line_offset"], params["line_gain"], generator)
     x = read_noise(x, params["read_noise"], generator)
     return quantize(x)
