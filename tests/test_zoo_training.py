@@ -1,0 +1,64 @@
+"""Training the zoo: synthetic-em end to end, several volumes balanced, bf16 autocast, scale transfer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.io import imread
+
+from .conftest import TINY
+from napari_emsr import build_emsr, load_model, save_model
+from napari_emsr.config import ConfigError, TrainingConfig
+from napari_emsr.training import iter_finetune
+from napari_emsr.training.trainer import transfer_to_scale
+
+
+@pytest.fixture(scope="module")
+def two_volumes(data_dir):
+    """Two small real volumes of different size (FlyEM slices), as two 'modalities'."""
+    files = sorted((data_dir / "validation_sample").glob("*.png"))[:8]
+    stack = np.stack([imread(f) for f in files])
+    return [stack[:6, :144, :144], stack[6:, 200:320, 200:320]]
+
+
+def test_transfer_to_scale_keeps_every_weight_but_the_pixel_shuffle_conv():
+    torch.manual_seed(0)
+    x3 = build_emsr("lite", **TINY, scale=3)
+    save_dummy = x3.metadata.updated(trained=True, name="base")
+    x3.metadata = save_dummy
+    x2 = transfer_to_scale(x3, 2)
+    assert x2.config.scale == 2 and x2.config.replace(scale=3) == x3.config
+    a, b = x3.state_dict(), x2.state_dict()
+    differ = sorted(k for k in a if a[k].shape != b[k].shape or not torch.equal(a[k], b[k]))
+    assert differ == ["upsample.0.bias", "upsample.0.weight"]
+    assert not x2.metadata.trained  # an initialisation, never presented as a trained model
+    assert x2(torch.rand(1, 1, 16, 16)).shape == (1, 1, 32, 32)
+
+
+def test_synthetic_em_training_on_two_volumes_in_bf16_from_a_base_at_another_scale(two_volumes, tmp_path):
+    torch.manual_seed(0)
+    base = build_emsr("lite", **TINY, scale=3)
+    base_path = save_model(base, tmp_path / "base.safetensors", trained=True, input_pixel_size_nm=30)
+    config = TrainingConfig(strategy="synthetic-em", steps=6, batch=2, patch=16, val_every=3, val_crop=24,
+                            balance="volumes", precision="bf16", seed=1)  # fmt: skip
+    out = tmp_path / "x2.safetensors"
+    events = list(iter_finetune(two_volumes, out=out, config=config, base=base_path, scale=2, transfer_scale=True,
+                                input_pixel_size_nm=20, val_slices="last:1"))  # fmt: skip
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == 6 and all(np.isfinite(v) for e in steps for v in e.losses.values())
+    assert any(e.kind == "validation" for e in events) and events[-1].kind == "done"
+    model = load_model(out)
+    assert model.config.scale == 2 and model.metadata.trained and model.metadata.input_pixel_size_nm == 20
+    assert model.metadata.provenance["strategy"] == "synthetic-em"
+    assert "synthetic-em" in next(e.message for e in events if e.message.startswith("validation:"))
+    # without transfer_scale a base at another scale is refused
+    with pytest.raises(ValueError, match="x3, but the data need x2"):
+        next(iter_finetune(two_volumes, out=tmp_path / "no.safetensors", config=config, base=base_path, scale=2))
+
+
+def test_training_config_refuses_unknown_precision_and_balance():
+    with pytest.raises(ConfigError, match="precision"):
+        TrainingConfig(precision="fp8")
+    with pytest.raises(ConfigError, match="balance"):
+        TrainingConfig(balance="modalities")
