@@ -204,3 +204,44 @@ def test_missing_extra_names_it(model_file, tmp_path, monkeypatch, capsys):
     assert main(["export-bioimageio", str(model_file), str(tmp_path / "m.zip")]) == 2
     assert "napari-emsr[bioimageio]" in capsys.readouterr().err
     assert not (tmp_path / "m.zip").exists()
+
+
+def test_a_package_is_always_integrity_checked(package, tmp_path, no_pickle):
+    """Removing the sha256 (or the whole attachment entry) does not switch the integrity check off."""
+
+    def without_sha256(also_edit_the_model):
+        def change(members):
+            rdf = yaml.safe_load(members["rdf.yaml"])
+            assert any("sha256" in a for a in rdf["attachments"])  # the exporter records it
+            for entry in rdf["attachments"]:
+                entry.pop("sha256", None)
+            members["rdf.yaml"] = yaml.safe_dump(rdf).encode()
+            if also_edit_the_model:
+                data = bytearray(members["tiny.safetensors"])
+                data[-1] ^= 0xFF
+                members["tiny.safetensors"] = bytes(data)
+
+        return change
+
+    for edit in (False, True):
+        unchecked = _rewrite(package, tmp_path / f"no-sha-{edit}.zip", without_sha256(edit))
+        with pytest.raises(ModelFileError, match="records no sha256 for tiny.safetensors") as info:
+            load_model(unchecked)
+        assert str(unchecked) in str(info.value)
+
+    def no_attachment(members):
+        rdf = yaml.safe_load(members["rdf.yaml"])
+        rdf["attachments"] = []
+        members["rdf.yaml"] = yaml.safe_dump(rdf).encode()
+
+    with pytest.raises(ModelFileError, match="records no sha256"):
+        load_model(_rewrite(package, tmp_path / "no-attachment.zip", no_attachment))
+
+    def bad_sha256(members):
+        rdf = yaml.safe_load(members["rdf.yaml"])
+        for entry in rdf["attachments"]:
+            entry["sha256"] = "not-a-hash"
+        members["rdf.yaml"] = yaml.safe_dump(rdf).encode()
+
+    with pytest.raises(ModelFileError, match="does not match the sha256"):
+        load_model(_rewrite(package, tmp_path / "bad-sha.zip", bad_sha256))

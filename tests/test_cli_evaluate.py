@@ -141,3 +141,42 @@ def test_float_data_states_its_range(volumes, capsys):
     assert main(argv) == 0
     report = json.loads(given.read_text())
     assert report["per_slice"][0]["psnr"] == pytest.approx(psnr(reference[0], prediction[0], data_range=1.0))
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("emsr evaluate: error:") and "\n" not in err, err
+    return err
+
+
+def test_bad_values_are_named_by_file_and_slice(volumes, capsys):
+    """NaN/inf or a constant slice: the message names the user's file (and its role), never 'a' or 'b'."""
+    p, folder = volumes["paths"], volumes["folder"]
+    nan_pred = volumes["prediction"].astype(np.float32)
+    nan_pred[2, 10, 10] = np.nan
+    write(folder / "nan_pred.tif", nan_pred)
+    assert main(["evaluate", str(p["reference"]), str(folder / "nan_pred.tif")]) == 2
+    err = _one_line_error(capsys)
+    assert f"{folder / 'nan_pred.tif'} (the prediction): slice 2 has 1 NaN or infinite value" in err
+    assert " b " not in err and not err.split("error: ", 1)[1].startswith(("a ", "b "))
+
+    nan_ref = volumes["reference"].astype(np.float32)
+    nan_ref[1, 0, 0] = np.inf
+    write(folder / "inf_ref.tif", nan_ref)
+    assert main(["evaluate", str(folder / "inf_ref.tif"), str(p["prediction"]), "--data-range", "255"]) == 2
+    assert f"{folder / 'inf_ref.tif'} (the reference): slice 1 has 1 NaN or infinite value" in _one_line_error(capsys)
+    assert main(["evaluate", str(folder / "inf_ref.tif"), str(p["prediction"])]) == 2  # range from the data
+    assert f"{folder / 'inf_ref.tif'} (the reference)" in _one_line_error(capsys)
+
+    inf_lr = volumes["lr"].astype(np.float32)
+    inf_lr[3, 4, 5] = -np.inf
+    write(folder / "inf_lr.tif", inf_lr)
+    assert main(["evaluate", str(p["reference"]), str(p["prediction"]), "--lr", str(folder / "inf_lr.tif")]) == 2
+    assert f"{folder / 'inf_lr.tif'} (the LR input): slice 3 has 1 NaN or infinite value" in _one_line_error(capsys)
+
+    flat = volumes["prediction"].copy()
+    flat[1] = 128
+    write(folder / "flat_pred.tif", flat)
+    assert main(["evaluate", str(p["reference"]), str(folder / "flat_pred.tif")]) == 2
+    err = _one_line_error(capsys)
+    assert f"{folder / 'flat_pred.tif'} (the prediction): slice 1 is constant" in err and "image b" not in err

@@ -82,3 +82,99 @@ def test_every_subcommand_has_help():
     for name in SUBCOMMANDS:
         result = run_cli(name, "--help")
         assert result.returncode == 0 and "usage: emsr " + name in result.stdout
+
+
+def _zoo_table(text):
+    """The rows of `emsr info --zoo` as dicts, split on the header's column starts."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = lines[0]
+    names = header.split("  ")
+    names = [n.strip() for n in names if n.strip()]
+    starts = [header.index(n) for n in names]
+    rows = []
+    for line in lines[1:]:
+        if line.startswith("A name stands"):
+            break
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+        rows.append(dict(zip(names, cells)))
+    return rows
+
+
+def _expected_rows(models):
+    return [
+        {
+            "name": m.name, "scale": f"x{m.scale}", "preset": m.preset or "custom",
+            "input pixel": f"{m.input_pixel_size_nm:g} nm" if m.input_pixel_size_nm else "unknown",
+            "valid input pixel": (f"{m.valid_input_pixel_size_nm[0]:g}-{m.valid_input_pixel_size_nm[1]:g} nm"
+                                  if m.valid_input_pixel_size_nm else "not measured"),
+            "default for scale": "yes" if m.is_default else "no", "card": m.card or "-",
+        }
+        for m in models
+    ]  # fmt: skip
+
+
+def test_info_zoo_lists_the_shipped_models(capsys):
+    from napari_emsr.zoo import zoo_models
+
+    assert main(["info", "--zoo"]) == 0
+    assert _zoo_table(capsys.readouterr().out) == _expected_rows(zoo_models())
+    assert main(["info", "--zoo", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [m.summary() for m in zoo_models()]
+
+
+def test_info_zoo_shows_an_added_model(tmp_path, monkeypatch, capsys):
+    """A zoo with the shipped models and one more, in a temporary weights folder."""
+    import shutil
+
+    import napari_emsr.zoo
+
+    from .test_zoo import use_zoo
+
+    shipped = napari_emsr.zoo.WEIGHTS_DIR
+    weights = tmp_path / "weights"
+    shutil.copytree(shipped, weights)
+    index = json.loads((weights / "zoo.json").read_text())
+    torch.manual_seed(0)
+    save_model(build_emsr(scale=2, **TINY), weights / "extra-x2.safetensors", trained=True,
+               input_pixel_size_nm=20, valid_input_pixel_size_nm=(14, 26), description="an extra x2")  # fmt: skip
+    index["models"].append({"name": "extra-x2", "file": "extra-x2.safetensors", "card": "docs/models/extra.md"})
+    index["defaults"]["2"] = "extra-x2"
+    (weights / "zoo.json").write_text(json.dumps(index))
+    use_zoo(monkeypatch, weights)
+    try:
+        models = napari_emsr.zoo.zoo_models()
+        assert [m.name for m in models][-1] == "extra-x2" and len(models) == len(index["models"])
+        assert main(["info", "--zoo"]) == 0
+        rows = _zoo_table(capsys.readouterr().out)
+        assert rows == _expected_rows(models)
+        assert rows[-1] == {"name": "extra-x2", "scale": "x2", "preset": "custom", "input pixel": "20 nm",
+                            "valid input pixel": "14-26 nm", "default for scale": "yes",
+                            "card": "docs/models/extra.md"}  # fmt: skip
+        assert main(["info", "--zoo", "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert listed[-1] == {"name": "extra-x2", "file": "extra-x2.safetensors", "scale": 2, "preset": None,
+                              "input_pixel_size_nm": 20.0, "valid_input_pixel_size_nm": [14.0, 26.0],
+                              "default_for_scale": True, "description": "an extra x2",
+                              "card": "docs/models/extra.md"}  # fmt: skip
+        # a zoo name stands for its file
+        assert main(["info", "extra-x2"]) == 0
+        assert "extra-x2.safetensors" in capsys.readouterr().out
+    finally:
+        napari_emsr.zoo._zoo.cache_clear()
+
+
+def test_info_zoo_empty_and_misuse(tmp_path, monkeypatch, capsys):
+    import napari_emsr.zoo
+
+    from .test_zoo import use_zoo
+
+    use_zoo(monkeypatch, tmp_path)
+    try:
+        assert main(["info", "--zoo"]) == 0
+        assert "the model zoo is empty" in capsys.readouterr().out
+        assert main(["info", "--zoo", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == []
+    finally:
+        napari_emsr.zoo._zoo.cache_clear()
+    assert main(["info", "--zoo", "--preset", "lite"]) == 2
+    assert "--zoo lists the shipped models" in capsys.readouterr().err

@@ -140,3 +140,108 @@ def test_help_lists_options_and_a_missing_model_is_explained(files, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no shipped default model" in err[0] and "--model FILE" in err[0]
     assert not out.exists()
+
+def test_an_enormous_tiff_header_is_one_line_and_leaves_nothing(files, tmp_path, capsys):
+    from .test_io import OME_100K, forged_tiff
+
+    forged = forged_tiff(tmp_path / "forged.tif", description=OME_100K)
+    for out in ("o.ome.zarr", "o.ome.tif"):
+        _fails(["predict", str(forged), str(tmp_path / out), "--model", str(files["model"])], capsys,
+               r"forged.tif: the TIFF header claims an image of shape \(100000, 100000, 100000\) uint8 .*truncated",
+               tmp_path)  # fmt: skip
+
+
+def test_unusable_inputs_name_the_file(files, tmp_path, capsys):
+    import zarr
+
+    model = ["--model", str(files["model"])]
+    line = tmp_path / "line.zarr"
+    zarr.create_array(str(line), shape=(10,), dtype="uint8")
+    _fails(["predict", str(line), str(tmp_path / "o.ome.zarr"), *model], capsys,
+           r"line.zarr: has shape \(10,\) .*must be a 2D image or a 3D", tmp_path)  # fmt: skip
+    cut = tmp_path / "cut.tif"
+    tifffile.imwrite(cut, np.concatenate([files["stack"]] * 2), compression="zlib")
+    with open(cut, "r+b") as fh:
+        fh.truncate(cut.stat().st_size // 2)
+    _fails(["predict", str(cut), str(tmp_path / "o.ome.zarr"), *model], capsys, r"cut.tif: .*truncated", tmp_path)
+
+
+def test_a_tile_off_the_window_grid_is_said_once(files, tmp_path, capsys):
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, files["stack"][0, :24, :24])  # a few tiles of 8
+    out = tmp_path / "o.ome.tif"
+    assert main(["predict", str(small), str(out), "--model", str(files["model"]), "--tile", "7", "--overlap", "4"]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "tile 7" in line]
+    assert len(said) == 1 and "using tile 8" in said[0] and "4-pixel attention window" in said[0], err
+    assert "tile 8, halo" in err
+    assert main(["predict", str(small), str(tmp_path / "p.ome.tif"), "--model", str(files["model"]),
+                 "--tile", "8", "--overlap", "5"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "tile 8" in err and "using tile" not in err
+    assert "halo 8 (given 5, rounded up to the 4-pixel attention window;" in err
+
+
+def test_an_interrupted_run_says_resume_and_the_resumed_run_what_it_reused(files, tmp_path, capsys, monkeypatch):
+    import napari_emsr.io.writers as writers
+
+    out = tmp_path / "o.ome.zarr"
+    argv = ["predict", str(files["tif"]), str(out), "--model", str(files["model"]), "--tile", "16"]
+    real, calls = writers.write_zarr_slice, []
+
+    def interrupted_at_the_third_slice(*args):
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Ctrl-C does in the middle of a run
+        real(*args)
+
+    monkeypatch.setattr(writers, "write_zarr_slice", interrupted_at_the_third_slice)
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"emsr predict: interrupted; 2 of 4 slice(s) are done and kept in {writers.partial_path(out)}: "
+                       "rerun the same command with --resume to continue")  # fmt: skip
+    monkeypatch.setattr(writers, "write_zarr_slice", real)
+    assert main(argv + ["--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming: 2 of 4 slice(s) already done" in captured.err
+    assert captured.out.strip().endswith("; resumed: 2 slice(s) reused from the interrupted run, 2 computed")
+    with open_volume(out) as vol:
+        np.testing.assert_array_equal(vol.data.compute(), super_resolve(files["stack"], files["model"], tile=16))
+
+
+def test_an_interrupted_tiff_run_explains_why_it_cannot_resume(files, tmp_path, capsys, monkeypatch):
+    import napari_emsr.io.writers as writers
+
+    def interrupted(self, index, plane):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers.OmeTiffWriter, "write", interrupted)
+    assert main(["predict", str(files["tif"]), str(tmp_path / "o.ome.tif"), "--model", str(files["model"])]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("emsr predict: interrupted; nothing was written")
+    assert "o.ome.zarr" in err and "--resume" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resuming_after_the_input_changed_says_what_to_do(files, tmp_path, capsys, monkeypatch):
+    import napari_emsr.io.writers as writers
+
+    source = tmp_path / "in.ome.tif"
+    tifffile.imwrite(source, files["stack"], ome=True, metadata={"axes": "ZYX"})
+    out = tmp_path / "o.ome.zarr"
+    argv = ["predict", str(source), str(out), "--model", str(files["model"]), "--tile", "16"]
+    real = writers.write_zarr_slice
+    monkeypatch.setattr(writers, "write_zarr_slice", lambda store, z, plane: real(store, z, plane) if z < 2 else (
+        _ for _ in ()).throw(KeyboardInterrupt))  # fmt: skip
+    assert main(argv) == 130
+    monkeypatch.setattr(writers, "write_zarr_slice", real)
+    tifffile.imwrite(source, files["stack"][::-1], ome=True, metadata={"axes": "ZYX"})  # same shape and dtype
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "warning:" not in line]
+    assert len(err) == 1 and err[0].startswith("emsr predict: error: cannot resume"), err
+    assert "has changed since this partial result was started" in err[0]
+    assert err[0].endswith(f"start again with --overwrite, or delete {writers.partial_path(out)}")
+    assert main(argv + ["--overwrite"]) == 0
+    with open_volume(out) as vol:
+        np.testing.assert_array_equal(vol.data.compute(), super_resolve(files["stack"][::-1], files["model"], tile=16))

@@ -28,6 +28,16 @@ def stacks(data_dir, tmp_path_factory):
 FAST = ["--steps", "3", "--val-every", "3", "--patch", "16", "--seed", "1"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Training steps this small gain nothing from threads, and on a busy machine two threads make
+    each step up to ten times slower (oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_train_synthetic(stacks, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--hr", str(stacks / "hr.tif"), "--strategy", "synthetic-ii", "--preset", "lite", "--out", str(out), *FAST]) == 0
@@ -84,3 +94,51 @@ def test_finetune_from_the_default_model(stacks, tmp_path, capsys):
     assert tuned.config == shipped.config
     for (name, a), b in zip(tuned.state_dict().items(), shipped.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name  # a tiny learning rate: still the shipped weights
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("-1,0,0", "lambda_1 (the weight of l(f(y), x)) must be > 0, got -1"), ("0,1,1", "lambda_1"),
+     ("1,-0.5,1", "lambda_2 must be >= 0, got -0.5"), ("1,1,nan", "lambda_3 must be a finite number"),
+     ("1,2", "three weights")],
+)
+def test_lambdas_are_read_even_when_negative_and_validated(stacks, tmp_path, capsys, value, message):
+    """'--lambdas -1,0,0' is a value (not an option) and gets a message about lambda_1."""
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hr", str(stacks / "hr.tif"), "--out", str(out), "--lambdas", value, *FAST])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "expected one argument" not in err, err
+    assert not out.exists()
+
+
+def test_negative_lambdas_given_with_equals_too(stacks, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--hr", str(stacks / "hr.tif"), "--out", str(tmp_path / "m.safetensors"), "--lambdas=-1,0,0"])
+    assert "lambda_1" in capsys.readouterr().err
+
+
+def test_train_names_non_finite_data_before_training(stacks, tmp_path, capsys):
+    hr = tifffile.imread(stacks / "hr.tif").astype(np.float32)
+    hr[3, 20, 30] = np.nan
+    path = tmp_path / "hr_nan.tif"
+    tifffile.imwrite(path, hr)
+    out = tmp_path / "m.safetensors"
+    code = main(["train", "--hr", str(path), "--out", str(out), "--preset", "lite", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(path) in err[0] and "slice 3 has 1 NaN or infinite value" in err[0] and "learning rate" not in err[0]
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_finetune_names_non_finite_data_before_training(stacks, tmp_path, capsys):
+    lr = tifffile.imread(stacks / "lr.tif").astype(np.float32)
+    lr[4, 5, 6] = np.inf
+    path = tmp_path / "lr_inf.tif"
+    tifffile.imwrite(path, lr, imagej=True, resolution=(100 / 3, 100 / 3), metadata={"unit": "um", "axes": "ZYX"})
+    out = tmp_path / "ft.safetensors"
+    code = main(["finetune", "--lr", str(path), "--hr", str(stacks / "hr_field.tif"), "--out", str(out), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(path) in err[0] and "slice 4 has 1 NaN or infinite value" in err[0]
+    assert not out.exists()

@@ -226,3 +226,100 @@ def test_codec_without_imagecodecs_is_explained(stack, tmp_path):
     else:  # with imagecodecs installed the file simply reads
         with open_volume(tmp_path / "lzw.tif") as vol:
             np.testing.assert_array_equal(vol.data.compute(), stack[0])
+
+
+# -- forged, truncated and corrupt files --------------------------------------------------------
+def forged_tiff(path, *, width=100_000, height=100_000, description=None, data=bytes(16)):
+    """A hand-made little-endian TIFF: one uncompressed uint8 page whose header claims width x height
+    pixels (one strip of ``len(data)`` bytes), with an optional ImageDescription (OME-XML, tifffile's
+    'shaped' JSON, ...) claiming more pages."""
+    import struct
+
+    text = (description + "\0").encode() if description else b""
+    tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+            (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, len(data))]  # fmt: skip
+    count = len(tags) + 1 + bool(text)
+    text_at = 8 + 2 + 12 * count + 4
+    tags.append((273, 4, 1, text_at + len(text)))  # the strip, after the description
+    if text:
+        tags.append((270, 2, len(text), text_at))
+    ifd = struct.pack("<H", count)
+    for tag, kind, n, value in sorted(tags):
+        ifd += struct.pack("<HHIHH", tag, kind, n, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, n, value)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + text + data)
+    return path
+
+
+OME_100K = (
+    '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+    '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint8" SizeX="100000" SizeY="100000" '
+    'SizeZ="100000" SizeC="1" SizeT="1"><TiffData IFD="0" PlaneCount="100000"/></Pixels></Image></OME>'
+)
+
+
+@pytest.mark.parametrize(
+    "description, shape",
+    [(OME_100K, (100000, 100000, 100000)), ('{"shape": [100000, 100000, 100000]}', (100000, 100000, 100000)),
+     (None, (100000, 100000))],  # fmt: skip
+    ids=["ome-100000-pages", "shaped-100000-pages", "one-huge-page"],
+)
+def test_a_tiff_claiming_an_enormous_image_is_refused_before_reading(tmp_path, description, shape):
+    path = forged_tiff(tmp_path / "forged.tif", description=description)
+    with tifffile.TiffFile(path) as tif:  # what the header claims: tifffile believes it
+        assert tif.series[0].shape == shape
+    with pytest.raises(VolumeError) as caught:
+        open_volume(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: the TIFF header claims an image of shape {shape} uint8")
+    assert "the file holds only" in message and "truncated or its header is corrupt" in message
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"ome": True}, {"compression": "zlib"}, {"compression": "zlib", "ome": True},
+                {"compression": "zlib", "tile": (32, 32)}],  # fmt: skip
+    ids=["plain", "ome", "zlib", "zlib-ome", "zlib-tiled"],
+)
+def test_a_truncated_tiff_is_refused_naming_the_file(stack, tmp_path, options):
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, stack, **options)
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size * 2 // 3)
+    with pytest.raises(VolumeError, match=r"truncated") as caught:
+        with open_volume(path) as vol:
+            vol.data.compute()
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_corrupt_pixel_data_names_the_file_when_read(stack, tmp_path):
+    path = tmp_path / "corrupt.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        start = int(tif.pages[2].dataoffsets[0])
+    raw = bytearray(path.read_bytes())
+    raw[start + 10 : start + 200] = bytes(190)  # inside the file: only decoding can notice
+    path.write_bytes(bytes(raw))
+    with open_volume(path) as vol:
+        np.testing.assert_array_equal(vol.data[:2].compute(), stack[:2])  # the intact pages still read
+        with pytest.raises(VolumeError, match=r"reading the pixel data failed .*truncated or corrupt") as caught:
+            vol.data[2].compute()
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_a_truncated_png_slice_names_the_file(data_dir, tmp_path):
+    for f in sorted((data_dir / "validation_sample").glob("*.png"))[:3]:
+        shutil.copy(f, tmp_path / f.name)
+    broken = sorted(tmp_path.glob("*.png"))[1]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    with open_volume(tmp_path) as vol:
+        with pytest.raises(VolumeError, match="reading the slice failed") as caught:
+            vol.data.compute()
+    assert str(caught.value).startswith(f"{broken}: ")
+
+
+@pytest.mark.parametrize("shape", [(10,), ()], ids=["1d", "0d"])
+def test_a_zarr_of_fewer_than_two_dimensions_is_refused(tmp_path, shape):
+    path = tmp_path / "line.zarr"
+    zarr.create_array(str(path), shape=shape, dtype="uint8")
+    with pytest.raises(VolumeError, match=r"the input must be a 2D image or a 3D \(z, y, x\) stack") as caught:
+        open_volume(path)
+    assert str(caught.value).startswith(f"{path}: has shape {shape}")

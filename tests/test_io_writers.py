@@ -108,3 +108,111 @@ def test_ngff_translation_centres_output_pixels():
     assert scale["scale"] == [1.0, 5.0, 5.0]
     # output pixel 0 is centred a quarter of an input pixel before input pixel 0's centre
     assert shift["translation"] == pytest.approx([0.0, 40 - 2.5, 60 - 2.5])
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid names no process now
+    return child.pid
+
+
+def test_temporaries_of_killed_runs_are_removed_those_of_live_runs_kept(planes, tmp_path):
+    """A run killed outright (SIGKILL) cannot clean up: the next run for the same output does."""
+    import subprocess
+    import sys
+
+    from napari_emsr._atomic import temporary_sibling
+
+    target = tmp_path / "o.ome.tif"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mine = temporary_sibling(target)  # .o.ome.tif.<pid>-<host>-<id>.partial
+        dead = mine.with_name(mine.name.replace(f".{__import__('os').getpid()}-", f".{_dead_pid()}-"))
+        running = mine.with_name(mine.name.replace(f".{__import__('os').getpid()}-", f".{live.pid}-"))
+        old_style = tmp_path / f".o.ome.tif.{_dead_pid()}-0123abcd.partial"  # an older version's name, no host
+        other_host = tmp_path / f".o.ome.tif.{_dead_pid()}-ffffff-0123abcd.partial"
+        other_target = tmp_path / f".p.ome.tif.{_dead_pid()}-0123abcd.partial"
+        for path in (dead, running, old_style, other_host, other_target):
+            path.write_bytes(b"x" * 1000)
+        writer = OmeTiffWriter(target, shape=planes.shape, dtype=planes.dtype)
+        with pytest.warns(UserWarning, match="temporary file of an earlier run for o.ome.tif that was killed") as said:
+            writer.open()
+        assert sorted(str(w.message).split()[1].rstrip(",") for w in said) == sorted([dead.name, old_style.name])
+        for z, plane in enumerate(planes):
+            writer.write(z, plane)
+        writer.commit()
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted(["o.ome.tif", running.name, other_host.name, other_target.name])
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_file_size_limit_mid_write_leaves_nothing(planes, tmp_path):
+    """A real EFBIG (RLIMIT_FSIZE, what a full disk looks like to one file): abort removes the temporary."""
+    import resource
+
+    from napari_emsr.io.writers import OutputSpaceError, space_error
+
+    big = np.repeat(planes, 4, axis=1)  # 3 pages of 11.25 KiB
+    writer = OmeTiffWriter(tmp_path / "o.ome.tif", shape=big.shape, dtype=big.dtype)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, hard))  # Python ignores SIGXFSZ: writes fail with EFBIG
+    try:
+        writer.open()
+        with pytest.raises(OSError) as caught:
+            for z, plane in enumerate(big):
+                writer.write(z, plane)
+            writer.commit()
+        writer.abort()
+        error = space_error(caught.value, writer)  # numpy reports the short write without an errno
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert list(tmp_path.iterdir()) == []  # neither the temporary nor anything under the final name
+    assert isinstance(error, OutputSpaceError) and error.needed >= big.nbytes and error.kept is None
+    assert "file-size limit" in str(error) and "nothing was left behind" in str(error)
+
+
+def test_a_zarr_done_flag_damaged_by_a_full_disk_counts_as_not_done(planes, tmp_path):
+    path = tmp_path / "o.ome.zarr"
+    writer = _zarr_writer(path, planes.shape)
+    writer.open()
+    writer.write(0, planes[0])
+    writer.write(1, planes[1])
+    (partial_path(path) / "emsr_done" / "1").write_bytes(b"\x02")  # a truncated chunk
+    resumed = _zarr_writer(path, planes.shape, resume=True)
+    np.testing.assert_array_equal(resumed.open(), [True, False, False])
+    resumed.write(1, planes[1])
+    resumed.write(2, planes[2])
+    resumed.commit()
+    with open_volume(path) as vol:
+        np.testing.assert_array_equal(vol.data.compute(), planes)
+
+
+def test_a_cancelled_zarr_with_no_slice_done_leaves_nothing(planes, tmp_path):
+    path = tmp_path / "o.ome.zarr"
+    writer = _zarr_writer(path, planes.shape)
+    writer.open()
+    writer.abort()  # nothing to resume: a plain rerun must not be refused
+    assert list(tmp_path.iterdir()) == []
+    _zarr_writer(path, planes.shape).open()
+
+
+def test_chunk_temporaries_of_interrupted_zarr_writes_do_not_reach_the_output(planes, tmp_path):
+    """zarr writes a chunk to NAME.<uuid>.partial, then renames it: a kill in between leaves the file."""
+    path = tmp_path / "o.ome.zarr"
+    writer = _zarr_writer(path, planes.shape)
+    writer.open()
+    writer.write(0, planes[0])
+    stray = partial_path(path) / "0" / "1" / "0" / "0.0123456789abcdef0123456789abcdef.partial"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"half a chunk")
+    writer.write(1, planes[1])
+    writer.write(2, planes[2])
+    writer.commit()
+    assert [p for p in path.rglob("*") if p.name.endswith(".partial")] == []
+    with open_volume(path) as vol:
+        np.testing.assert_array_equal(vol.data.compute(), planes)

@@ -183,3 +183,82 @@ def test_metadata_validation():
         ModelMetadata(normalization={"mode": "range", "low": 10, "high": 5})
     with pytest.raises(ValueError, match="unknown metadata key"):
         ModelMetadata.from_dict({"pixel_size": 3})
+
+
+def test_non_floating_point_weights_are_refused(model, model_file):
+    """int64 weights of the right shapes would load (cast to float) and predict nonsense."""
+    _rewrite_emsr(model_file, lambda emsr, t: t.update({"head.weight": t["head.weight"].round().long()}))
+    _expect(model_file, r"head\.weight .*int64.*not floating point")
+
+
+def test_boolean_weights_are_refused(model, model_file):
+    names = set(model.state_dict())
+    _rewrite_emsr(model_file, lambda emsr, t: t.update({k: v > 0 for k, v in t.items() if k in names}))
+    _expect(model_file, r"bool.*not floating point")
+
+
+@pytest.mark.parametrize(
+    "change", [{"window_size": 8}, {"window_size": 2}, {"num_heads": 4}, {"num_heads": 8, "window_size": 5}]
+)
+def test_config_values_the_shapes_do_not_fix_must_fit_the_weights(model_file, change):
+    """Window size and head count change no tensor shape: the file's recorded output catches them."""
+    _rewrite_emsr(model_file, lambda emsr, t: emsr["config"].update(change))
+    with pytest.raises(ModelFileError, match="does not reproduce the output recorded") as info:
+        load_model(model_file)
+    assert str(model_file) in str(info.value)
+    assert all(f"{key} {value}" in str(info.value) for key, value in change.items())
+
+
+def test_the_recorded_output_is_the_networks(model, model_file):
+    """The self-check tensors hold the network's own output on their input (and load_model skips them)."""
+    from safetensors import safe_open
+
+    from napari_emsr.model_io import SELF_CHECK_PREFIX
+
+    with safe_open(str(model_file), "pt") as f:
+        check = {k: f.get_tensor(k) for k in f.keys() if k.startswith(SELF_CHECK_PREFIX)}
+    x, y = check[SELF_CHECK_PREFIX + "input"], check[SELF_CHECK_PREFIX + "output"]
+    assert x.shape == (1, 1, 20, 20) and y.shape == (1, 1, 60, 60) and x.std() > 0.05
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), y, rtol=1e-5, atol=1e-5)
+    assert not any(k.startswith(SELF_CHECK_PREFIX) for k in load_model(model_file).state_dict())
+
+
+def test_files_without_a_recorded_output_still_load(model, model_file):
+    """Files written before the self-check existed (e.g. older shipped models) load unchanged."""
+    from napari_emsr.model_io import SELF_CHECK_PREFIX
+
+    def drop(emsr, tensors):
+        for name in [k for k in tensors if k.startswith(SELF_CHECK_PREFIX)]:
+            del tensors[name]
+
+    _rewrite_emsr(model_file, drop)
+    loaded = load_model(model_file)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(model, tmp_path, umask, mode):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        path = save_model(model, tmp_path / "m.safetensors")
+        again = save_model(model, path, overwrite=True)  # a replaced file too
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(again.stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+@pytest.mark.parametrize("low_bytes", [b"\x80", b"PK"])
+def test_a_header_length_that_starts_like_a_pickle_or_a_zip_is_read(model, tmp_path, low_bytes):
+    """The header length's first bytes are whatever the header's size makes them: a model file whose
+    header is 0x..80 bytes long (about 1 in 256) must not be taken for a pickle, nor 0x..4b50 for a zip."""
+    target, modulus = int.from_bytes(low_bytes, "little"), 256 ** len(low_bytes)
+    path = save_model(model, tmp_path / "m.safetensors", name="n")
+    base = struct.unpack("<Q", path.read_bytes()[:8])[0]  # each further character of the name adds one byte
+    save_model(model, path, overwrite=True, name="n" * (1 + (target - base) % modulus))
+    assert path.read_bytes()[: len(low_bytes)] == low_bytes
+    assert load_model(path).metadata.name.startswith("n")

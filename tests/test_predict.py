@@ -309,3 +309,23 @@ def test_a_radius_stored_with_the_model_is_used(em_slice, tmp_path):
     assert plan["halo"] == 12 and "the model's effective radius 9 px" in plan["halo_mode"]
     with pytest.raises(ValueError, match="overlap must be 'auto', 'exact'"):
         super_resolve(em_slice[:40, :40], model, overlap="big")
+
+
+@pytest.mark.parametrize(
+    "tile, used, why", [(10, 12, "is not a multiple of the model's 4-pixel attention window"),
+                        (3, 8, "is below two of the model's 4-pixel attention windows")],  # fmt: skip
+)
+def test_a_tile_off_the_window_grid_is_snapped_up_and_said(em_slice, tile, used, why):
+    from napari_emsr.predict import TileSizeWarning
+
+    x, model = em_slice[:40, :40], sensitive_model(2)
+    with pytest.warns(TileSizeWarning, match=rf"tile {tile} {why}: using tile {used}") as caught:
+        events = iter_super_resolve(x, model, tile=tile, overlap=4)
+        plan = next(events).plan
+        events.close()
+    assert plan["tile"] == used and len([w for w in caught if w.category is TileSizeWarning]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TileSizeWarning)
+        events = iter_super_resolve(x, model, tile=used, overlap=4)  # on the grid: nothing to say
+        assert next(events).plan["tile"] == used
+        events.close()

@@ -139,3 +139,60 @@ def test_chunks_run_as_independent_dask_tasks(input_tif, out_dir, stack, model, 
     writer.commit()
     with open_volume(target) as vol:
         np.testing.assert_array_equal(vol.data.compute(), super_resolve(stack, model, tile=16))
+
+
+def test_resume_refuses_an_input_whose_content_changed(input_tif, out_dir, stack, model, tmp_path):
+    """Same path, shape and dtype, other pixels: resuming would mix two inputs in one output."""
+    from napari_emsr.io.writers import ResumeError
+
+    target = out_dir / "sr.ome.zarr"
+    events = iter_super_resolve(input_tif, model, output=target, tile=16)
+    _advance_to_slice(events, 2)
+    events.close()
+    changed = stack.copy()
+    changed[4] = 255 - changed[4]  # only the last slice, which the interrupted run never read for output
+    meta = {"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02}
+    tifffile.imwrite(input_tif, changed, ome=True, metadata=meta)  # same path, shape and dtype
+    with pytest.raises(ResumeError, match=r"the input .*lr.ome.tif has changed since this partial result") as caught:
+        super_resolve(input_tif, model, output=target, tile=16, resume=True)
+    assert "overwrite=True" in str(caught.value) and str(partial_path(target)) in str(caught.value)
+    model_file = save_model(model, tmp_path / "m.safetensors")
+    with pytest.raises(ResumeError, match="has changed"):  # a distributed run checks the same
+        prepare_tasks(str(input_tif), str(model_file), target, tile=16, resume=True)
+    import zarr
+
+    assert zarr.open_group(str(partial_path(target)), mode="r")["emsr_done"][:].tolist() == [True, True] + [False] * 3
+    assert super_resolve(input_tif, model, output=target, tile=16, overwrite=True) == target
+    with open_volume(target) as vol:
+        np.testing.assert_array_equal(vol.data.compute(), super_resolve(changed, model, tile=16))
+
+
+def test_resume_of_an_unchanged_input_reports_the_slices_reused(input_tif, out_dir, stack, model):
+    target = out_dir / "sr.ome.zarr"
+    events = iter_super_resolve(input_tif, model, output=target, tile=16)
+    assert next(events).plan["slices_reused"] == 0
+    _advance_to_slice(events, 3)
+    events.close()
+    tifffile.imwrite(input_tif, stack, ome=True, metadata={"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02})
+    events = list(iter_super_resolve(input_tif, model, output=target, tile=16, resume=True))  # rewritten, same pixels
+    assert events[0].plan["slices_reused"] == 3 and events[0].slices_done == 3
+    assert events[-1].result == target
+
+
+def test_a_full_disk_during_an_ome_tiff_run_leaves_the_folder_as_it_was(input_tif, out_dir, model):
+    """A real short write (RLIMIT_FSIZE): the run fails with OutputSpaceError, nothing is left."""
+    import resource
+
+    from napari_emsr.io.writers import OutputSpaceError
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (60 * 1024, hard))  # room for 1 of the 5 36-KiB pages
+    try:
+        with pytest.raises(OutputSpaceError) as caught:
+            super_resolve(input_tif, model, output=out_dir / "sr.ome.tif", tile=16)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert list(out_dir.iterdir()) == []
+    error = caught.value
+    assert error.path == out_dir / "sr.ome.tif" and error.needed >= 5 * 200 * 180 and error.kept is None
+    assert "file-size limit" in str(error)

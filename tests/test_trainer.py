@@ -15,6 +15,16 @@ from .conftest import TINY
 FAST = dict(patch=16, batch=2, val_crop=24, val_count=2, device="cpu")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Training steps this small gain nothing from threads, and on a busy machine two threads make
+    each step up to ten times slower (oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def stack(data_dir):
     files = sorted((data_dir / "training_sample2").glob("*.png"))[:12]
@@ -104,3 +114,128 @@ def test_refuses_to_overwrite_and_resume_without_checkpoint(stack, tmp_path):
 def test_real_strategy_needs_lr(stack, tmp_path):
     with pytest.raises(ValueError, match="needs LR volumes"):
         next(iter_finetune([stack], out=tmp_path / "m.safetensors", config=TrainingConfig(strategy="real", **FAST)))
+
+
+# -- exact resume after an interruption at any point ------------------------------------------------
+RESUME = dict(strategy="synthetic-ii", steps=6, val_every=3, **FAST)
+
+
+@pytest.fixture(scope="module")
+def straight(stack, tmp_path_factory):
+    """The uninterrupted run the interrupted ones must reproduce: final weights, optimizer state, history."""
+    out = tmp_path_factory.mktemp("straight") / "m.safetensors"
+    finetune([stack], out=out, config=TrainingConfig(**RESUME), base=_tiny())
+    return load_checkpoint(checkpoint_path(out))
+
+
+def _same_as_straight(straight, out):
+    model, optim, generators, progress = load_checkpoint(checkpoint_path(out))
+    for (name, p), q in zip(straight[0].state_dict().items(), model.state_dict().values()):
+        assert torch.equal(p, q), name
+    for pid, entry in straight[1]["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(optim["state"][pid][key])), (pid, key)
+    assert all(torch.equal(straight[2][k], generators[k]) for k in straight[2])
+    assert progress["step"] == straight[3]["step"] and progress["history"] == straight[3]["history"]
+    assert progress["best"] == straight[3]["best"]
+
+
+def _interrupted_then_resumed(stack, out, interrupt, monkeypatch, expected_step):
+    interrupt(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        finetune([stack], out=out, config=TrainingConfig(**RESUME), base=_tiny())
+    monkeypatch.undo()
+    assert load_checkpoint(checkpoint_path(out))[3]["step"] == expected_step
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".partial")]
+    finetune([stack], out=out, config=TrainingConfig(**RESUME), resume=True)
+
+
+def _on_call(owner, name, n, action):
+    """Wrap ``owner.name`` so that its n-th call runs ``action`` first."""
+    real, calls = getattr(owner, name), []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            action()
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+def test_resume_after_keyboard_interrupt_mid_step(stack, tmp_path, monkeypatch, straight):
+    """Ctrl-C after step 5's patches were drawn, before its update: the run continues from step 4."""
+    from napari_emsr.training import trainer
+
+    def raise_(): raise KeyboardInterrupt  # noqa: E704
+
+    def interrupt(mp):
+        mp.setattr(trainer, "emsr_loss", _on_call(trainer, "emsr_loss", 5, raise_))
+
+    out = tmp_path / "m.safetensors"
+    _interrupted_then_resumed(stack, out, interrupt, monkeypatch, expected_step=4)
+    _same_as_straight(straight, out)
+
+
+def test_resume_after_sigint_during_the_update(stack, tmp_path, monkeypatch, straight):
+    """A real SIGINT arriving while Adam updates the weights: step 5 completes, then the run stops."""
+    import os
+    import signal
+
+    def interrupt(mp):
+        action = lambda: os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
+        mp.setattr(torch.optim.Adam, "step", _on_call(torch.optim.Adam, "step", 5, action))
+
+    out = tmp_path / "m.safetensors"
+    _interrupted_then_resumed(stack, out, interrupt, monkeypatch, expected_step=5)
+    _same_as_straight(straight, out)
+
+
+def test_resume_after_cancel_before_the_first_validation(stack, tmp_path, straight):
+    """Cancelled at step 2 (no validation yet): a best model is kept, and the resumed run's history,
+    best and weights are those of the uninterrupted run."""
+    out = tmp_path / "m.safetensors"
+    gen = iter_finetune([stack], out=out, config=TrainingConfig(**RESUME), base=_tiny())
+    for event in gen:
+        if event.kind == "step" and event.step == 2:
+            break
+    gen.close()
+    assert load_model(out).metadata.provenance["steps"] == 2
+    finetune([stack], out=out, config=TrainingConfig(**RESUME), resume=True)
+    _same_as_straight(straight, out)
+
+
+def test_checkpoints_follow_the_umask(stack, tmp_path):
+    import os
+    import stat
+
+    from napari_emsr.training.checkpoint import save_checkpoint
+
+    model = _tiny()
+    optimizer = torch.optim.Adam(model.parameters())
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "c.last.safetensors", model, model.metadata, optimizer,
+                               {"sampler": torch.Generator()}, {"step": 0})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert load_checkpoint(path)[3] == {"step": 0}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_training_data_is_named_before_training(stack, tmp_path, bad):
+    from napari_emsr.training.data import NonFiniteDataError
+
+    broken = stack.astype(np.float32)
+    broken[7, 30, 40] = bad
+    broken[9, 1, 2] = bad
+    out = tmp_path / "m.safetensors"
+    config = TrainingConfig(strategy="synthetic-ii", steps=3, val_every=3, **FAST)
+    events = []
+    with pytest.raises(ValueError, match=r"HR volume 2 of 2: slice 7 has 1 NaN or infinite value") as info:
+        for event in iter_finetune([stack, broken], out=out, config=config, base=_tiny()):
+            events.append(event)
+    assert not [e for e in events if e.kind == "step"] and not list(tmp_path.iterdir())
+    assert isinstance(info.value, NonFiniteDataError) and (info.value.role, info.value.index, info.value.z) == ("hr", 1, 7)
+    assert "learning rate" not in str(info.value)

@@ -8,13 +8,21 @@ string metadata, three entries:
 - ``emsr``: JSON with ``config`` (an :class:`EMSRConfig`), ``scale`` and the
   :class:`ModelMetadata` fields (trained, input pixel size, normalisation, provenance, ...).
 
+Two tensors under ``self_check.`` hold a fixed input and the network's output on it, computed when
+the file was written. Loading rebuilds the network from the config, loads the weights and checks
+that it reproduces that output: this catches config values that no tensor shape fixes (the
+attention window size and the number of heads) when they were changed after writing. Files
+without these tensors (written by earlier versions) load without that check.
+
 Loading parses that header and the raw tensor bytes only: no code from the file ever runs.
 Writing goes to a temporary name first and is renamed into place, so a crash never leaves a
-half-written file under the final name.
+half-written file under the final name; the file's permissions follow the umask, as for any
+file the user creates.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -29,6 +37,7 @@ from napari_emsr.model.metadata import ModelMetadata
 
 __all__ = [
     "ModelFileError",
+    "ModelWriteError",
     "save_model",
     "load_model",
     "read_model_header",
@@ -36,6 +45,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "TRAIN_STATE_PREFIX",
+    "SELF_CHECK_PREFIX",
     "default_model_path",
     "resolve_model_path",
     "DEFAULT_MODEL_NAME",
@@ -45,6 +55,11 @@ FORMAT_NAME = "napari-emsr-model"
 FORMAT_VERSION = "1"
 #: tensors under this prefix hold training state (optimizer, RNG); load_model skips them
 TRAIN_STATE_PREFIX = "train_state."
+#: tensors under this prefix are a fixed input and the network's output on it (see the module docs)
+SELF_CHECK_PREFIX = "self_check."
+_CHECK_SIDE = 20  # LR pixels of the self-check input: several windows for every window size <= 10
+#: errors that mean "no room to write": a full disk, a full quota, a file-size limit (ulimit -f)
+_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
@@ -94,6 +109,33 @@ class ModelFileError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+class ModelWriteError(OSError):
+    """A model file could not be written (e.g. the disk is full); nothing under its name changed.
+
+    ``path`` is the file that was being written and ``problem`` says why; ``errno`` is the
+    operating system's error number. No temporary file is left behind.
+    """
+
+    def __init__(self, path: str | os.PathLike, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.path = self.filename = str(path)
+        if cause.errno == errno.ENOSPC:
+            what = "the disk is full (no space left on the device)"
+        elif cause.errno == getattr(errno, "EDQUOT", None):
+            what = "the disk quota is used up"
+        elif cause.errno == errno.EFBIG:
+            what = "the file would be larger than the file system or the file-size limit (ulimit -f) allows"
+        else:
+            what = f"it could not be written ({cause.strerror or cause})"
+        self.problem = (
+            f"{what} while writing it; nothing was replaced (a previous file of that name is unchanged) and no "
+            "partial file was left"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
 def _sniff_foreign(path: Path, head: bytes) -> str | None:
     """A hint for well-known files that are not safetensors."""
     if head[:2] == b"PK":
@@ -124,15 +166,20 @@ def read_model_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str
         raise ModelFileError(path, "is a folder, not a model file")
     size = path.stat().st_size
     with path.open("rb") as fh:
-        head = fh.read(8)
+        head = fh.read(9)
         if len(head) < 8:
             raise ModelFileError(path, f"file is empty or truncated ({size} bytes); it is not a model file")
-        hint = _sniff_foreign(path, head)
-        if hint:
-            raise ModelFileError(path, hint)
-        header_len = int.from_bytes(head, "little")
+        header_len = int.from_bytes(head[:8], "little")
+        # A safetensors file: an 8-byte header length, then the JSON header. Only a file that is not
+        # one is sniffed for other formats: a header length can start with the bytes of a pickle
+        # (0x80) or a zip ("PK") by chance.
+        if head[8:9] != b"{" or header_len > min(_MAX_HEADER, size - 8):
+            hint = _sniff_foreign(path, head)
+            if hint:
+                raise ModelFileError(path, hint)
         if header_len > min(_MAX_HEADER, size - 8):
             raise ModelFileError(path, "not a safetensors file (its first 8 bytes give no valid header length)")
+        fh.seek(8)
         raw = fh.read(header_len)
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -228,12 +275,16 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise ModelFileError(path, f"corrupt weights ({exc})") from None
-    state = {k: v for k, v in state.items() if not k.startswith(TRAIN_STATE_PREFIX)}
+    check = {k[len(SELF_CHECK_PREFIX) :]: v for k, v in state.items() if k.startswith(SELF_CHECK_PREFIX)}
+    state = {k: v for k, v in state.items() if not k.startswith((TRAIN_STATE_PREFIX, SELF_CHECK_PREFIX))}
     model = EMSR(config)
     _check_state(path, model, state)
     model.load_state_dict(state, strict=True)
+    model.eval()
+    if check:
+        _verify_self_check(path, model, check)
     model.metadata = metadata
-    return model.to(device).eval()
+    return model.to(device)
 
 
 def _check_state(path: Path, model: EMSR, state: dict[str, torch.Tensor]) -> None:
@@ -248,14 +299,72 @@ def _check_state(path: Path, model: EMSR, state: dict[str, torch.Tensor]) -> Non
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         raise ModelFileError(path, f"weights do not match the network config: {', '.join(parts)} tensors")
     for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise ModelFileError(
+                path,
+                f"corrupt weights: {name} holds {str(tensor.dtype).removeprefix('torch.')} values, not floating "
+                "point numbers (a network's weights are floats; this file was not written by napari-emsr, or was altered)",
+            )
         if tensor.shape != expected[name].shape:
             raise ModelFileError(
                 path,
                 f"weights do not match the network config: {name} has shape {tuple(tensor.shape)}, "
                 f"the config needs {tuple(expected[name].shape)}",
             )
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if not torch.isfinite(tensor).all():
             raise ModelFileError(path, f"corrupt weights: {name} contains NaN or infinite values")
+
+
+def _check_input(config: EMSRConfig) -> torch.Tensor:
+    """The self-check input: a fixed, smooth-plus-fine pattern in 0..1 (no random generator involved)."""
+    n = _CHECK_SIDE
+    y, x = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")
+    channels = []
+    for c in range(config.in_channels):
+        image = 0.5 + 0.3 * torch.sin(0.7 * y + 0.4 * x + c) * torch.cos(0.45 * x - 0.3 * y) + 0.15 * torch.cos(2.3 * x * y / n)
+        channels.append(image)
+    return torch.stack(channels)[None].float()
+
+
+def _self_check(config: EMSRConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The self-check tensors for weights ``state``: computed on the CPU in float32, from a network
+    rebuilt from ``config`` exactly as :func:`load_model` rebuilds it (the random generator untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        net = EMSR(config)
+    net.load_state_dict(state, strict=True)
+    x = _check_input(config)
+    with torch.inference_mode():
+        y = net.eval()(x)
+    return {SELF_CHECK_PREFIX + "input": x, SELF_CHECK_PREFIX + "output": y.contiguous()}
+
+
+def _verify_self_check(path: Path, model: EMSR, check: dict[str, torch.Tensor]) -> None:
+    """The rebuilt network must reproduce the output recorded when the file was written."""
+    c = model.config
+    x, recorded = check.get("input"), check.get("output")
+    shapes_fit = (
+        x is not None and recorded is not None and x.is_floating_point() and recorded.is_floating_point()
+        and x.ndim == 4 and x.shape[:2] == (1, c.in_channels) and min(x.shape[2:]) >= 1
+        and tuple(recorded.shape) == (1, c.out_channels, x.shape[2] * c.scale, x.shape[3] * c.scale)
+    )  # fmt: skip
+    if not shapes_fit or set(check) != {"input", "output"}:
+        raise ModelFileError(path, "corrupt file: its self-check tensors do not fit the network config")
+    if not (torch.isfinite(x).all() and torch.isfinite(recorded).all()):
+        raise ModelFileError(path, "corrupt file: its self-check tensors contain NaN or infinite values")
+    with torch.inference_mode():
+        out = model(x.float())
+    recorded = recorded.float()
+    difference = float((out - recorded).abs().max())
+    # float32 with other threads, CPUs or library versions differs by ~1e-7..1e-6; another window size by
+    # ~1e-2 and another head count by ~1e-3, even with random weights
+    if not difference <= 2e-5 * (1.0 + float(recorded.abs().max())):
+        raise ModelFileError(
+            path,
+            "the network config does not fit the weights: rebuilt from the config in the file (window_size "
+            f"{c.window_size}, num_heads {c.num_heads}), the network does not reproduce the output recorded when "
+            f"the file was written (largest difference {difference:.3g}). A config value that no weight shape "
+            "fixes, such as window_size or num_heads, was changed after the file was written",
+        )
 
 
 def save_model(model: EMSR, path: str | os.PathLike, *, overwrite: bool = False, **metadata: Any) -> Path:
@@ -301,16 +410,29 @@ def write_model_file(
     Extra tensors (optimizer moments, RNG states) are ignored by :func:`load_model`, so a training
     checkpoint is also a usable model file.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     payload = {"config": model.config.to_dict(), "scale": model.config.scale, **info.to_dict()}
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "emsr": json.dumps(payload, sort_keys=True)}
     header.update(extra_metadata or {})
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state.update(_self_check(model.config, state))
     for name, tensor in (extra_tensors or {}).items():
         if not name.startswith(TRAIN_STATE_PREFIX):
             raise ValueError(f"extra tensor names must start with {TRAIN_STATE_PREFIX!r}, got {name!r}")
         state[name] = tensor.detach().to("cpu").contiguous()
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        save_file(state, str(tmp), metadata=header)
-    return Path(path)
+    data = save(state, metadata=header)
+    path = Path(path)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            # created like any file of the user's (mode 0666 less the umask), unlike safetensors' own
+            # save_file, which creates 0600 files
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())  # a full disk may only show here (delayed allocation, NFS)
+    except OSError as exc:
+        if exc.errno in _SPACE_ERRNOS and not isinstance(exc, ModelWriteError):
+            raise ModelWriteError(path, exc) from None
+        raise
+    return path

@@ -1,21 +1,31 @@
-"""The model / device / tiling form shared by Super-resolve and Export."""
+"""The model / device / tiling form shared by Super-resolve, Export and Fine-tune."""
 
+import pytest
 import torch
+from qtpy.QtCore import Qt
 
 from napari_emsr import build_emsr, save_model
 from napari_emsr._napari._engine_options import NO_DEFAULT_MODEL, EngineOptions
 
 from ..conftest import TINY
+from ..test_zoo import small_zoo, use_zoo
 
 
-def test_without_a_default_model_it_asks_for_a_file_and_says_why(qtbot, monkeypatch):
+def _items(form):
+    return [form.source.itemText(i) for i in range(form.source.count())]
+
+
+def test_without_a_default_model_it_asks_for_a_file_and_says_why(qtbot, monkeypatch, tmp_path):
     import napari_emsr.model_io
 
+    use_zoo(monkeypatch, tmp_path)  # a build that ships no model: an empty zoo
     monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: None)
     form = EngineOptions()
     qtbot.addWidget(form)
-    assert [form.source.itemText(i) for i in range(form.source.count())] == ["Model file..."]
+    assert _items(form) == ["Model file..."] and form.default_path is None and form.zoo_model() is None
     assert form.model_status.text() == NO_DEFAULT_MODEL
+    with pytest.raises(ValueError, match="no model chosen"):
+        form.model()
     cpu = form.device.findData("cpu")
     assert form.device.model().item(cpu).isEnabled() and form.device_status.text().startswith("Uses ")
     if not torch.cuda.is_available():  # CUDA is listed, greyed out, with the reason as a tooltip
@@ -31,8 +41,10 @@ def test_without_a_default_model_it_asks_for_a_file_and_says_why(qtbot, monkeypa
     assert form.options()["tile"] == 256 and form.options()["overlap"] == 0
 
 
-def test_the_default_model_is_offered_and_used_first(qtbot, tmp_path, monkeypatch):
+def test_a_default_model_outside_the_zoo_is_offered_and_used_first(qtbot, tmp_path, monkeypatch):
+    """``default_model_path`` pointed elsewhere (as other tests do): that file is chosen first, the zoo follows."""
     import napari_emsr.model_io
+    from napari_emsr.zoo import zoo_models
 
     torch.manual_seed(0)
     shipped = save_model(build_emsr(scale=3, **TINY), tmp_path / "default.safetensors", trained=True,
@@ -40,7 +52,52 @@ def test_the_default_model_is_offered_and_used_first(qtbot, tmp_path, monkeypatc
     monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: shipped)
     form = EngineOptions()
     qtbot.addWidget(form)
-    assert form.source.currentText() == "Default model (default)"
-    assert form.model_path() == shipped and form.model().metadata.trained
+    assert form.source.currentText() == "Default model (default)" and form.source.currentIndex() == 0
+    assert _items(form)[1:] == [c.label for c in form.shipped[1:]] + ["Model file..."]
+    assert form.zoo_names() == [m.name for m in zoo_models()]
+    assert form.model_path() == shipped == form.default_path and form.model().metadata.trained
+    assert form.zoo_model() is None  # not a zoo entry
     assert form.model_status.text().startswith("Trained model") and "30 nm input" in form.model_status.text()
     assert form.model() is form.model()  # loaded once
+
+
+def test_every_zoo_model_is_offered_by_name(qtbot, tmp_path, monkeypatch):
+    weights = use_zoo(monkeypatch, small_zoo(tmp_path / "weights"))
+    form = EngineOptions()
+    qtbot.addWidget(form)
+    assert _items(form) == ["test-x3 (x3, 30 nm, default)", "test-x2 (x2, 20 nm, default)", "Model file..."]
+    assert form.source.currentText() == "test-x3 (x3, 30 nm, default)"  # the x3 default comes first
+    assert form.model_path() == weights / "test-x3.safetensors" == form.default_path
+    assert form.zoo_model().name == "test-x3" and form.model().config.scale == 3
+    status = form.model_status.text()
+    assert status.startswith("Trained model") and "measured to work for 20-45 nm input" in status
+    assert "Model card: docs/models/test-x3.md" in status
+    tip = form.source.itemData(0, Qt.ItemDataRole.ToolTipRole)  # description, measured range, card
+    assert "a lite x3" in tip and "20-45 nm" in tip and "docs/models/test-x3.md" in tip
+    assert not form.path.isVisible() and not form.browse.isVisible()
+
+    form.set_zoo_model("test-x2")
+    assert form.model_path() == weights / "test-x2.safetensors" and form.model().config.scale == 2
+    assert form.zoo_model().name == "test-x2" and "x2" in form.model_status.text()
+    form.set_zoo_model("default")
+    assert form.zoo_model().name == "test-x3"
+    with pytest.raises(KeyError, match="test-x3, test-x2"):
+        form.set_zoo_model("nope")
+
+    model_file = save_model(build_emsr(scale=4, **TINY), tmp_path / "m.safetensors", trained=True)
+    form.set_model_file(model_file)
+    assert form.source.currentText() == "Model file..." and form.zoo_model() is None
+    assert form.model_path() == model_file and form.model().config.scale == 4
+
+
+def test_fine_tune_form_adds_new_networks(qtbot, tmp_path, monkeypatch):
+    use_zoo(monkeypatch, small_zoo(tmp_path / "weights"))
+    form = EngineOptions(presets=("lite", "paper"), inference=False)
+    qtbot.addWidget(form)
+    assert _items(form) == ["test-x3 (x3, 30 nm, default)", "test-x2 (x2, 20 nm, default)", "Model file...",
+                            "New lite network (random weights)", "New paper network (random weights)"]  # fmt: skip
+    assert form.new_preset() is None and form.zoo_model().name == "test-x3"
+    form.source.setCurrentText("New paper network (random weights)")
+    assert form.new_preset() == "paper" and form.model_path() is None and form.zoo_model() is None
+    form.set_zoo_model("test-x2")
+    assert form.new_preset() is None and form.model().config.scale == 2

@@ -11,6 +11,8 @@ import pytest
 from napari_emsr.model_io import read_model_header
 from napari_emsr.training import checkpoint_path
 
+from .._predict_models import sensitive_model
+from ..test_zoo import make_zoo, use_zoo
 from .conftest import dock, run_and_wait
 
 LR, HR = "EM LR 30 nm", "EM HR 10 nm"
@@ -179,6 +181,36 @@ def test_bad_input_gives_notifications(make_napari_viewer, qtbot, model_file, tm
     assert widget.field_offset() == (0, 0, 0)
     assert viewer.layers["HR field (fine-tune)"].metadata["napari_emsr"]["size_yx"] == [32, 32]
     assert not widget.run_panel.running and not (tmp_path / "new.safetensors").exists()
+
+
+def test_the_base_model_can_be_any_zoo_model(sample, qtbot, tmp_path, monkeypatch, notes):
+    """Every zoo model is offered as the base by name; the chosen one's file is trained from and recorded."""
+    weights = use_zoo(monkeypatch, make_zoo(tmp_path / "weights", {
+        "tiny-x2": (sensitive_model(2), dict(trained=True, input_pixel_size_nm=20)),
+        "tiny-x3": (sensitive_model(3), dict(trained=True, input_pixel_size_nm=30)),
+    }, defaults={3: "tiny-x3"}))  # fmt: skip
+    viewer = sample
+    out = tmp_path / "from-zoo.safetensors"
+    widget = dock(viewer, qtbot, "Fine-tune")
+    combo = widget.engine.source
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "tiny-x2 (x2, 20 nm)", "tiny-x3 (x3, 30 nm, default)", "Model file...",
+        "New lite network (random weights)", "New paper network (random weights)"]  # fmt: skip
+    assert combo.currentText() == "tiny-x3 (x3, 30 nm, default)"  # the default model first
+    widget.engine.device.setCurrentText("cpu")
+    widget.form.steps.setValue(2)
+    widget.form.val_every.setValue(2)
+    widget.form.patch.setValue(16)
+    widget.form.out_path.setText(str(out))
+    combo.setCurrentText("tiny-x2 (x2, 20 nm)")  # the sample is a x3 pair
+    widget.train()
+    assert "the base model is x2, but" in notes()[-1] and "choose a x3 model (shipped: tiny-x3)" in notes()[-1]
+    widget.engine.set_zoo_model("tiny-x3")
+    assert run_and_wait(qtbot, widget.run_panel, widget.train, timeout=180_000) == "done"
+    provenance = _provenance(out)
+    assert provenance["base_model"] == str(weights / "tiny-x3.safetensors")
+    assert provenance["base_zoo_model"] == "tiny-x3" and provenance["steps"] == 2
+    assert read_model_header(out)[1]["config"]["scale"] == 3
 
 
 def test_training_keeps_the_viewer_responsive(sample, qtbot, model_file, tmp_path):

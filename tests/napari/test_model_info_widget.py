@@ -3,8 +3,10 @@
 import torch
 
 from napari_emsr import build_emsr, save_model
+from napari_emsr.config import PRESETS
 
 from ..conftest import TINY
+from ..test_zoo import small_zoo, use_zoo
 
 
 def _dock(viewer, qtbot):
@@ -15,10 +17,16 @@ def _dock(viewer, qtbot):
 
 def test_opens_on_the_default_model(make_napari_viewer, qtbot):
     """The pretrained model shipped with the package comes first, described as trained."""
+    from napari_emsr.zoo import default_for_scale, zoo_models
+
     widget = _dock(make_napari_viewer(show=True), qtbot)
+    default = default_for_scale(3)
     text = widget.text.toPlainText()
-    assert "emsr-default-x3.safetensors" in text and "status:       trained" in text
+    assert default.path.name in text and "status:       trained" in text
+    assert f"zoo name:     {default.name}" in text and "default:      yes" in text
     assert "Random weights" not in widget.status.text()
+    items = [widget.source.itemText(i) for i in range(widget.source.count())]
+    assert items[: len(zoo_models())] == [c.label for c in widget.shipped] and items[-1] == "Model file..."
 
 
 def test_shows_the_paper_preset(make_napari_viewer, qtbot):
@@ -54,5 +62,24 @@ def test_default_model_comes_first_when_shipped(make_napari_viewer, qtbot, tmp_p
     shipped = save_model(build_emsr(scale=3, **TINY), tmp_path / "default.safetensors", trained=True)
     monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: shipped)
     widget = _dock(make_napari_viewer(show=True), qtbot)
-    assert widget.source.currentText() == "Default model"
+    assert widget.source.currentText() == "Default model (default)"
     assert widget.status.text() == "Trained model." and "x3" in widget.text.toPlainText()
+
+
+def test_describes_any_zoo_model(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    use_zoo(monkeypatch, small_zoo(tmp_path / "weights"))
+    widget = _dock(make_napari_viewer(show=True), qtbot)
+    items = [widget.source.itemText(i) for i in range(widget.source.count())]
+    presets = [f"Preset: {name}" for name in PRESETS]
+    assert items == ["test-x3 (x3, 30 nm, default)", "test-x2 (x2, 20 nm, default)", *presets, "Model file..."]
+    text = widget.text.toPlainText()  # the x3 default first
+    assert "zoo name:     test-x3" in text and "valid input:  20-45 nm (measured)" in text
+    assert "model card:   docs/models/test-x3.md" in text and "preset lite, x3" in text
+    assert not widget.scale.isEnabled()
+    widget.show_zoo_model("test-x2")
+    text = widget.text.toPlainText()
+    assert "zoo name:     test-x2" in text and "valid input:  not measured" in text and "x2" in text
+    assert "test-x2.safetensors" in text and "20 nm input -> 10 nm output" in text
+    assert widget.status.text() == "Trained model."
+    widget.source.setCurrentText("Preset: lite")
+    assert "zoo name" not in widget.text.toPlainText()

@@ -6,6 +6,7 @@ import pytest
 from napari_emsr._napari._engine_options import explain_memory_errors
 from napari_emsr._napari._layers import region_in_view
 
+from ..test_zoo import small_zoo, use_zoo
 from .conftest import dock, run_and_wait
 
 
@@ -53,6 +54,35 @@ def test_current_slice_then_whole_stack(sample, qtbot, model_file, notes):
     np.testing.assert_array_equal(stack.data[7], one.data[0])  # the preview slice equals the stack's
     assert stack.metadata["napari_emsr"]["source_layer"] == "EM LR 30 nm"
     assert not stack.metadata["napari_emsr"]["trained"]
+
+
+def test_a_zoo_model_chosen_by_name(make_napari_viewer, qtbot, tmp_path, monkeypatch, notes):
+    """The panel offers every zoo model; the one chosen is the one run (its scale shows in the result)."""
+    weights = use_zoo(monkeypatch, small_zoo(tmp_path / "weights"))  # test-x3 (the default), test-x2
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-emsr", "em_pair")
+    widget = dock(viewer, qtbot, "Super-resolve")
+    combo = widget.engine.source
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "test-x3 (x3, 30 nm, default)", "test-x2 (x2, 20 nm, default)", "Model file..."]  # fmt: skip
+    assert combo.currentText() == "test-x3 (x3, 30 nm, default)"
+    combo.setCurrentText("test-x2 (x2, 20 nm, default)")  # as a user picks it
+    assert "Trained model" in widget.engine.model_status.text() and "x2" in widget.engine.model_status.text()
+    widget.engine.device.setCurrentText("cpu")
+    widget.layer_combo.setCurrentText("EM LR 30 nm")
+    viewer.dims.set_point(0, 50.0)  # slice 5
+    widget.scope.setCurrentText("Current slice")
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
+    result = widget.result_layer
+    assert result.name == "EM LR 30 nm SR x2 (slice 5)"  # trained: no "[random weights]"
+    assert result.data.shape == (1, 346, 346)  # 173 x 2
+    np.testing.assert_allclose(result.scale, (10, 15, 15))
+    np.testing.assert_allclose(result.translate, (50, -7.5, -7.5))  # 0 - 15 + 15 / 2
+    meta = result.metadata["napari_emsr"]
+    assert meta["zoo_model"] == "test-x2" and meta["model_file"] == str(weights / "test-x2.safetensors")
+    assert meta["scale"] == 2 and meta["trained"]
+    # trained on 20 nm, no measured range: the 30 nm input is +50 % away, said as a warning
+    assert any("differs from the model's training pixel size (20 nm) by +50 %" in m for m in notes("warning"))
 
 
 def test_region_in_view(sample, qtbot, model_file):

@@ -1,8 +1,10 @@
-"""The engine's options as a form: model (default or file), device, tile, overlap, self-ensemble.
+"""The engine's options as a form: model (a shipped zoo model or a file), device, tile, overlap, self-ensemble.
 
 Shared by the "Super-resolve" and "Export" dock widgets; what it returns goes straight to
-:func:`napari_emsr.iter_super_resolve`. The "Fine-tune" widget uses its model and device rows only
-(``inference=False``) and adds new networks of named presets as starting points (``presets=``).
+:func:`napari_emsr.iter_super_resolve`. The model choice lists every model of the zoo by name
+(``em-x3 (x3, 30 nm, default)``, see ``_zoo_choices``), the default model chosen first, then a model
+file. The "Fine-tune" widget uses its model and device rows only (``inference=False``) and adds new
+networks of named presets as starting points (``presets=``).
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ __all__ = [
     "explain_memory_errors",
     "engine_pixel_size",
     "NO_DEFAULT_MODEL",
+    "FILE_ITEM",
     "WARNING_STYLE",
     "ERROR_STYLE",
 ]
 
-_FILE_ITEM = "Model file..."
+FILE_ITEM = "Model file..."
 _PRESET_ITEM = "New {} network (random weights)"
+_FILE_KEY, _ZOO_KEY, _PRESET_KEY = "file", "zoo:", "preset:"
 NO_DEFAULT_MODEL = (
-    "No pretrained default model ships with this version of napari-emsr yet: choose a model file "
+    "No pretrained model ships with this build of napari-emsr: choose a model file "
     "(.safetensors), e.g. one made with `emsr train` or `emsr finetune`."
 )
 WARNING_STYLE = "color: #e0a030; font-weight: bold;"
@@ -98,16 +102,25 @@ class EngineOptions(QWidget):
         self, parent: QWidget | None = None, *, presets: tuple[str, ...] = (), inference: bool = True
     ) -> None:
         super().__init__(parent)
-        from napari_emsr.model_io import default_model_path
+        from qtpy.QtCore import Qt
 
-        self.default_path = default_model_path()
+        from napari_emsr._napari._zoo_choices import first_choice, shipped_choices
+
+        self.shipped = shipped_choices()
+        first = first_choice(self.shipped)
+        #: the model used when none is chosen (the zoo's default), or None when none ships
+        self.default_path = self.shipped[first].path if first is not None else None
         self.inference = inference
         self.source = QComboBox()
-        if self.default_path is not None:
-            self.source.addItem(f"Default model ({self.default_path.stem})")
-        self.source.addItem(_FILE_ITEM)
+        self.source.setToolTip("a shipped model (see Model info, or `emsr info --zoo`), a model file, or a new network")
+        for index, choice in enumerate(self.shipped):
+            self.source.addItem(choice.label, f"{_ZOO_KEY}{index}")
+            self.source.setItemData(index, choice.tooltip, Qt.ItemDataRole.ToolTipRole)
+        self.source.addItem(FILE_ITEM, _FILE_KEY)
         for name in presets:
-            self.source.addItem(_PRESET_ITEM.format(name), name)
+            self.source.addItem(_PRESET_ITEM.format(name), f"{_PRESET_KEY}{name}")
+        if first is not None:
+            self.source.setCurrentIndex(first)
         self.path = QLineEdit(placeholderText="a .safetensors model file")
         self.browse = QPushButton("Browse...")
         self.model_status = QLabel(wordWrap=True)
@@ -126,7 +139,7 @@ class EngineOptions(QWidget):
         self._loaded: tuple[tuple, Any] | None = None
         self._fill_devices()
         self._layout()
-        self.source.currentTextChanged.connect(self.refresh)
+        self.source.currentIndexChanged.connect(self.refresh)
         self.path.editingFinished.connect(self.refresh)
         self.browse.clicked.connect(self._choose_file)
         self.device.currentIndexChanged.connect(self._show_device)
@@ -186,21 +199,48 @@ class EngineOptions(QWidget):
     def set_model_file(self, path: str | Path) -> None:
         """Use the model file at ``path`` (its description or problem is shown, not raised)."""
         self.path.setText(str(path))
-        if self.source.currentText() != _FILE_ITEM:
-            self.source.setCurrentText(_FILE_ITEM)  # triggers refresh
+        if not self._file_chosen():
+            self.source.setCurrentIndex(self.source.findData(_FILE_KEY))  # triggers refresh
         else:
             self.refresh()
 
+    def zoo_names(self) -> list[str]:
+        """The zoo names offered, in order (a default model outside the zoo is not among them)."""
+        return [c.name for c in self.shipped if c.name is not None]
+
+    def set_zoo_model(self, name: str) -> None:
+        """Choose the shipped model called ``name`` (``"default"``: the default model); KeyError if none."""
+        for index, choice in enumerate(self.shipped):
+            if choice.name == name or (name == "default" and choice.first):
+                self.source.setCurrentIndex(index)  # triggers refresh
+                return
+        raise KeyError(f"no shipped model called {name!r}; the zoo has: {', '.join(self.zoo_names()) or 'none'}")
+
+    def shipped_choice(self) -> Any:
+        """The chosen shipped model (a ``_zoo_choices.ShippedChoice``), or None for a file or a new network."""
+        key = self.source.currentData() or ""
+        return self.shipped[int(key[len(_ZOO_KEY):])] if key.startswith(_ZOO_KEY) else None
+
+    def zoo_model(self) -> Any:
+        """The chosen zoo model (``napari_emsr.zoo.ZooModel``), or None."""
+        choice = self.shipped_choice()
+        return None if choice is None else choice.zoo
+
+    def _file_chosen(self) -> bool:
+        return self.source.currentData() == _FILE_KEY
+
     def new_preset(self) -> str | None:
         """The preset of a new (random-weight) network when one is chosen, else None."""
-        return self.source.currentData()
+        key = self.source.currentData() or ""
+        return key[len(_PRESET_KEY):] if key.startswith(_PRESET_KEY) else None
 
     def model_path(self) -> Path | None:
-        """The chosen model file (the default model's path when that is chosen; None for a new network)."""
-        if self.new_preset() is not None:
+        """The chosen model file (a shipped model's own file when one is chosen; None for a new network)."""
+        choice = self.shipped_choice()
+        if choice is not None:
+            return choice.path
+        if not self._file_chosen():
             return None
-        if self.source.currentText() != _FILE_ITEM:
-            return self.default_path
         text = self.path.text().strip()
         return Path(text).expanduser() if text else None
 
@@ -216,7 +256,10 @@ class EngineOptions(QWidget):
 
         path = self.model_path()
         if path is None:
-            raise ValueError(f"no model chosen. {NO_DEFAULT_MODEL}")
+            raise ValueError(
+                f"no model chosen. {NO_DEFAULT_MODEL}" if not self.shipped
+                else "no model chosen: choose a shipped model or a model file (Browse...)"
+            )  # fmt: skip
         stat = path.stat() if path.is_file() else None
         key = (str(path.resolve()), stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
         if self._loaded is None or self._loaded[0] != key:
@@ -228,7 +271,7 @@ class EngineOptions(QWidget):
         """Load the chosen model and say what it is (a problem is shown here, not raised)."""
         from napari_emsr.model_io import ModelFileError
 
-        is_file = self.source.currentText() == _FILE_ITEM
+        is_file = self._file_chosen()
         self.path.setVisible(is_file)
         self.browse.setVisible(is_file)
         if self.new_preset() is not None:
@@ -237,7 +280,7 @@ class EngineOptions(QWidget):
             )
             return
         if is_file and not self.path.text().strip():
-            hint = NO_DEFAULT_MODEL if self.default_path is None else "Choose a model file with Browse..."
+            hint = NO_DEFAULT_MODEL if not self.shipped else "Choose a model file with Browse..."
             self._status(hint, "")
             return
         try:
@@ -245,7 +288,11 @@ class EngineOptions(QWidget):
         except (ModelFileError, ValueError, OSError) as exc:
             self._status(f"Cannot use this model: {exc}", ERROR_STYLE)
             return
-        self._status(*model_summary(model))
+        text, style = model_summary(model)
+        choice = self.shipped_choice()
+        if choice is not None and choice.zoo is not None and choice.zoo.card:
+            text += f" Model card: {choice.zoo.card}."
+        self._status(text, style)
 
     def _status(self, text: str, style: str) -> None:
         self.model_status.setText(text)
@@ -269,6 +316,9 @@ def model_summary(model: Any) -> tuple[str, str]:
     if meta.input_pixel_size_nm:
         size = meta.input_pixel_size_nm
         what += f", for {size:g} nm input pixels (-> {size / config.scale:g} nm)"
+    valid = meta.valid_input_pixel_size_nm
+    if valid:
+        what += f"; measured to work for {valid[0]:g}-{valid[1]:g} nm input"
     if not meta.trained:
         return (
             f"RANDOM WEIGHTS, not a trained model ({what}): its output is noise, not a super-resolution "

@@ -48,9 +48,13 @@ def pair_inputs(lr_layer: Any, hr_layer: Any, base_of: Callable[[], Any]) -> dic
     if lr_px and hr_px:
         scale, _ = integer_ratio(lr_px, hr_px)
         if base is not None and base.config.scale != scale:
+            from napari_emsr.zoo import zoo_models
+
+            shipped = [m.name for m in zoo_models() if m.scale == scale]
             raise ValueError(
                 f"the base model is x{base.config.scale}, but the layers' pixel sizes ({lr_px:g} and {hr_px:g} nm) "
-                f"make a x{scale} pair; choose a x{scale} model or a new network"
+                f"make a x{scale} pair; choose a x{scale} model"
+                + (f" (shipped: {', '.join(shipped)})" if shipped else "") + " or a new network"
             )
         return {"lr_layer": lr_layer, "hr_layer": hr_layer, "lr": lr, "hr": hr,
                 "lr_pixel_nm": lr_px, "hr_pixel_nm": hr_px, "scale": None}  # fmt: skip

@@ -151,7 +151,10 @@ class FineTuneWidget(QWidget):
 
     # -- locating the HR field ------------------------------------------------------------------
     def _base(self) -> tuple[Any, str]:
-        """(the base model, or None for a new network, and the preset of a new network)."""
+        """(the base model, or None for a new network, and the preset of a new network).
+
+        The base is a zoo model (by name, the default first), a model file or a new network (``self.engine``).
+        """
         preset = self.engine.new_preset()
         return (None, preset) if preset is not None else (self.engine.model(), "lite")
 
@@ -313,10 +316,17 @@ class FineTuneWidget(QWidget):
             raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
         noise_known = self._noise is not None and self._noise[0] is hr_layer
         source = {"lr": _source(lr_layer), "hr": _source(hr_layer)}
+        provenance: dict[str, Any] = {"data": source, "command": "napari-emsr Fine-tune panel"}
+        if base is not None:
+            # the trainer loads the file itself (recorded as the base model), leaving the panel's copy untouched
+            base = self.engine.model_path()
+            shipped = self.engine.zoo_model()
+            if shipped is not None:
+                provenance["base_zoo_model"] = shipped.name
         job = FineTuneJob(
             **inputs, out=out, config=config, offset=offset, base=base, preset=preset, val_slices=val_slices,
             resume=resume, resume_step=resume_step, overwrite=self.form.replace.isChecked(),
-            check_noise=not noise_known, provenance={"data": source, "command": "napari-emsr Fine-tune panel"},
+            check_noise=not noise_known, provenance=provenance,
         )  # fmt: skip
         return job, lr_layer
 

@@ -52,6 +52,7 @@ class _Job:
     started: float = field(default_factory=time.perf_counter)
     plan: dict[str, Any] | None = None
     output: Any = None
+    model: dict[str, Any] = field(default_factory=dict)  # which model: its file and zoo name (if shipped)
 
 
 class SuperResolveWidget(QWidget):
@@ -133,7 +134,9 @@ class SuperResolveWidget(QWidget):
             options["region"] = (rows, cols)
             offset[-2:] = [rows.start, cols.start]
             suffix += f" (region y {rows.start}:{rows.stop}, x {cols.start}:{cols.stop})"
-        job = _Job(layer, offset, suffix)
+        path, shipped = self.engine.model_path(), self.engine.zoo_model()
+        used = {"model_file": str(path) if path is not None else None, "zoo_model": shipped.name if shipped else None}
+        job = _Job(layer, offset, suffix, model=used)
         return job, lambda: explain_memory_errors(iter_super_resolve(volume, model, **options))
 
     def _on_event(self, event: Any) -> None:
@@ -162,7 +165,8 @@ class SuperResolveWidget(QWidget):
         plan, layer = job.plan, job.layer
         factor = int(plan["scale"])
         name = f"{layer.name} SR x{factor}{job.suffix}" + ("" if plan["trained"] else " [random weights]")
-        source = {"source_layer": layer.name, "trained": bool(plan["trained"]), "scale": factor, "plan": plan}
+        source = {"source_layer": layer.name, "trained": bool(plan["trained"]), "scale": factor, **job.model,
+                  "plan": plan}  # fmt: skip
         return self.viewer.add_image(
             np.zeros(event.output_shape, dtype=plan["dtype"]),
             name=name,

@@ -2,7 +2,8 @@
 
 The package's ``rdf.yaml`` (parsed with ``yaml.safe_load``: data only) names, under
 ``config.napari_emsr.safetensors``, the napari-emsr model file attached to the package; that file
-is checked against the sha256 the package records and loaded like any model file. The
+is checked against the sha256 the package records for it (always: a package that records none is
+refused, so that removing the hash cannot switch the check off) and loaded like any model file. The
 ``pytorch_state_dict`` weights (``weights.pt``, a pickle container) are never read: a package that
 has only pickle-based weights is refused.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -79,11 +81,27 @@ def _our_member(rdf: dict[str, Any], path: Path) -> str:
     )
 
 
-def _recorded_sha256(rdf: dict[str, Any], member: str) -> str | None:
-    for entry in rdf.get("attachments") or []:
-        if isinstance(entry, dict) and str(entry.get("source", "")).rsplit("/", 1)[-1] == member:
-            return entry.get("sha256")
-    return None
+def _recorded_sha256(rdf: dict[str, Any], member: str, path: Path) -> str:
+    """The sha256 the package records for its model file ``member``; refused when there is none."""
+    attachments = rdf.get("attachments")
+    entries = [
+        entry
+        for entry in (attachments if isinstance(attachments, list) else [])
+        if isinstance(entry, dict) and str(entry.get("source", "")).replace("\\", "/").rsplit("/", 1)[-1] == member
+    ]
+    hashes = {entry.get("sha256") for entry in entries}
+    hashes.discard(None)
+    if not hashes:
+        raise _error(
+            path,
+            f"the package records no sha256 for {member}, its napari-emsr model file (no attachments entry with a "
+            "sha256), so its integrity cannot be checked; packages written by `emsr export-bioimageio` record it. "
+            "Export the package again from the model file",
+        )
+    if len(hashes) > 1:
+        raise _error(path, f"the package records different sha256 values for {member}")
+    recorded = hashes.pop()
+    return recorded.lower() if isinstance(recorded, str) else str(recorded)
 
 
 def load_package(path: str | os.PathLike, *, device: Any = "cpu") -> Any:
@@ -108,9 +126,11 @@ def load_package(path: str | os.PathLike, *, device: Any = "cpu") -> Any:
             data = archive.read(member)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:  # CRC errors, truncation
             raise _error(path, f"{member} inside the package is corrupt ({exc})") from None
-    recorded = _recorded_sha256(rdf, member)
-    if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
-        raise _error(path, f"{member} inside the package does not match the sha256 the package records (corrupt)")
+    recorded = _recorded_sha256(rdf, member, path)
+    if not re.fullmatch(r"[0-9a-f]{64}", recorded) or hashlib.sha256(data).hexdigest() != recorded:
+        raise _error(
+            path, f"{member} inside the package does not match the sha256 the package records (corrupt or altered)"
+        )
     with tempfile.TemporaryDirectory(prefix="emsr-package-") as folder:
         inner = Path(folder) / "model.safetensors"
         inner.write_bytes(data)

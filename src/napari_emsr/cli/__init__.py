@@ -8,7 +8,9 @@ one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import re
 import sys
 from typing import Sequence
 
@@ -29,6 +31,36 @@ class CLIError(Exception):
     """A problem with the command's input, reported as one line (exit status 2)."""
 
 
+#: options whose value is a comma-separated list of numbers, which may start with a minus sign
+NUMBER_LIST_OPTIONS = frozenset({"--lambdas", "--offset"})
+_NEGATIVE_LIST = re.compile(r"-(\d|\.\d)[\d.eE+\-]*(,[^,]*)*")
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--lambdas -1,0,0`` as ``--lambdas=-1,0,0``: argparse takes a value that starts with '-' and
+    is not a plain number for an option, so the value's own type check would never see it."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--":
+            return out + argv[i:]
+        if argv[i] in NUMBER_LIST_OPTIONS and i + 1 < len(argv) and _NEGATIVE_LIST.fullmatch(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system error, naming the file where it is known."""
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) and str(exc.filename) not in str(exc) else ""
+    if exc.errno == errno.ENOSPC and "disk is full" not in str(exc):
+        return f"{where}the disk is full (no space left on the device): {exc}"
+    return f"{where}{exc}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from napari_emsr import __version__
 
@@ -47,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``emsr``; returns the exit status."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(argv))
     args.argv = argv
     module = importlib.import_module(SUBCOMMANDS[args.command])
     from napari_emsr.config import ConfigError
@@ -58,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CLIError, ConfigError, ModelFileError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"emsr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a folder without write permission, ...
+        print(f"emsr {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"emsr {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -78,16 +78,74 @@ class _Bicubic:
         return bicubic_upsample(np.asarray(self.lr[z] if self.lr.ndim == 3 else self.lr), self.scale)
 
 
-def run(args: argparse.Namespace) -> int:
-    from napari_emsr.io import open_volume
+class _Checked:
+    """A lazy view of a stack (or 2D image) that checks each slice as it is read: NaN/inf values or a
+    constant slice end the command with a message naming the user's file and the slice."""
+
+    def __init__(self, data, name: str) -> None:
+        self.data, self.name = data, name
+        self.shape, self.dtype = tuple(data.shape), data.dtype
+        self.ndim = len(self.shape)
+
+    def _check(self, image: np.ndarray, z: int, *, constant: bool = True) -> np.ndarray:
+        from napari_emsr.cli import CLIError
+
+        where = f"{self.name}: slice {z}" if self.ndim == 3 else self.name
+        if np.dtype(image.dtype).kind not in "biu":
+            bad = int(np.count_nonzero(~np.isfinite(image)))
+            if bad:
+                raise CLIError(f"{where} has {bad} NaN or infinite value(s); replace or mask them first")
+        if constant and image.size and image.min() == image.max():
+            raise CLIError(
+                f"{where} is constant (every pixel is {image.flat[0]:g}): it has no structure to compare, and its "
+                "FRC is undefined"
+            )
+        return image
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        return self._check(np.asarray(self.data[z]), z)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        image = self._check(np.asarray(self.data), 0) if self.ndim == 2 else np.asarray(self.data)
+        return image if dtype is None else image.astype(dtype, copy=False)
+
+    def first_non_finite(self) -> None:
+        """Read every slice, raising for the first one with NaN or inf values."""
+        for z in range(self.shape[0] if self.ndim == 3 else 1):
+            self._check(np.asarray(self.data[z] if self.ndim == 3 else self.data), z, constant=False)
+
+
+def _names(args: argparse.Namespace) -> dict[str, str]:
+    """How messages name the user's inputs: the file and its role."""
+    names = {"reference": f"{args.reference} (the reference)", "prediction": f"{args.prediction} (the prediction)"}
+    if args.lr:
+        names["lr"] = f"{args.lr} (the LR input)"
+    return names
+
+
+def _evaluate(reference, other, *, what: str, names: dict[str, str], **options):
+    """evaluate_stack, with any remaining problem stated in terms of the user's files."""
+    from napari_emsr.cli import CLIError
     from napari_emsr.metrics import evaluate_stack
 
+    try:
+        return evaluate_stack(reference, other, **options)
+    except ValueError as exc:
+        raise CLIError(f"scoring {what} against {names['reference']}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_emsr.io import open_volume
+
+    names = _names(args)
     with ExitStack() as files:
         ref = files.enter_context(_checked(open_volume(args.reference)))
         pred = files.enter_context(_checked(open_volume(args.prediction)))
         crop = args.crop_anchor if args.crop else None
         _check_shapes(ref, pred.data, "PREDICTION", crop)
-        data_range, range_note = _data_range(ref.data, args.data_range)
+        ref_data = _Checked(ref.data, names["reference"])
+        pred_data = _Checked(pred.data, names["prediction"])
+        data_range, range_note = _data_range(ref_data, args.data_range)
         pixel_size = args.pixel_size if args.pixel_size is not None else _in_plane(ref)
         options = dict(
             data_range=data_range,
@@ -97,14 +155,15 @@ def run(args: argparse.Namespace) -> int:
             window=None if args.window == "none" else args.window,
             resolution_window=None if args.resolution_window == "none" else args.resolution_window,
         )
-        results = [evaluate_stack(ref.data, pred.data, label="prediction", **options)]
+        results = [_evaluate(ref_data, pred_data, label="prediction", what=names["prediction"], names=names, **options)]
         scale = None
         if args.lr:
             lr = files.enter_context(_checked(open_volume(args.lr)))
             scale = _scale(pred.data.shape, lr.data.shape, args.lr)
-            bicubic = _Bicubic(lr.data, scale)
+            bicubic = _Bicubic(_Checked(lr.data, names["lr"]), scale)
             _check_shapes(ref, bicubic, f"bicubic x{scale} of LR_FILE", crop)
-            results.append(evaluate_stack(ref.data, bicubic, label=f"bicubic x{scale}", **options))
+            results.append(_evaluate(ref_data, bicubic, label=f"bicubic x{scale}", names=names,
+                                     what=f"bicubic x{scale} of {names['lr']}", **options))
     report = _report(args, results, data_range, range_note, pixel_size, scale)
     print(_table(report, results))
     if args.json:
@@ -173,11 +232,15 @@ def _data_range(data, given: float | None) -> tuple[float, str]:
         return from_dtype, f"from the reference's dtype ({data.dtype})"
     import dask
 
-    low, high = (float(v) for v in dask.compute(data.min(), data.max()))  # one pass over the volume
+    raw = data.data if isinstance(data, _Checked) else data
+    name = data.name if isinstance(data, _Checked) else "the reference"
+    low, high = (float(v) for v in dask.compute(raw.min(), raw.max()))  # one pass over the volume
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise CLIError("the reference contains NaN or infinite values; replace them first")
+        if isinstance(data, _Checked):
+            data.first_non_finite()  # names the first slice with NaN or inf values
+        raise CLIError(f"{name} contains NaN or infinite values; replace them first")
     if not high > low:
-        raise CLIError("the reference is constant; give --data-range")
+        raise CLIError(f"{name} is constant; give --data-range")
     return high - low, f"{data.dtype} reference: its max - min ({low:g} .. {high:g}); set --data-range to override"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_emsr.cli._training import add_common, command_line, show_progress, three_numbers, training_config
+from napari_emsr.cli._training import add_common, command_line, run_training, three_numbers, training_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-pixel-size", type=float, metavar="NM", help="LR pixel size in nm (default: from the file)")
     p.add_argument("--hr-pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: from the file)")
     p.add_argument("--scale", type=int, choices=[1, 2, 3, 4], help="ratio when pixel sizes are unknown")
-    p.add_argument("--offset", type=three_numbers(int, "0,120,340", "Z,Y,X in LR pixels"), metavar="Z,Y,X", help="HR field origin in LR pixels (skips the search)")
+    p.add_argument("--offset", type=three_numbers(int, "0,120,340", "Z,Y,X in LR pixels", minimum=0), metavar="Z,Y,X", help="HR field origin in LR pixels (skips the search)")
     p.add_argument("--min-score", type=float, default=0.5, help="refuse matches below this correlation (default: 0.5)")
     p.add_argument("--no-contrast-match", action="store_true", help="keep HR intensities as they are")
     add_common(p, default_strategy="real", default_steps=2000)
@@ -37,12 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from napari_emsr.io import open_volume
     from napari_emsr.model_io import load_model, resolve_model_path
     from napari_emsr.training import iter_finetune, prepare_pair
+    from napari_emsr.training.data import NonFiniteDataError, check_finite
 
     config = training_config(args)
     lr, hr = open_volume(args.lr), open_volume(args.hr)
     for v in (lr, hr):
         if v.data.ndim != 3:
             raise CLIError(f"{v.path}: fine-tuning needs a 3D stack (z, y, x), got shape {v.data.shape}")
+        try:  # before the pair is located and matched, which NaN or inf values would spoil
+            check_finite(v.data, str(v.path))
+        except NonFiniteDataError as exc:
+            raise CLIError(str(exc)) from None
     base = load_model(resolve_model_path(args.base)) if args.base else None
     scale = args.scale or (base.config.scale if base is not None and not args.lr_pixel_size else None)
     lr_px = args.lr_pixel_size or _yx(lr.pixel_size_nm)
@@ -67,5 +72,4 @@ def run(args: argparse.Namespace) -> int:
         val_slices=args.val_slices, input_pixel_size_nm=lr_px, provenance=provenance,
         resume=args.resume, overwrite=args.overwrite,
     )
-    show_progress(events)
-    return 0
+    return run_training(events, args)  # the files were checked above; the prepared pair's slices differ

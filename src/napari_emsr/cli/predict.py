@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -136,14 +138,93 @@ def _warnings_as_lines(write) -> Iterator[None]:
         yield
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) turned into an exception, so that the run stops as cleanly as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_termination() -> Iterator[None]:
+    """While the run goes: SIGTERM / SIGHUP raise :class:`Terminated` (once; a repeat is ignored)."""
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are delivered to the main thread only
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if not fired:  # a second signal while cleaning up must not interrupt the clean-up
+            fired.append(signum)
+            raise Terminated(signum)
+
+    previous = {n: signal.signal(getattr(signal, n), handler) for n in names}
+    try:
+        yield
+    finally:
+        for n, old in previous.items():
+            signal.signal(getattr(signal, n), old)
+
+
 def run(args: argparse.Namespace) -> int:
+    with _stop_on_termination():
+        try:
+            _check_output(args)
+            return _run_distributed(args) if args.scheduler is not None else _run_local(args)
+        except KeyboardInterrupt as exc:
+            _stderr(_interrupted(args, exc))
+            return 128 + exc.signum if isinstance(exc, Terminated) else 130
+
+
+def _interrupted(args: argparse.Namespace, exc: BaseException) -> str:
+    """The line of a stopped run: what is kept, and how to continue (--resume) or why it cannot be."""
+    from napari_emsr.io.writers import output_kind, partial_path, read_done
+
+    how = f"terminated ({signal.Signals(exc.signum).name})" if isinstance(exc, Terminated) else "interrupted"
+    output = Path(args.output)
+    try:
+        kind = output_kind(output)
+    except ValueError:  # stopped before OUTPUT was checked
+        return f"emsr predict: {how}"
+    if kind == "ome-zarr":
+        partial = partial_path(output)
+        if partial.is_dir():
+            try:
+                done = read_done(partial)
+                kept = f"{int(done.sum())} of {done.size} slice(s) are done and kept in {partial}"
+            except Exception:  # noqa: BLE001  (stopped while the store was being made)
+                kept = f"the partial result is kept in {partial}"
+            return f"emsr predict: {how}; {kept}: rerun the same command with --resume to continue"
+        return f"emsr predict: {how} before any slice was finished; nothing was written (rerun the command)"
+    return (
+        f"emsr predict: {how}; nothing was written (an OME-TIFF run cannot be resumed: to be able to continue "
+        f"with --resume after an interruption, write {output.name.split('.')[0]}.ome.zarr)"
+    )
+
+
+def _library_error(exc: BaseException) -> CLIError | None:
+    """The CLI's phrasing of a library error that carries a hint (flags instead of keywords)."""
+    from napari_emsr.io.writers import OutputSpaceError, ResumeError
+
+    if isinstance(exc, OutputSpaceError):
+        return CLIError(f"{exc.problem()}; {exc.advice('--resume')}")
+    if isinstance(exc, ResumeError):
+        return CLIError(f"{exc.problem}; start again with --overwrite, or delete {exc.partial}")
+    if getattr(exc, "hint", None) == "resume-or-overwrite":
+        return CLIError(
+            f"{exc.partial} holds the partial result of an interrupted run: rerun with --resume to continue it, "
+            "or with --overwrite to start again"
+        )
+    return None
+
+
+def _run_local(args: argparse.Namespace) -> int:
     from napari_emsr.io import open_volume
-    from napari_emsr.model_io import load_model, resolve_model_path
+    from napari_emsr.model_io import load_model
     from napari_emsr.predict import iter_super_resolve
 
-    _check_output(args)
-    if args.scheduler is not None:
-        return _run_distributed(args)
     started = time.perf_counter()
     volume = open_volume(args.input, pixel_size=args.pixel_size)
     with volume:
@@ -156,14 +237,19 @@ def run(args: argparse.Namespace) -> int:
         bar, write = _progress_bar()
         try:
             first, last = _drive(iter_super_resolve(volume, model, **options), bar, write)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            phrased = _library_error(exc)
+            if phrased is not None:
+                raise phrased from None
+            if isinstance(exc, ValueError):
+                raise
             raise CLIError(f"reading or writing failed: {exc}") from None
         except MemoryError as exc:
             raise CLIError(str(exc) or "out of memory") from None
         finally:
             bar.close()
     seconds = time.perf_counter() - started
-    _summary(last, last.slices_done - first.slices_done, args.output, seconds)
+    _summary(last, last.slices_done - first.slices_done, args.output, seconds, first.slices_done)
     return 0
 
 
@@ -202,23 +288,34 @@ def _run_distributed(args: argparse.Namespace) -> int:
         first, last = _drive(events, bar, write, on_start=lambda plan: _show_cluster(plan, write))
     except ImportError as exc:
         raise CLIError(str(exc)) from None
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
+        phrased = _library_error(exc)
+        if phrased is not None:
+            raise phrased from None
+        if isinstance(exc, ValueError):
+            raise
         raise CLIError(f"the distributed run failed: {exc}") from None
     finally:
         bar.close()
-    _summary(last, last.slices_done - first.slices_done, args.output, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    _summary(last, last.slices_done - first.slices_done, args.output, seconds, first.slices_done)
     return 0
 
 
 def _drive(events, bar, write, on_start=None) -> tuple:
     """Run the progress events to the end, showing them; the first and the last event."""
     first = last = None
-    with _warnings_as_lines(write):
-        for last in events:
-            first = first or last
-            if on_start is not None and last.stage == "start":
-                on_start(last.plan)
-            _show(bar, last, write)
+    try:
+        with _warnings_as_lines(write):
+            for last in events:
+                first = first or last
+                if on_start is not None and last.stage == "start":
+                    on_start(last.plan)
+                _show(bar, last, write)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()  # stopped between two events (Ctrl-C, SIGTERM): the run cleans up now, not at exit
     return first, last
 
 
@@ -250,6 +347,11 @@ def _show(bar, event, write) -> None:
             f"emsr predict: {plan['input_shape']} {plan['dtype']} -> {plan['output_shape']} on {plan['device']}, "
             f"tile {plan['tile']}, halo {plan['halo']} ({exact}), batch {plan['batch']}"
             + (", self-ensemble" if plan["self_ensemble"] else "")
+            + (
+                f"; resuming: {plan['slices_reused']} of {event.slices_total} slice(s) already done"
+                if plan.get("slices_reused")
+                else ""
+            )
         )
     if bar.total != event.total:
         bar.total = event.total
@@ -257,8 +359,8 @@ def _show(bar, event, write) -> None:
     bar.set_postfix_str(f"slice {event.slices_done}/{event.slices_total}", refresh=False)
 
 
-def _summary(event, computed: int, output: str, seconds: float) -> None:
-    """The final line: slices, output shape, seconds and output megapixels per second."""
+def _summary(event, computed: int, output: str, seconds: float, reused: int = 0) -> None:
+    """The final line: slices, output shape, seconds, output megapixels per second, slices reused."""
     import numpy as np
 
     shape = tuple(event.output_shape)
@@ -267,7 +369,8 @@ def _summary(event, computed: int, output: str, seconds: float) -> None:
         print(f"emsr predict: {output} is already complete ({slices} slice(s), output {shape}); nothing to do")
         return
     pixels = float(np.prod(shape[-2:])) * computed
+    resumed = f"; resumed: {reused} slice(s) reused from the interrupted run, {computed} computed" if reused else ""
     print(
         f"emsr predict: {slices} slice{'s' if slices != 1 else ''} -> {output} {shape} in {seconds:.1f} s, "
-        f"{pixels / 1e6 / max(seconds, 1e-9):.2f} output MP/s"
+        f"{pixels / 1e6 / max(seconds, 1e-9):.2f} output MP/s{resumed}"
     )

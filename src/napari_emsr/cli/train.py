@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_emsr.cli._training import add_common, command_line, show_progress, training_config
+from napari_emsr.cli._training import add_common, command_line, run_training, training_config
 from napari_emsr.config import PRESETS
 
 
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         input_pixel_size_nm=hr_px * args.scale if hr_px else None, provenance=provenance,
         resume=args.resume, overwrite=args.overwrite,
     )
-    show_progress(events)
-    return 0
+    sources = {("hr", k): v.path for k, v in enumerate(hr)} | {("lr", k): v.path for k, v in enumerate(lr or [])}
+    return run_training(events, args, sources)
 
 
 def in_memory(volume, limit_gb: float = 8.0):

@@ -5,6 +5,7 @@ Each returns a :class:`~napari_emsr.io.volume.Volume` whose data are read on dem
 
 from __future__ import annotations
 
+import contextlib
 import glob
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,15 @@ import dask.array as da
 import numpy as np
 
 from napari_emsr.io.metadata import imagej_pixel_size, ngff_pixel_size, ome_pixel_size, resolution_pixel_size
-from napari_emsr.io.volume import SLICE_SUFFIXES, TIFF_SUFFIXES, Volume, VolumeError, natural_sort_key, squeeze_axes
+from napari_emsr.io.volume import (
+    SLICE_SUFFIXES,
+    TIFF_SUFFIXES,
+    Volume,
+    VolumeError,
+    natural_sort_key,
+    reading_names_file,
+    squeeze_axes,
+)
 
 __all__ = ["open_tiff", "open_slices", "folder_files", "glob_files", "open_zarr", "is_zarr"]
 
@@ -23,17 +32,21 @@ def open_tiff(path: Path) -> Volume:
     import tifffile
     import zarr
 
+    broken = _BrokenPageList()
+    with broken.watch():
+        try:
+            tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+            raise VolumeError(path, f"not a readable TIFF file ({exc})") from None
     try:
-        tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-        raise VolumeError(path, f"not a readable TIFF file ({exc})") from None
-    try:
-        if not tif.series:
-            raise VolumeError(path, "not a readable TIFF file: it holds no image")
-        series = tif.series[0]
+        with broken.watch():
+            if not tif.series:
+                raise VolumeError(path, "not a readable TIFF file: it holds no image")
+            series = tif.series[0]
         _check_codec(path, series.keyframe)
+        _check_extent(path, tif, series, broken.messages)
         store = tif.aszarr(series=0, level=0)
-        data = da.from_zarr(zarr.open(store, mode="r"))
+        data = reading_names_file(zarr.open(store, mode="r"), path)
         data, order = squeeze_axes(data, series.axes, path)
         kind, sizes = _tiff_pixel_size(tif, series)
         sizes = [sizes[i] for i in order]  # sizes follow the series axes
@@ -41,6 +54,92 @@ def open_tiff(path: Path) -> Volume:
         tif.close()
         raise
     return Volume(data, tuple(sizes), path, kind, [store.close, tif.close])
+
+
+class _BrokenPageList:
+    """Collects tifffile's reports of a broken list of pages (a truncated or corrupt file).
+
+    tifffile stops at the first page it cannot reach and logs it, so a file cut short would
+    otherwise just look like a shorter stack.
+    """
+
+    _SIGNS = ("invalid page offset", "corrupted tag list", "invalid offset to page", "invalid circular reference")
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def watch(self):
+        import logging
+
+        messages = self.messages
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                text = record.getMessage()
+                if any(sign in text for sign in _BrokenPageList._SIGNS):
+                    messages.append(text)
+
+        handler = Handler(logging.ERROR)
+        log = logging.getLogger("tifffile")
+        log.addHandler(handler)
+        try:
+            yield
+        finally:
+            log.removeHandler(handler)
+
+
+#: the most a compressed TIFF's pixel data may shrink (1:1e6): beyond it the header is not believed
+_MAX_COMPRESSION = 10**6
+
+
+def _check_extent(path: Any, tif: Any, series: Any, broken: list[str]) -> None:
+    """Refuse a TIFF whose header claims more pixel data than the file holds (truncated or forged).
+
+    Checked before any pixel is read: the claimed size of an uncompressed image against the file's
+    size, the data of every page it lists against the end of the file, pages that are missing,
+    and tifffile's reports of a list of pages that breaks off.
+    """
+    from napari_emsr.io.writers import human_bytes
+
+    size = int(tif.filehandle.size)
+    shape, dtype = tuple(int(n) for n in series.shape), np.dtype(series.dtype)
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    what = f"the TIFF header claims an image of shape {shape} {dtype} ({human_bytes(claimed)} of pixels)"
+    tail = "the file is truncated or its header is corrupt; refusing it before reading any pixel"
+    if broken:
+        pages = len(tif.pages)
+        detail = broken[0].split("> ", 1)[-1]
+        raise VolumeError(
+            path,
+            f"the TIFF is truncated or corrupt: its list of pages breaks off after page {pages} ({detail}; the "
+            f"file holds {human_bytes(size)}); refusing it rather than reading a shorter stack",
+        )
+    uncompressed = series.keyframe.compression == 1
+    if uncompressed and claimed > size:
+        raise VolumeError(path, f"{what}, but the file holds only {human_bytes(size)}: {tail}")
+    pages = list(series.pages)
+    missing = sum(page is None for page in pages)
+    if missing:
+        raise VolumeError(path, f"{what}, but {missing} of its {len(pages)} pages are missing from the file: {tail}")
+    stored = 0
+    for index, page in enumerate(pages):
+        offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
+        ends = [o + c for o, c in zip(offsets, counts) if c]
+        if ends and max(ends) > size:
+            raise VolumeError(
+                path,
+                f"page {index}'s pixel data ends at byte {max(ends)}, beyond the end of the file ({size} bytes): "
+                f"{tail}",
+            )
+        stored += int(sum(counts))
+    if not uncompressed and len(pages) == int(np.prod(shape[:-2] or (1,))) and claimed > _MAX_COMPRESSION * max(
+        stored, 1
+    ):
+        raise VolumeError(
+            path,
+            f"{what} from {human_bytes(stored)} of compressed data, a ratio no codec reaches: {tail}",
+        )
 
 
 def _check_codec(path: Any, page: Any) -> None:
@@ -124,15 +223,22 @@ def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype, Any]:
 
 
 def _read_slice(path: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    if path.lower().endswith(".png"):
-        from PIL import Image
+    try:
+        if path.lower().endswith(".png"):
+            from PIL import Image
 
-        with Image.open(path) as img:
-            array = np.asarray(img)
-    else:
-        import tifffile
+            with Image.open(path) as img:
+                array = np.asarray(img)
+        else:
+            import tifffile
 
-        array = tifffile.imread(path, key=0)
+            array = tifffile.imread(path, key=0)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (PIL, tifffile and the codecs raise many kinds)
+        raise VolumeError(
+            path, f"reading the slice failed ({type(exc).__name__}: {exc}); the file may be truncated or corrupt"
+        ) from exc
     array = np.squeeze(array) if array.ndim > 2 else array
     if array.shape != tuple(shape):
         raise VolumeError(path, f"slice has shape {array.shape}, the first slice has {tuple(shape)}")
@@ -200,7 +306,7 @@ def open_zarr(path: Path) -> Volume:
         parent = _parent_multiscale(path)
         if parent is not None:
             sizes, axes, kind = parent
-    data = da.from_zarr(array)
+    data = reading_names_file(array, path)
     data, order = squeeze_axes(data, axes, path)
     if sizes is not None and len(sizes) == array.ndim:
         sizes = tuple(sizes[i] for i in order)

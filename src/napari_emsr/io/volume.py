@@ -105,8 +105,43 @@ def check_volume(volume: Volume, where: Any = None) -> None:
         raise VolumeError(where, f"has data type {dtype}; give integer (e.g. uint8, uint16) or floating-point data")
 
 
+class _NamedReads:
+    """An array-like over a file's array whose read errors name the file (dask reads it chunk by chunk)."""
+
+    def __init__(self, array: Any, path: Any) -> None:
+        self.array, self.path = array, path
+        self.shape, self.dtype = tuple(int(n) for n in array.shape), np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self.array[key]
+        except (MemoryError, VolumeError):
+            raise
+        except Exception as exc:  # noqa: BLE001  (codecs, stores and file handles raise many kinds)
+            raise VolumeError(
+                self.path,
+                f"reading the pixel data failed ({type(exc).__name__}: {exc}); the file may be truncated or corrupt",
+            ) from exc
+
+
+def reading_names_file(array: Any, path: Any) -> da.Array:
+    """A lazy dask array of a zarr-like ``array`` (chunk by chunk); a failed read names ``path``."""
+    import uuid
+
+    return da.from_array(
+        _NamedReads(array, path), chunks=tuple(array.chunks), name=f"emsr-read-{uuid.uuid4().hex}", fancy=False
+    )
+
+
 def squeeze_axes(data: da.Array, axes: str, where: Any) -> tuple[da.Array, list[int]]:
     """Drop singleton axes, refuse colour / extra axes; returns (data as (z,) y, x; kept axis indices)."""
+    if data.ndim < 2:
+        raise VolumeError(
+            where,
+            f"has shape {tuple(data.shape)} ({data.ndim} dimension{'s' if data.ndim != 1 else ''}); the input must "
+            "be a 2D image or a 3D (z, y, x) stack of grey-scale slices",
+        )
     axes = axes.upper()
     if len(axes) != data.ndim or "Y" not in axes or "X" not in axes:
         axes = "".join("Q" for _ in range(data.ndim - 2)) + "YX"

@@ -12,19 +12,25 @@ every slice is written, so a cancelled or failed run never leaves a file that lo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from napari_emsr._atomic import temporary_sibling
+from napari_emsr._atomic import SPACE_ERRNOS, remove_path, remove_stale_temporaries, temporary_sibling
 
 __all__ = [
     "output_kind",
     "partial_path",
+    "OutputSpaceError",
+    "ResumeError",
+    "space_error",
     "OmeTiffWriter",
     "OmeZarrWriter",
     "open_writer",
@@ -37,6 +43,120 @@ _ZARR_ENDINGS = (".ome.zarr", ".zarr")
 _DONE = "emsr_done"
 _ATTR = "napari_emsr"
 _BIGTIFF_ABOVE = 2**31  # bytes; classic TIFF offsets are 32-bit
+
+
+class ResumeError(ValueError):
+    """A partial OME-Zarr cannot be continued: it was made from another input, model or settings.
+
+    ``problem`` says what differs; ``hint`` is ``"start-again"`` (the caller phrases how: the
+    library says ``overwrite=True``, the CLI ``--overwrite``); ``partial`` is the store.
+    """
+
+    def __init__(self, problem: str, *, partial: Path, hint: str = "start-again") -> None:
+        self.problem, self.partial, self.hint = problem, Path(partial), hint
+        super().__init__(f"{problem}; start again with overwrite=True, or delete {self.partial}")
+
+
+class OutputSpaceError(OSError):
+    """No room to write the output: a full disk or quota, or a file-size limit (``ulimit -f``).
+
+    Nothing is left under the output's name and an OME-TIFF's temporary file is removed; an
+    OME-Zarr's finished slices are kept in its partial store (``kept``, with ``hint`` ``"resume"``)
+    so that the run can be resumed once there is room. ``needed`` is the output's size in bytes
+    (an upper bound for a compressed OME-Zarr), ``free`` the space left on its file system (None
+    where unknown).
+    """
+
+    def __init__(
+        self, code: int, path: Path, *, needed: int | None, exact: bool, free: int | None,
+        kept: Path | None = None, slices_kept: int = 0, detail: str = "",
+    ) -> None:  # fmt: skip
+        self.code, self.path, self.needed, self.exact, self.free = code, Path(path), needed, exact, free
+        self.kept, self.slices_kept = kept, slices_kept
+        self.hint = "resume" if kept is not None else None
+        self.detail = detail or os.strerror(code)
+        super().__init__(code, self.problem() + "; " + self.advice("resume=True"))
+
+    def __str__(self) -> str:  # OSError's default adds "[Errno N]"
+        return self.args[1]
+
+    def problem(self) -> str:
+        """What happened and how much was needed, without advice."""
+        if self.code == errno.EFBIG:
+            what = f"the file-size limit of this process (ulimit -f) was reached while writing {self.path}"
+        elif self.code == getattr(errno, "EDQUOT", None):
+            what = f"the disk quota is full: writing {self.path} failed"
+        else:
+            what = f"the disk is full: writing {self.path} failed"
+        what += f" ({self.detail})"
+        if self.needed is not None:
+            what += f"; the output needs {'' if self.exact else 'up to '}{human_bytes(self.needed)}"
+            if self.free is not None:
+                what += f", {human_bytes(self.free)} free on its disk"
+        elif self.free is not None:
+            what += f"; {human_bytes(self.free)} free on its disk"
+        return what
+
+    def advice(self, resume: str) -> str:
+        """What to do, naming the way to resume (``resume=True`` or ``--resume``)."""
+        if self.kept is not None:
+            return (
+                f"the {self.slices_kept} finished slice(s) are kept in {self.kept}: make room and rerun with {resume}"
+            )
+        return "nothing was left behind: make room, or write the output elsewhere, and run again"
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return int(shutil.disk_usage(folder).free)
+    except OSError:
+        return None
+
+
+def _short_write_errno(exc: OSError) -> int | None:
+    """The likely errno of a short write reported without one (numpy's ``tofile``: "N requested and M
+    written"): EFBIG under a file-size limit, else ENOSPC."""
+    text = str(exc)
+    if not ("requested and" in text and "written" in text):
+        return None
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            return errno.EFBIG
+    except (ImportError, OSError, ValueError):
+        pass
+    return errno.ENOSPC
+
+
+def space_error(exc: BaseException, writer: Any) -> OutputSpaceError | None:
+    """An :class:`OutputSpaceError` for ``exc`` if it means "no room" while writing, else None.
+
+    Call it after ``writer.abort()`` (so that the free space counts what abort released).
+    """
+    if not isinstance(exc, OSError) or isinstance(exc, OutputSpaceError):
+        return None
+    code = exc.errno if exc.errno is not None else _short_write_errno(exc)
+    path = getattr(writer, "path", None)
+    if code not in SPACE_ERRNOS or path is None:
+        return None
+    needed, exact = writer.estimated_bytes() if hasattr(writer, "estimated_bytes") else (None, False)
+    kept, slices = writer.kept() if hasattr(writer, "kept") else (None, 0)
+    detail = exc.strerror or os.strerror(code)
+    return OutputSpaceError(
+        code, path, needed=needed, exact=exact, free=_free_bytes(path.parent), kept=kept, slices_kept=slices,
+        detail=detail,
+    )  # fmt: skip
 
 
 def output_kind(path: str | os.PathLike) -> str:
@@ -100,9 +220,20 @@ class OmeTiffWriter:
         import tifffile
 
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        for stale in remove_stale_temporaries(self.path):  # left by runs killed outright (SIGKILL, a crash)
+            warnings.warn(
+                f"removed {stale.name}, the temporary file of an earlier run for {self.path.name} that was killed "
+                "(its process no longer exists)",
+                stacklevel=3,
+            )
         self._tmp = temporary_sibling(self.path)
         self._tif = tifffile.TiffWriter(self._tmp, bigtiff=nbytes > _BIGTIFF_ABOVE - 2**26, ome=False)
         return np.zeros(self.shape[0] if len(self.shape) == 3 else 1, dtype=bool)
+
+    def estimated_bytes(self) -> tuple[int, bool]:
+        """(bytes the finished file takes, whether that is exact rather than an upper bound)."""
+        pages = self.shape[0] if len(self.shape) == 3 else 1
+        return int(np.prod(self.shape)) * self.dtype.itemsize + 4096 + 256 * pages, True
 
     def _description(self) -> str:
         import tifffile
@@ -142,21 +273,35 @@ class OmeTiffWriter:
 
     def commit(self) -> Path:
         """Close and rename into place; returns the final path."""
-        self._tif.close()
-        self._tif = None
+        tif, self._tif = self._tif, None
+        tif.close()  # may fail (a full disk): the caller's abort() then removes the temporary file
         _check_target(self.path, self.overwrite)
         _replace(self._tmp, self.path)
         self._tmp = None
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the temporary file; nothing is left behind."""
-        if self._tif is not None:
-            self._tif.close()
-            self._tif = None
-        if self._tmp is not None and self._tmp.exists():
-            self._tmp.unlink()
-        self._tmp = None
+        """Delete the temporary file and close it; nothing is left behind, whatever went wrong.
+
+        The file is unlinked first (POSIX allows it while open), so that an interruption during the
+        close cannot leave it; closing a file whose disk is full can fail again, which is ignored.
+        """
+        tmp, tif = self._tmp, self._tif
+        self._tmp = self._tif = None
+        try:
+            if tmp is not None:
+                try:
+                    remove_path(tmp)
+                except OSError:  # e.g. Windows cannot unlink an open file: close first, then unlink
+                    pass
+        finally:
+            if tif is not None:
+                try:
+                    tif.close()
+                except Exception:  # noqa: BLE001  (a full disk fails the final flush; the file is gone anyway)
+                    pass
+            if tmp is not None:
+                remove_path(tmp)
 
 
 def ngff_transforms(pixel_size_nm: Sequence[float | None] | None, ndim: int, *, scale: int, offset=None):
@@ -207,6 +352,7 @@ class OmeZarrWriter:
         self.multiscale, self.fingerprint = multiscale, json.loads(json.dumps(fingerprint))
         self.overwrite, self.resume, self.chunk = overwrite, resume, int(chunk)
         self.already_complete = False
+        self._created = False  # this writer made the partial store (it was not resumed)
         self._check()
 
     def _check(self) -> None:
@@ -219,10 +365,13 @@ class OmeZarrWriter:
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
         if self.partial.exists() and not (self.resume or self.overwrite):
-            raise FileExistsError(
+            error = FileExistsError(
                 f"{self.partial} holds the partial result of an interrupted run: pass resume=True (CLI: --resume) "
                 "to continue it, or overwrite=True (--overwrite) to start again"
             )
+            error.hint = "resume-or-overwrite"
+            error.partial = self.partial
+            raise error
         if self.partial.exists() and self.resume:
             self._matches(self.partial, strict=True)
 
@@ -242,12 +391,23 @@ class OmeZarrWriter:
         if not strict:
             return False
         if not isinstance(stored, dict):
-            raise ValueError(f"{store} is not a napari-emsr partial result; delete it or pass --overwrite")
+            raise ResumeError(f"cannot resume {store}: it is not a napari-emsr partial result", partial=store)
         keys = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
+        content = "input_content"
+        if content in keys and not {"input", "input_shape", "input_dtype"} & set(keys):
+            was, now = _content_detail(stored.get(content)), _content_detail(self.fingerprint.get(content))
+            raise ResumeError(
+                f"cannot resume {store}: the input {self.fingerprint.get('input', '')} has changed since this "
+                f"partial result was started (same shape and type, other content: {was} -> {now}), so its "
+                "finished slices come from another input",
+                partial=store,
+            )
+        keys = [k for k in keys if k != content] or keys
         detail = "; ".join(f"{k}: was {stored.get(k)!r}, now {self.fingerprint.get(k)!r}" for k in keys[:4])
-        raise ValueError(
-            f"cannot resume {store}: it was started with other settings ({detail}); rerun with the same "
-            "input, model and options, or pass --overwrite to start again"
+        raise ResumeError(
+            f"cannot resume {store}: it was started with other settings ({detail}); to continue it rerun with the "
+            "same input, model and options",
+            partial=store,
         )
 
     def open(self) -> np.ndarray:
@@ -257,9 +417,19 @@ class OmeZarrWriter:
         if self.already_complete:
             return np.ones(self.shape[0] if len(self.shape) == 3 else 1, dtype=bool)
         if self.partial.exists() and self.resume:
-            return np.asarray(zarr.open_group(str(self.partial), mode="r")[_DONE][:], dtype=bool)
+            return read_done(self.partial)
         if self.partial.exists():
             shutil.rmtree(self.partial)
+        self._created = True
+        try:
+            return self._create()
+        except BaseException:  # e.g. a full disk: a half-made store could not be resumed
+            remove_path(self.partial)
+            raise
+
+    def _create(self) -> np.ndarray:
+        import zarr
+
         group = zarr.open_group(str(self.partial), mode="w", zarr_format=2)
         tile = tuple(min(n, self.chunk) for n in self.shape[-2:])
         group.create_array(
@@ -288,17 +458,78 @@ class OmeZarrWriter:
         if self.already_complete:
             return self.path
         group = zarr.open_group(str(self.partial), mode="r+")
-        done = np.asarray(group[_DONE][:], dtype=bool)
+        done = read_done(self.partial)
         if not done.all():
             raise RuntimeError(f"{self.partial}: {int((~done).sum())} slices are not done; cannot finish it")
         group.attrs[_ATTR] = {"complete": True, "fingerprint": self.fingerprint}
+        _remove_stray_temporaries(self.partial)
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path} appeared while writing; the result is kept at {self.partial}")
         _replace(self.partial, self.path)
         return self.path
 
+    def estimated_bytes(self) -> tuple[int, bool]:
+        """(an upper bound of the store's size: the uncompressed data, False: not exact)."""
+        return int(np.prod(self.shape)) * self.dtype.itemsize + 4096, False
+
+    def kept(self) -> tuple[Path | None, int]:
+        """(the partial store, if there is one, and how many of its slices are done)."""
+        if self.already_complete or not self.partial.is_dir():
+            return None, 0
+        try:
+            return self.partial, int(read_done(self.partial).sum())
+        except Exception:  # noqa: BLE001  (a store damaged beyond its done flags: nothing to count)
+            return self.partial, 0
+
     def abort(self) -> None:
-        """Keep the partial store: its finished slices are reused by ``resume=True``."""
+        """Keep the partial store: its finished slices are reused by ``resume=True``.
+
+        A store this writer created and in which no slice is finished is removed (nothing to
+        resume), so that a plain rerun is not refused.
+        """
+        if self._created and self.partial.is_dir() and not self.kept()[1]:
+            remove_path(self.partial)
+
+
+_ZARR_TEMPORARY = re.compile(r".+\.[0-9a-f]{32}\.partial")
+
+
+def _remove_stray_temporaries(store: Path) -> None:
+    """Remove the temporary files zarr writes chunks to, left by writes that were interrupted.
+
+    zarr writes each chunk to ``NAME.<uuid>.partial`` and renames it; a process killed (or
+    interrupted by Ctrl-C) in between leaves that file, which must not end up in the output.
+    """
+    for folder, _, names in os.walk(store):
+        for name in names:
+            if _ZARR_TEMPORARY.fullmatch(name):
+                remove_path(Path(folder) / name)
+
+
+def _content_detail(content: Any) -> str:
+    if not isinstance(content, dict):
+        return "not recorded"
+    return f"sha256 {str(content.get('sha256', ''))[:12]} of slices {content.get('slices')}"
+
+
+def read_done(store: str | os.PathLike) -> np.ndarray:
+    """The per-slice done flags of a partial store; a flag whose chunk cannot be read is False.
+
+    A run stopped by a full disk can leave a truncated flag: that slice is simply done again.
+    """
+    import zarr
+
+    done = zarr.open_group(str(store), mode="r")[_DONE]
+    try:
+        return np.asarray(done[:], dtype=bool)
+    except Exception:  # noqa: BLE001  (a damaged chunk; read the others one by one)
+        flags = np.zeros(done.shape, dtype=bool)
+        for i in range(done.shape[0]):
+            try:
+                flags[i] = bool(done[i])
+            except Exception:  # noqa: BLE001
+                flags[i] = False
+        return flags
 
 
 def write_zarr_slice(store: str | os.PathLike, index: int | None, plane: np.ndarray) -> None:

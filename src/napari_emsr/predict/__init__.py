@@ -11,7 +11,7 @@ from napari_emsr.predict.chunks import SliceTask, prepare_tasks, run_task
 from napari_emsr.predict.distributed import iter_super_resolve_distributed, super_resolve_distributed
 from napari_emsr.predict.engine import DIHEDRAL, Geometry, ModelRunner, OutOfMemoryWarning, predict_block
 from napari_emsr.predict.intensity import IntensityMap, IntensityWarning, resolve_intensity
-from napari_emsr.predict.plan import PixelSizeWarning, Plan, UntrainedModelWarning, make_plan
+from napari_emsr.predict.plan import PixelSizeWarning, Plan, TileSizeWarning, UntrainedModelWarning, make_plan
 
 __all__ = [
     "Progress",
@@ -33,5 +33,6 @@ __all__ = [
     "IntensityWarning",
     "PixelSizeWarning",
     "UntrainedModelWarning",
+    "TileSizeWarning",
     "OutOfMemoryWarning",
 ]

@@ -51,7 +51,8 @@ class Progress:
     preview : numpy.ndarray or None
         That slice's output, ready to display (``"slice"`` events).
     plan : dict or None
-        What the run does (device, tile, halo, exact, batch, intensities, pixel sizes, ...).
+        What the run does (device, tile, halo, exact, batch, intensities, pixel sizes, ...), and
+        ``slices_reused``: the slices an interrupted run finished that a resumed one reuses.
     result : numpy.ndarray, Path or None
         The output array (in-memory run) or the written path (``"done"``).
     """
@@ -115,9 +116,11 @@ def _writer(plan: Plan, output: Any, *, overwrite: bool, resume: bool, first_sli
         )
     if plan.volume.path is not None and Path(output).resolve() == plan.volume.path.resolve():
         raise ValueError(f"{output} is the input; write the output to another path")
+    # a resumable output records what the input held, so that a changed input is not resumed into it
+    fingerprint = plan.resume_fingerprint() if output_kind(output) == "ome-zarr" else plan.fingerprint
     return open_writer(
         output, shape=plan.out_shape, dtype=plan.out_dtype, pixel_size_nm=plan.out_pixel_size,
-        multiscale=plan.multiscale, fingerprint=plan.fingerprint, overwrite=overwrite, resume=resume,
+        multiscale=plan.multiscale, fingerprint=fingerprint, overwrite=overwrite, resume=resume,
     )  # fmt: skip
 
 
@@ -193,7 +196,8 @@ def iter_super_resolve(
     first_slice : int, optional
         Predict the unit holding this slice first, e.g. the slice on screen as a preview.
     resume : bool
-        Continue an interrupted OME-Zarr run (same input, model and options).
+        Continue an interrupted OME-Zarr run (same input, model and options; the input's content
+        is compared too, by a digest of sampled slices recorded when the run started).
     overwrite : bool
         Replace an existing output (only once the new one is complete).
 
@@ -217,10 +221,10 @@ def iter_super_resolve(
 
 
 def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Progress]:
-    done_mask = writer.open()
     try:
+        done_mask = writer.open()
         state = _State(plan, done_mask)
-        yield state.event("start", plan=plan.summary())
+        yield state.event("start", plan={**plan.summary(), "slices_reused": state.slices_done})
         per_unit = slices_per_unit(plan.tiles_per_slice(), plan.batch, int(np.prod(plan.out_shape[-2:])) * 4)
         reader = SlabReader(plan.volume.data, plan.block)
         runner = ModelRunner(plan.model, plan.device, plan.batch)
@@ -231,10 +235,21 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Progress]
                 state.slices_done += 1
                 yield state.event("slice", slice_index=z, preview=plane)
         result = writer.commit()
-    except BaseException:
-        writer.abort()
+    except BaseException as exc:
+        writer.abort()  # nothing is left under the output's name; a temporary file is removed
+        no_room = _space_error(exc, writer)
+        if no_room is not None:
+            raise no_room from exc
         raise
     yield state.event("done", result=result)
+
+
+def _space_error(exc: BaseException, writer: Any) -> Exception | None:
+    if getattr(writer, "kind", "array") == "array":
+        return None
+    from napari_emsr.io.writers import space_error
+
+    return space_error(exc, writer)
 
 
 class _State:

@@ -214,7 +214,7 @@ def plan_tasks(
     try:
         writer = OmeZarrWriter(
             output, shape=plan.out_shape, dtype=plan.out_dtype, multiscale=plan.multiscale,
-            fingerprint=plan.fingerprint, overwrite=overwrite, resume=resume,
+            fingerprint=plan.resume_fingerprint(), overwrite=overwrite, resume=resume,
         )  # fmt: skip
         done = writer.open()
         out_bytes = int(np.prod(plan.out_shape[-2:])) * 4
@@ -227,6 +227,7 @@ def plan_tasks(
             block=plan.block, crop=plan.crop,
         )  # fmt: skip
         tasks = [SliceTask(slices=unit, **common) for unit in units]
-        return TaskPlan(tasks, writer, done, plan.summary(), plan.tiles_per_slice(), tuple(plan.out_shape))
+        summary = {**plan.summary(), "slices_reused": int(done.sum())}
+        return TaskPlan(tasks, writer, done, summary, plan.tiles_per_slice(), tuple(plan.out_shape))
     finally:
         plan.close()

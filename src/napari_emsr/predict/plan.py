@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -21,14 +22,22 @@ from napari_emsr.predict.halo import DEFAULT_TOLERANCE, effective_radius
 from napari_emsr.predict.intensity import IntensityMap, resolve_intensity
 from napari_emsr.tiling import default_blend, snap_up, window_span
 
-__all__ = ["Plan", "make_plan", "UntrainedModelWarning", "PixelSizeWarning", "PIXEL_SIZE_TOLERANCE"]
+__all__ = [
+    "Plan", "make_plan", "content_digest", "UntrainedModelWarning", "PixelSizeWarning", "TileSizeWarning",
+    "PIXEL_SIZE_TOLERANCE",
+]  # fmt: skip
 
-#: relative difference between the input's and the model's pixel size above which we warn
+#: relative difference between the input's and the model's pixel size above which we warn, for a model
+#: without a measured ``valid_input_pixel_size_nm`` range (with one, the warning uses that range)
 PIXEL_SIZE_TOLERANCE = 0.25
 
 
 class UntrainedModelWarning(UserWarning):
     """The model has random weights: its output is not a super-resolution result."""
+
+
+class TileSizeWarning(UserWarning):
+    """The tile size given is not on the attention window's grid: it was snapped up to it."""
 
 
 class PixelSizeWarning(UserWarning):
@@ -95,9 +104,63 @@ class Plan:
             "trained": bool(self.model.metadata.trained),
         }
 
+    def resume_fingerprint(self) -> dict[str, Any]:
+        """:attr:`fingerprint` plus a digest of the input's content (read once, on first use).
+
+        What a resumable output records: resuming after the input's content changed would mix
+        two inputs in one output, so the digest of a few sampled slices is compared too.
+        """
+        if "input_content" not in self.fingerprint:
+            self.fingerprint["input_content"] = content_digest(self.volume.data, self.block)
+        return self.fingerprint
+
     def close(self) -> None:
         if self.owned:
             self.volume.close()
+
+
+#: content_digest: how many slices it samples, and the largest plane it hashes whole (pixels)
+DIGEST_SLICES = 8
+DIGEST_WHOLE_PLANE = 2**22
+DIGEST_PATCH = 512
+
+
+def content_digest(data: Any, block: tuple[slice, slice] | None = None) -> dict[str, Any]:
+    """A cheap fingerprint of an image's or a stack's content: SHA-256 of sampled pixels.
+
+    Up to :data:`DIGEST_SLICES` evenly spaced slices (first and last included; every slice of a
+    short stack) are read within ``block`` (rows, columns); a plane of up to
+    :data:`DIGEST_WHOLE_PLANE` pixels is hashed whole, a larger one as five
+    :data:`DIGEST_PATCH`-pixel patches (the four corners and the centre), so the cost is bounded
+    whatever the volume's size. Shape and dtype are hashed too.
+    """
+    from napari_emsr.predict.chunks import read_block
+
+    shape = tuple(int(n) for n in data.shape)
+    if block is None:
+        block = (slice(0, shape[-2]), slice(0, shape[-1]))
+    h, w = block[0].stop - block[0].start, block[1].stop - block[1].start
+    if len(shape) == 3:
+        slices = sorted({int(round(v)) for v in np.linspace(0, shape[0] - 1, min(shape[0], DIGEST_SLICES))})
+    else:
+        slices = [None]
+    if h * w <= DIGEST_WHOLE_PLANE:
+        patches = [block]
+    else:
+        p = DIGEST_PATCH
+        ys = [block[0].start, block[0].start + max(0, h - p), block[0].start + max(0, (h - p) // 2)]
+        xs = [block[1].start, block[1].start + max(0, w - p), block[1].start + max(0, (w - p) // 2)]
+        corners = [(ys[0], xs[0]), (ys[0], xs[1]), (ys[1], xs[0]), (ys[1], xs[1]), (ys[2], xs[2])]
+        patches = [(slice(y, min(y + p, block[0].stop)), slice(x, min(x + p, block[1].stop))) for y, x in corners]
+    digest = hashlib.sha256(json.dumps([shape, np.dtype(data.dtype).str, slices]).encode())
+    for z in slices:
+        for patch in patches:
+            digest.update(np.ascontiguousarray(read_block(data, (z,), patch)).tobytes())
+    return {
+        "sha256": digest.hexdigest(),
+        "slices": slices if slices != [None] else None,
+        "patch": None if patches == [block] else DIGEST_PATCH,
+    }
 
 
 def _load_model(model: Any) -> tuple[EMSR, str | None]:
@@ -120,28 +183,42 @@ def _check_model(model: EMSR, sizes: Sequence[float | None] | None) -> None:
             UntrainedModelWarning,
             stacklevel=4,
         )
-    trained_nm = meta.input_pixel_size_nm
-    if trained_nm is None:
+    trained_nm, valid = meta.input_pixel_size_nm, meta.valid_input_pixel_size_nm
+    if trained_nm is None and valid is None:
         return
+    measured = f"measured valid for {valid[0]:g}-{valid[1]:g} nm" if valid else ""
+    if trained_nm is not None:
+        expected = f"the model was trained on {trained_nm:g} nm pixels" + (f" ({measured})" if valid else "")
+    else:
+        expected = f"the model was measured to work for {valid[0]:g}-{valid[1]:g} nm input pixels"
     known = [s for s in (sizes or [])[-2:] if s is not None]
     if not known:
         warnings.warn(
-            f"the input's pixel size is unknown; the model was trained on {trained_nm:g} nm pixels. Check "
+            f"the input's pixel size is unknown; {expected}. Check "
             "that the data match, and give the size with pixel_size= (CLI: --pixel-size NM)",
             PixelSizeWarning,
             stacklevel=4,
         )
         return
     size = float(np.mean(known))
-    if abs(size / trained_nm - 1) > PIXEL_SIZE_TOLERANCE:
-        warnings.warn(
-            f"the input's pixel size ({size:g} nm) differs from the model's training pixel size "
-            f"({trained_nm:g} nm) by {100 * (size / trained_nm - 1):+.0f} %: results may be poor. Fine-tune "
-            f"the model on data at {size:g} nm, or resample the input to about {trained_nm:g} nm first "
-            "(napari_emsr.resample.resize)",
-            PixelSizeWarning,
-            stacklevel=4,
-        )
+    target = trained_nm if trained_nm is not None else (valid[0] * valid[1]) ** 0.5
+    if valid is not None:  # the measured range where the model beats bicubic, when the file has one
+        if valid[0] <= size <= valid[1]:
+            return
+        why = f"is outside the range the model was measured to work for ({valid[0]:g}-{valid[1]:g} nm input"
+        why += f", trained on {trained_nm:g} nm)" if trained_nm is not None else ")"
+    elif abs(size / trained_nm - 1) > PIXEL_SIZE_TOLERANCE:
+        change = 100 * (size / trained_nm - 1)
+        why = f"differs from the model's training pixel size ({trained_nm:g} nm) by {change:+.0f} %"
+    else:
+        return
+    warnings.warn(
+        f"the input's pixel size ({size:g} nm) {why}: results may be poor. Fine-tune the model on data at "
+        f"{size:g} nm, use a model made for this pixel size (emsr info --zoo lists the shipped ones), or resample "
+        f"the input to about {target:g} nm first (napari_emsr.resample.resize)",
+        PixelSizeWarning,
+        stacklevel=4,
+    )
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
@@ -168,14 +245,28 @@ def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
             return snap_up(min(stored, radius), window), f"auto: the model's effective radius {stored} px"
         measured = effective_radius(model, sample(), tolerance=DEFAULT_TOLERANCE)
         return snap_up(measured, window), f"auto: effective radius {measured} px at {255 * DEFAULT_TOLERANCE:g} grey level"
-    return snap_up(_positive_int("overlap", overlap, 0), window), "given"
+    given = _positive_int("overlap", overlap, 0)
+    halo = snap_up(given, window)
+    return halo, "given" if halo == given else f"given {given}, rounded up to the {window}-pixel attention window"
 
 
 def _geometry(model: EMSR, device: torch.device, tile: Any, halo: int, blend: Any) -> Geometry:
     config = model.config
     window = config.window_size
-    tile = default_tile(device) if tile is None else _positive_int("tile", tile, 1)
-    tile = snap_up(max(tile, 2 * window), window)
+    given = None if tile is None else _positive_int("tile", tile, 1)
+    tile = snap_up(max(default_tile(device) if given is None else given, 2 * window), window)
+    if given is not None and given != tile:
+        why = (
+            f"is below two of the model's {window}-pixel attention windows"
+            if given < 2 * window
+            else f"is not a multiple of the model's {window}-pixel attention window"
+        )
+        warnings.warn(
+            f"tile {given} {why}: using tile {tile}, snapped up to it (valid tiles: multiples of {window}, at "
+            f"least {2 * window})",
+            TileSizeWarning,
+            stacklevel=4,
+        )
     blend = default_blend(tile, window) if blend is None else _positive_int("blend", blend, 0)
     if tile < 4 * blend + 2 * window:
         raise ValueError(f"blend {blend} is too wide for tile {tile}: use blend <= {(tile - 2 * window) // 4}")

@@ -3,7 +3,9 @@
 A checkpoint is a normal model file (``load_model`` reads it) with extra tensors under
 ``train_state.`` (optimizer moments, random generator states) and a ``train_state`` JSON entry in
 its header (step, elapsed time, best validation score, history, training settings). Resuming from
-it continues the run exactly where it stopped.
+it continues the run exactly where it stopped. It is written like any model file: atomically, with
+the permissions the umask gives, and a full disk leaves the previous checkpoint as it was
+(:class:`~napari_emsr.model_io.ModelWriteError`).
 """
 
 from __future__ import annotations
@@ -70,15 +72,19 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[EMSR, dict[str, Any], dict
         if header is None:
             raise ModelFileError(path, "a model file, but not a training checkpoint (it has no training state)")
         tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(TRAIN_STATE_PREFIX)}
-    meta = json.loads(header)
-    optim_state: dict[int, dict[str, Any]] = {}
-    for name, tensor in tensors.items():
-        if name.startswith(_OPTIM):
-            pid, key = name[len(_OPTIM) :].split(".", 1)
-            optim_state.setdefault(int(pid), {})[key] = tensor
-    for name, value in meta["optim_scalars"].items():
-        pid, key = name.split(".", 1)
-        optim_state.setdefault(int(pid), {})[key] = value
-    generators = {k[len(_RNG) :]: v for k, v in tensors.items() if k.startswith(_RNG)}
-    optimizer = {"state": optim_state, "param_groups": meta["param_groups"]}
-    return model, optimizer, generators, meta["progress"]
+    try:
+        meta = json.loads(header)
+        optim_state: dict[int, dict[str, Any]] = {}
+        for name, tensor in tensors.items():
+            if name.startswith(_OPTIM):
+                pid, key = name[len(_OPTIM) :].split(".", 1)
+                optim_state.setdefault(int(pid), {})[key] = tensor
+        for name, value in meta["optim_scalars"].items():
+            pid, key = name.split(".", 1)
+            optim_state.setdefault(int(pid), {})[key] = value
+        generators = {k[len(_RNG) :]: v for k, v in tensors.items() if k.startswith(_RNG)}
+        optimizer = {"state": optim_state, "param_groups": meta["param_groups"]}
+        progress = meta["progress"]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(path, f"corrupt training state in the checkpoint ({type(exc).__name__}: {exc})") from None
+    return model, optimizer, generators, progress

@@ -20,7 +20,48 @@ from napari_emsr.training.acquisition import synthetic_em
 from napari_emsr.training.degrade import synthetic_i, synthetic_ii
 from napari_emsr.training.sampler import Volume3D
 
-__all__ = ["parse_slices", "ValidationSet", "TrainingData", "build_training_data"]
+__all__ = [
+    "parse_slices",
+    "ValidationSet",
+    "TrainingData",
+    "build_training_data",
+    "NonFiniteDataError",
+    "check_finite",
+]
+
+
+class NonFiniteDataError(ValueError):
+    """Training data hold NaN or infinite values (found before any training starts).
+
+    ``what`` names the volume (e.g. "HR volume 2 of 3"), ``role`` is "hr" or "lr", ``index`` its
+    position in the list given, ``z`` the first slice with such values, ``count`` how many that slice
+    has, ``yx`` where the first one is, and ``detail`` the message without ``what``.
+    """
+
+    def __init__(self, what: str, role: str | None, index: int | None, z: int, count: int, yx: tuple[int, int]):
+        self.what, self.role, self.index, self.z, self.count, self.yx = what, role, index, z, count, yx
+        #: the message without the volume's name, for callers that name it otherwise (e.g. by its file)
+        self.detail = (
+            f"slice {z} has {count} NaN or infinite value(s) (the first at y={yx[0]}, x={yx[1]}); training "
+            "needs finite intensities: replace them (e.g. by the slice's median) or leave the slice out"
+        )
+        super().__init__(f"{what}: {self.detail}")
+
+
+def check_finite(volume, what: str, *, role: str | None = None, index: int | None = None) -> None:
+    """Raise :class:`NonFiniteDataError` naming ``what`` and the first slice with NaN or inf values.
+
+    Integer data cannot hold them and are not read. Float data are read one slice at a time
+    (numpy, zarr or dask arrays), so the check needs memory for one slice only.
+    """
+    if np.dtype(volume.dtype).kind in "biu":
+        return
+    slices = [volume] if len(volume.shape) == 2 else (volume[z] for z in range(volume.shape[0]))
+    for z, image in enumerate(slices):
+        finite = np.isfinite(np.asarray(image))
+        if not finite.all():
+            bad = np.argwhere(~finite)
+            raise NonFiniteDataError(what, role, index, z, len(bad), (int(bad[0][0]), int(bad[0][1])))
 
 
 def parse_slices(spec: str | Sequence[int] | None, depth: int) -> list[int]:
@@ -129,6 +170,10 @@ def build_training_data(
     synthetic = config.strategy.startswith("synthetic")
     if not synthetic and lr is None:
         raise ValueError(f"strategy {config.strategy!r} needs LR volumes (--lr); synthetic strategies make them")
+    for role, volumes in (("hr", hr), ("lr", [] if synthetic or lr is None else lr)):
+        for k, volume in enumerate(volumes):
+            what = f"{role.upper()} volume {k + 1} of {len(volumes)}" if len(volumes) > 1 else f"the {role.upper()} volume"
+            check_finite(volume, what, role=role, index=k)
     norm = normalization or default_normalization(hr[0] if lr is None or synthetic else lr[0])
     notes = []
     hr_vols, lr_vols = [], [] if not synthetic else None

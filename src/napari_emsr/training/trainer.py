@@ -11,13 +11,22 @@ held-out slices against the reference and against bicubic. It writes two files:
 
 Closing the generator (``gen.close()``, Cancel in napari, Ctrl-C in the CLI) stops between steps,
 saves the last state and keeps the best model. ``finetune`` runs it to the end.
+
+The saved last state is always one an uninterrupted run passes through, so that resuming from it
+reaches the same weights: a step is a transaction (an exception before the weight update, e.g. a
+KeyboardInterrupt while patches are drawn, rewinds the random generators to the start of the step),
+and in the main thread Ctrl-C (SIGINT) is held back while the weights are updated, validated and
+saved, and raised right after.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -113,6 +122,28 @@ def transfer_to_scale(model: EMSR, scale: int) -> EMSR:
     return target
 
 
+@contextmanager
+def _sigint_held():
+    """Hold back Ctrl-C (SIGINT) for the block and raise KeyboardInterrupt after it, if one came.
+
+    Only where Python's default handler is in place, in the main thread (signals are delivered
+    there; elsewhere, e.g. napari's worker thread, this does nothing).
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -136,11 +167,32 @@ class _Run:
         self.history: list[dict] = list(progress.get("history", []))
         self.provenance = provenance
         self.saved_step = self.step
+        #: True while the optimizer updates the weights: the state is then between two steps
+        self.updating = False
 
     def lr_at(self, step: int) -> float:
         return self.config.learning_rate * 0.5 ** (step // self.config.halve_every)
 
     def train_step(self) -> dict[str, float]:
+        """One optimisation step, as a transaction: on an exception before the weight update the
+        random generators are rewound, so that the state is again the one after the previous step."""
+        generators = (self.sampler.generator, self.noise_gen)
+        states = [g.get_state() for g in generators]
+        try:
+            loss, terms = self._loss()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except BaseException:
+            for g, state in zip(generators, states):
+                g.set_state(state)
+            raise
+        self.updating = True  # an exception from here on leaves the weights between two steps
+        self.optimizer.step()
+        self.step += 1
+        self.updating = False
+        return terms
+
+    def _loss(self) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         lr_now = self.lr_at(self.step)
         for group in self.optimizer.param_groups:
@@ -156,12 +208,11 @@ class _Run:
         out_y, out_noisier = (out[:b], out[b:]) if cfg.noisier_branch else (out, None)
         loss, terms = emsr_loss(out_y, x.to(self.device), out_noisier, norm=cfg.loss, weights=cfg.weights)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {float(loss)} at step {self.step}; lower the learning rate")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.step += 1
-        return terms
+            # the data were checked to be finite before training: the optimisation diverged
+            raise FloatingPointError(
+                f"the loss became {float(loss)} at step {self.step + 1}: training diverged; lower the learning rate"
+            )
+        return loss, terms
 
     def progress(self, elapsed: float) -> dict[str, Any]:
         return {"step": self.step, "elapsed_s": elapsed, "best": self.best, "history": self.history,
@@ -181,6 +232,19 @@ class _Run:
         save_checkpoint(self.ckpt, self.model, info, self.optimizer,
                         {"sampler": self.sampler.generator, "noise": self.noise_gen}, self.progress(elapsed))
         self.saved_step = self.step
+
+    def keep_on_exit(self, elapsed: float) -> None:
+        """Stopped early: save the last state and, if no validation has made one yet, a best model.
+
+        That best model is not recorded as the run's best, so that a resumed run validates, keeps
+        and reports exactly what an uninterrupted run does.
+        """
+        if self.best is None:
+            scores = validate(self.model, self.data.validation, self.device)
+            meta = self.metadata(elapsed, measure_radius=True)
+            meta["provenance"]["best_validation"] = {"step": self.step, **scores}
+            save_model(self.model, self.out, overwrite=True, **meta)
+        self.save_last(elapsed)
 
     def validate_and_keep(self, elapsed: float) -> tuple[dict, bool]:
         scores = validate(self.model, self.data.validation, self.device)
@@ -301,29 +365,43 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[TrainEvent]:
             if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
                 yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=f"time budget of {cfg.minutes:g} min reached")
                 break
-            terms = run.train_step()
+            with _sigint_held():
+                terms = run.train_step()
             rate = (run.step - first_step) / max(time.perf_counter() - start, 1e-9)
             eta = (cfg.steps - run.step) / rate if rate > 0 else None
             if cfg.minutes is not None:
                 eta = min(eta or np.inf, 60 * cfg.minutes - (time.perf_counter() - start))
             yield TrainEvent("step", run.step, cfg.steps, elapsed(), run.lr_at(run.step - 1), terms, rate, eta)
             if run.step % cfg.val_every == 0:
-                scores, improved = run.validate_and_keep(elapsed())
-                run.save_last(elapsed())
+                with _sigint_held():
+                    scores, improved = run.validate_and_keep(elapsed())
+                    run.save_last(elapsed())
                 yield TrainEvent("validation", run.step, cfg.steps, elapsed(), validation=scores, best=run.best,
                                  message="new best model saved" if improved else "")
         if run.best is None or run.history[-1]["step"] != run.step:
-            scores, _ = run.validate_and_keep(elapsed())
+            with _sigint_held():
+                scores, _ = run.validate_and_keep(elapsed())
+                run.save_last(elapsed())
             yield TrainEvent("validation", run.step, cfg.steps, elapsed(), validation=scores, best=run.best)
-        run.save_last(elapsed())
+        with _sigint_held():
+            if run.step != run.saved_step:
+                run.save_last(elapsed())
         yield TrainEvent("done", run.step, cfg.steps, elapsed(), best=run.best,
                          message=f"best model (step {run.best['step']}) in {run.out}")
-    finally:
-        # Closed early (cancel): keep what was learnt. No yield is allowed here.
-        if run.step != run.saved_step:
-            if run.best is None:
-                run.validate_and_keep(elapsed())
-            run.save_last(elapsed())
+    except BaseException as exc:
+        # Stopped early (closed, Ctrl-C, an error): keep what was learnt, unless the weights are between
+        # two steps or writing is what failed (then the files of the last save stand: a resumable state).
+        # No yield is allowed here.
+        if run.step != run.saved_step and not run.updating and not isinstance(exc, OSError):
+            try:
+                with _sigint_held():
+                    run.keep_on_exit(elapsed())
+            except OSError as failed:
+                if isinstance(exc, (GeneratorExit, KeyboardInterrupt)):
+                    raise failed from None  # e.g. the disk is full: say so, rather than "interrupted"
+                if hasattr(exc, "add_note"):  # Python >= 3.11
+                    exc.add_note(f"the last training state could not be saved: {failed}")
+        raise
 
 
 def finetune(*args, **kwargs) -> dict[str, Any]:
