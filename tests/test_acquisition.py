@@ -194,16 +194,29 @@ def test_synthetic_em_draws_its_parameters_per_patch_within_the_ranges(slices):
         values = params[name]
         assert float(values.min()) >= low - 1e-6 and float(values.max()) <= high + 1e-6, name
         assert float(values.max() - values.min()) > 0.8 * (high - low), name  # the range is used
-    lr = synthetic_em(slices, 3, _gen(8))
-    assert lr.shape == (4, 1, 80, 80)
+    lr, target = synthetic_em(slices, 3, _gen(8))
+    assert lr.shape == (4, 1, 80, 80) and target.shape == slices.shape
     assert torch.allclose(lr * 255, (lr * 255).round(), atol=1e-4) and float(lr.min()) >= 0 and float(lr.max()) <= 1
-    assert torch.equal(lr, synthetic_em(slices, 3, _gen(8)))  # seeded: reproducible
+    again = synthetic_em(slices, 3, _gen(8))
+    assert torch.equal(lr, again[0]) and torch.equal(target, again[1])  # seeded: reproducible
     # the same HR twice gets two different acquisitions
-    twice = synthetic_em(slices[:1].expand(2, -1, -1, -1), 3, _gen(9))
+    twice, _ = synthetic_em(slices[:1].expand(2, -1, -1, -1), 3, _gen(9))
     assert float((twice[0] - twice[1]).abs().mean()) > 0.01
     # and it is a low-resolution view of the same field
     corr = np.corrcoef(F.avg_pool2d(slices, 3).flatten().numpy(), lr.flatten().numpy())[0, 1]
     assert corr > 0.5
+
+
+def test_synthetic_em_applies_the_tone_curve_to_input_and_target_alike(slices):
+    """The model must keep the input's contrast: LR and target share gain, offset and gamma."""
+    lr, target = synthetic_em(slices.repeat(4, 1, 1, 1), 3, _gen(14))
+    pooled = F.avg_pool2d(target, 3)
+    for i in range(lr.shape[0]):  # the LR's brightness follows its own target's, patch by patch
+        assert abs(float(lr[i].mean() - pooled[i].mean())) < 0.05
+    assert float(target.mean(dim=(1, 2, 3)).std()) > 0.01  # the tone curve did vary between patches
+    plain_lr, plain_target = synthetic_em(slices, 3, _gen(15), tone=False)
+    assert torch.equal(plain_target, slices)
+    assert abs(float(plain_lr.mean() - slices.mean())) < 0.03
 
 
 def test_acquire_with_fixed_parameters_is_the_chain_of_effects(slices):

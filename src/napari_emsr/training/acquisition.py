@@ -242,8 +242,27 @@ def acquire(hr: torch.Tensor, scale: int, params: Mapping[str, torch.Tensor], ge
 
 
 def synthetic_em(
-    hr: torch.Tensor, scale: int, generator: torch.Generator, ranges: Mapping[str, tuple[float, float]] | None = None
-) -> torch.Tensor:
-    """The ``synthetic-em`` LR of HR patches (N, 1, s*H, s*W): :func:`acquire` with fresh parameters
-    per patch. (Scale augmentation, :func:`zoom`, is applied by the patch sampler before this.)"""
-    return acquire(hr, scale, draw_parameters(hr.shape[0], generator, ranges), generator)
+    hr: torch.Tensor,
+    scale: int,
+    generator: torch.Generator,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    *,
+    tone: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``synthetic-em`` training pair from HR patches (N, 1, s*H, s*W), fresh parameters per patch.
+
+    Returns ``(lr, target)``: the simulated LR scan (:func:`acquire`) and the HR reference. The
+    detector's tone curve (gain, offset, gamma) is applied to *both*: a model used without a
+    reference cannot know which contrast the user wants, so a tone change between input and target
+    would teach it to guess one (it did: outputs drifted towards the training data's mean contrast).
+    With the same curve on both it learns every tone curve and keeps the input's. ``tone=False``
+    leaves the tone unchanged (fixed validation crops). Scale augmentation (:func:`zoom`) is applied
+    by the patch sampler before this.
+    """
+    params = draw_parameters(hr.shape[0], generator, ranges)
+    if not tone:
+        for name, neutral in (("gain", 1.0), ("offset", 0.0), ("gamma", 1.0)):
+            params[name] = torch.full_like(params[name], neutral)
+    lr = acquire(hr, scale, params, generator)
+    target = detector_transfer(hr, params["gain"], params["offset"], params["gamma"]).clamp(0, 1) if tone else hr
+    return lr, target

@@ -130,7 +130,7 @@ def _validation_lr(hr_crop: torch.Tensor, strategy: str, scale: int, seed: int) 
     if strategy == "synthetic-i":
         return synthetic_i(hr_crop, scale)
     if strategy == "synthetic-em":
-        return synthetic_em(hr_crop, scale, torch.Generator().manual_seed(seed + 10_007))
+        return synthetic_em(hr_crop, scale, torch.Generator().manual_seed(seed + 10_007), tone=False)[0]
     return synthetic_ii(hr_crop, scale, torch.Generator().manual_seed(seed + 10_007))
 
 

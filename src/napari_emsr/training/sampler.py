@@ -131,7 +131,7 @@ class PatchSampler:
         i = self._randint(hr_vol.data.shape[1] - span + 1)
         j = self._randint(hr_vol.data.shape[2] - span + 1)
         x = zoom(hr_vol.crop(z, i, j, span)[None, None], span / size, size)
-        y = synthetic_em(x, s, self.generator)
+        y, x = synthetic_em(x, s, self.generator)
         c = _MARGIN
         return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
 
