@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--label", help="the model's label in that JSON")
     parser.add_argument("--total-steps", type=int, help="steps the whole run made (the best model may be earlier)")
     parser.add_argument("--note", help="how the run went (e.g. interrupted and resumed)")
+    parser.add_argument("--stage", action="append", default=[], help="one training stage, described (repeat, in order)")
     parser.add_argument("--card", help="model card path to record in zoo.json (default docs/models/NAME.md)")
     args = parser.parse_args()
     model = load_model(args.run)
@@ -99,6 +100,8 @@ def main() -> None:
         provenance["run_steps"] = args.total_steps
     if args.note:
         provenance["run_note"] = args.note
+    if args.stage:
+        provenance["stages"] = args.stage
     valid = None
     if args.evaluation:
         results = json.loads(Path(args.evaluation).read_text())
