@@ -67,6 +67,8 @@ def reproducible_command(command: str, total_steps: int | None, out_name: str) -
             word = "DATA/" + data_sets([word])[0]
         elif prev == "--out":
             word = out_name
+        elif prev == "--base" and word.endswith(".safetensors"):
+            word = "PREVIOUS_STAGE.last.safetensors"  # the previous stage's last state (see "stages")
         elif prev == "--steps" and total_steps:
             word = str(total_steps)
         out.append(word)

@@ -91,9 +91,17 @@ def card(name: str, label: str, results: dict, lomo: str | None) -> str:
     out += ["The command of the final stage, as recorded in the file (`DATA` = the folder holding the data sets):", "",
             "```", prov.get("command", ""), "```", "",
             f"Final stage: {prov.get('run_steps', prov.get('steps'))} steps, best validation at step {prov.get('best_validation', {}).get('step')}"
-            f" after {prov.get('wall_time_s', 0) / 60:.0f} min; hardware: {prov.get('hardware')}, torch {prov.get('torch')}, bf16 autocast"
-            " (AMX), no GPU. The run shared the CPU's 2 cores with three other trainings and the test suite, so its steps per second are"
+            f" after {prov.get('wall_time_s', 0) / 60:.0f} min; hardware: one thread of an Intel Xeon (Sapphire Rapids, AVX-512, AMX-BF16)"
+            f" CPU ({prov.get('hardware')}), torch {prov.get('torch')}, bf16 autocast, no GPU. The run shared the CPU's 2 cores with three other trainings and the test suite, so its steps per second are"
             " not a speed figure.", ""]
+    out += ["**Why `lite`.** Not re-measured for the zoo: on the first default model's budget the `lite` and `paper` presets"
+            " trained for the same wall time were level in held-out quality, and `lite` predicts about 5x faster on a CPU"
+            " ([default.md](default.md)); with about 100 CPU minutes per model here, `lite` makes 4x the steps. With a GPU, train"
+            " `paper`.", ""]
+    if s == 3 and lomo:
+        out += ["**Leave-one-modality-out.** `leave-mussel-out x3` in the tables is the same two-stage training without the"
+                " mussel data (stage 1: 2500 steps, 62 min; stage 2: 2055 steps, 38 min; not shipped): it shows what a user"
+                " whose modality the zoo never saw gets.", ""]
     for kind, what in (("em-like", "em-like: Gaussian beam 0.4 LR px, area integration, Poisson 60 electrons, line noise 3/255, read noise 6/255 (the project's benchmark since the first default model; its effects lie within synthetic-em's ranges)"),
                        ("em-lag", "em-lag: effects synthetic-em never simulates: a beam with a wide skirt (20 % of the current at 1.5 LR px), a detector lagging along the scan line (exponential, 0.6 LR px), inverted shot noise at 30 electrons, read noise 4/255")):  # fmt: skip
         out += [f"## Held-out quality, {kind}", "",
