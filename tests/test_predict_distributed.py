@@ -26,7 +26,8 @@ from napari_emsr.predict.distributed import choose_worker_device, parse_schedule
 
 from ._predict_models import sensitive_model  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::napari_emsr.predict.UntrainedModelWarning")
+# dask.distributed clusters (worker processes)
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::napari_emsr.predict.UntrainedModelWarning")]
 
 OPTIONS = dict(tile=32, overlap=8, device="cpu")
 

@@ -67,6 +67,7 @@ def test_learning_rate_halves(stack, tmp_path):
     assert rates == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5]
 
 
+@pytest.mark.slow  # 60 optimisation steps
 def test_training_reduces_the_loss(stack, tmp_path):
     config = TrainingConfig(strategy="synthetic-i", steps=60, val_every=60, learning_rate=2e-3, **FAST)
     losses = [e.losses["ref"] for e in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()) if e.kind == "step"]

@@ -13,6 +13,9 @@ from napari_emsr.config import ConfigError, TrainingConfig
 from napari_emsr.training import iter_finetune
 from napari_emsr.training.trainer import transfer_to_scale
 
+# trainings with the zoo's settings
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def two_volumes(data_dir):

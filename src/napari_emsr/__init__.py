@@ -52,9 +52,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_emsr.config import PRESETS, ConfigError, EMSRConfig, TrainingConfig
     from napari_emsr.bmz import export_bioimageio
+    from napari_emsr.config import PRESETS, ConfigError, EMSRConfig, TrainingConfig
+    from napari_emsr.describe import describe_model
     from napari_emsr.io import open_volume
+    from napari_emsr.model.emsr import EMSR, build_emsr
+    from napari_emsr.model.metadata import ModelMetadata, Normalization
+    from napari_emsr.model_io import ModelFileError, load_model, save_model
     from napari_emsr.predict import (
         iter_super_resolve,
         iter_super_resolve_distributed,
@@ -62,7 +66,3 @@ if TYPE_CHECKING:  # pragma: no cover
         super_resolve_distributed,
     )
     from napari_emsr.training import finetune, iter_finetune
-    from napari_emsr.describe import describe_model
-    from napari_emsr.model.emsr import EMSR, build_emsr
-    from napari_emsr.model.metadata import ModelMetadata, Normalization
-    from napari_emsr.model_io import ModelFileError, load_model, save_model

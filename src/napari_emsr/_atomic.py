@@ -26,12 +26,12 @@ SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", er
 
 
 def _host_key() -> str:
-    """A short, file-name-safe key of this machine (temporaries on a shared file system)."""
+    """Return a short, file-name-safe key of this machine (temporaries on a shared file system)."""
     return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 
 
 def temporary_sibling(path: str | os.PathLike) -> Path:
-    """A fresh hidden name in the target's folder (same file system, so the rename is atomic)."""
+    """Return a fresh hidden name in the target's folder (same file system, so the rename is atomic)."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}-{_host_key()}-{uuid.uuid4().hex[:8]}.partial")
 
@@ -80,7 +80,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     pattern, host = _pattern(path.name), _host_key()
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(path.parent.iterdir())
     except OSError:

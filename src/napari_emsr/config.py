@@ -101,7 +101,7 @@ class EMSRConfig:
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str = "paper", **overrides: Any) -> "EMSRConfig":
-        """The named preset (see :data:`PRESETS`), with optional overrides, e.g. ``scale=2``."""
+        """Return the named preset (see :data:`PRESETS`), with optional overrides, e.g. ``scale=2``."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return cls.from_dict({**PRESETS[name], **overrides})
@@ -119,6 +119,7 @@ class EMSRConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "EMSRConfig":
+        """Parse a config from JSON text, validated (ConfigError if it is not valid)."""
         try:
             values = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -126,13 +127,15 @@ class EMSRConfig:
         return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the values as a plain (JSON-ready) dict."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """Return the values as JSON text (keys sorted)."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def replace(self, **changes: Any) -> "EMSRConfig":
-        """A copy with some values changed, validated again."""
+        """Return a copy with some values changed, validated again."""
         return self.from_dict({**self.to_dict(), **changes})
 
     @property
@@ -223,6 +226,7 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainingConfig":
+        """Build a training config from a mapping; unknown keys are a ConfigError."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -230,7 +234,9 @@ class TrainingConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the values as a plain (JSON-ready) dict."""
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "TrainingConfig":
+        """Return a copy with some values changed, validated again."""
         return self.from_dict({**self.to_dict(), **changes})

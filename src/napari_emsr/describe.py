@@ -44,18 +44,19 @@ def count_flops(model: EMSR, size: int = 64) -> dict[str, float]:
     total = counter.get_total_flops()
     by_op = {str(op).replace("aten.", ""): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
     out_pixels = (size * config.scale) ** 2
-    return {
+    flops: dict[str, Any] = {
         "total": float(total),
         "per_input_pixel": total / size**2,
         "per_output_pixel": total / out_pixels,
         "by_operator": by_op,
     }
+    return flops
 
 
 def describe_model(
     model: EMSR | str | os.PathLike | None = None, *, preset: str = "paper", scale: int | None = None
 ) -> dict[str, Any]:
-    """A JSON-ready description of a model file, a network, or (with no model) a preset.
+    """Return a JSON-ready description of a model file, a network, or (with no model) a preset.
 
     Keys: ``source``, ``trained``, ``preset``, ``config``, ``scale``, ``parameters``,
     ``flops_per_output_pixel``, ``flops_per_input_pixel``, ``receptive_radius_px``,

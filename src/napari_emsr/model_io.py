@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,21 @@ from napari_emsr._atomic import atomic_path
 from napari_emsr.config import ConfigError, EMSRConfig
 from napari_emsr.model.emsr import EMSR
 from napari_emsr.model.metadata import ModelMetadata
+from napari_emsr.model_file import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    SELF_CHECK_PREFIX,
+    TRAIN_STATE_PREFIX,
+    ModelFileError,
+    read_model_header,
+)
 
 __all__ = [
     "ModelFileError",
     "ModelWriteError",
     "save_model",
     "load_model",
+    "load_package",
     "read_model_header",
     "write_model_file",
     "FORMAT_NAME",
@@ -51,16 +61,9 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
 ]
 
-FORMAT_NAME = "napari-emsr-model"
-FORMAT_VERSION = "1"
-#: tensors under this prefix hold training state (optimizer, RNG); load_model skips them
-TRAIN_STATE_PREFIX = "train_state."
-#: tensors under this prefix are a fixed input and the network's output on it (see the module docs)
-SELF_CHECK_PREFIX = "self_check."
 _CHECK_SIDE = 20  # LR pixels of the self-check input: several windows for every window size <= 10
 #: errors that mean "no room to write": a full disk, a full quota, a file-size limit (ulimit -f)
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
-_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
 #: file name of the pretrained default model shipped inside the package (src/napari_emsr/weights/)
@@ -68,7 +71,7 @@ DEFAULT_MODEL_NAME = "emsr-default-x3.safetensors"
 
 
 def default_model_path(scale: int | None = None) -> Path | None:
-    """The shipped model used when none is given, for ``scale`` (default 3); None if there is none."""
+    """Return the shipped model used when none is given, for ``scale`` (default 3); None if there is none."""
     from napari_emsr.zoo import default_for_scale
 
     entry = default_for_scale(scale)
@@ -76,7 +79,7 @@ def default_model_path(scale: int | None = None) -> Path | None:
 
 
 def resolve_model_path(path: str | os.PathLike | None, *, scale: int | None = None) -> Path:
-    """The model file to load for ``path``.
+    """Return the model file to load for ``path``.
 
     None: the zoo's default model for ``scale`` (default 3). A zoo name (``"default"``, ``"em-x2"``,
     see ``emsr info --zoo``) that is not also an existing file: that shipped model. Anything else is
@@ -98,15 +101,6 @@ def resolve_model_path(path: str | os.PathLike | None, *, scale: int | None = No
             + "; give a model file (CLI: --model FILE), e.g. one made with 'emsr train' or 'emsr finetune'"
         )
     return default
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, foreign, corrupt, truncated or does not match its own config."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 class ModelWriteError(OSError):
@@ -134,95 +128,6 @@ class ModelWriteError(OSError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem}"
-
-
-def _sniff_foreign(path: Path, head: bytes) -> str | None:
-    """A hint for well-known files that are not safetensors."""
-    if head[:2] == b"PK":
-        return (
-            "this is a zip archive (a PyTorch .pt/.pth checkpoint or a bioimage.io package), not a "
-            "napari-emsr model file; napari-emsr never unpickles model files. Save the weights as "
-            "safetensors with napari_emsr.save_model"
-        )
-    if head[:1] == b"\x80":
-        return "this is a Python pickle, not a napari-emsr model file; napari-emsr never unpickles model files"
-    if head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "this is an HDF5 file (e.g. a Keras model), not a napari-emsr model file"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"\x89PNG"):
-        return "this is an image, not a model file; give the image as input and the model with --model"
-    return None
-
-
-def read_model_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read and check a model file's header without loading its weights.
-
-    Returns ``(tensors, emsr)``: the tensor table (name -> dtype, shape, offsets) and the parsed
-    ``emsr`` metadata. Raises :class:`ModelFileError` with the file name and the problem.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(path, "no such file")
-    if path.is_dir():
-        raise ModelFileError(path, "is a folder, not a model file")
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(9)
-        if len(head) < 8:
-            raise ModelFileError(path, f"file is empty or truncated ({size} bytes); it is not a model file")
-        header_len = int.from_bytes(head[:8], "little")
-        # A safetensors file: an 8-byte header length, then the JSON header. Only a file that is not
-        # one is sniffed for other formats: a header length can start with the bytes of a pickle
-        # (0x80) or a zip ("PK") by chance.
-        if head[8:9] != b"{" or header_len > min(_MAX_HEADER, size - 8):
-            hint = _sniff_foreign(path, head)
-            if hint:
-                raise ModelFileError(path, hint)
-        if header_len > min(_MAX_HEADER, size - 8):
-            raise ModelFileError(path, "not a safetensors file (its first 8 bytes give no valid header length)")
-        fh.seek(8)
-        raw = fh.read(header_len)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (UnicodeDecodeError, ValueError):
-        raise ModelFileError(path, "not a safetensors file (its header is not valid JSON)") from None
-    meta = header.pop("__metadata__", None) or {}
-    if meta.get("format") != FORMAT_NAME:
-        raise ModelFileError(
-            path,
-            "a safetensors file, but not a napari-emsr model (its metadata has no format "
-            f"'{FORMAT_NAME}'); it probably comes from another tool",
-        )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            path,
-            f"model format version {meta.get('format_version')!r} is not supported by this napari-emsr "
-            f"(it reads version {FORMAT_VERSION}); update napari-emsr",
-        )
-    _check_extent(path, header, size - 8 - header_len)
-    try:
-        emsr = json.loads(meta.get("emsr", ""))
-        if not isinstance(emsr, dict):
-            raise ValueError
-    except ValueError:
-        raise ModelFileError(path, "the 'emsr' metadata entry is missing or not valid JSON") from None
-    return header, emsr
-
-
-def _check_extent(path: Path, tensors: dict[str, Any], data_size: int) -> None:
-    """The tensors must tile the data area exactly; otherwise the file is truncated or corrupt."""
-    end = 0
-    for name, entry in tensors.items():
-        try:
-            start, stop = entry["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise ModelFileError(path, f"corrupt header: tensor {name!r} has no valid data offsets") from None
-        end = max(end, int(stop))
-    if end > data_size:
-        raise ModelFileError(
-            path, f"file is truncated: the header describes {end} bytes of weights but only {data_size} are present"
-        )
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> EMSR:
@@ -254,7 +159,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
 
     path = Path(path)
     if path.is_file():
-        from napari_emsr.bmz.package import is_zip, load_package
+        from napari_emsr.bmz.package import is_zip
 
         with path.open("rb") as fh:
             if is_zip(fh.read(4)):
@@ -287,6 +192,27 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     return model.to(device)
 
 
+def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> EMSR:
+    """Load the EMSR network of a napari-emsr bioimage.io package (.zip); no pickle involved.
+
+    The package's attached model file (checked against its recorded sha256, see
+    :func:`napari_emsr.bmz.package.read_packaged_model`) is loaded like any model file, and the
+    package's declared architecture must be that file's config. Raises :class:`ModelFileError`.
+    """
+    from napari_emsr.bmz.package import check_architecture, read_packaged_model
+
+    member, data, rdf = read_packaged_model(path)
+    with tempfile.TemporaryDirectory(prefix="emsr-package-") as folder:
+        inner = Path(folder) / "model.safetensors"
+        inner.write_bytes(data)
+        try:
+            model = load_model(inner, device=device)
+        except ModelFileError as exc:
+            raise ModelFileError(path, f"{member} inside the package: {exc.problem}") from None
+    check_architecture(rdf, model, path)
+    return model
+
+
 def _check_state(path: Path, model: EMSR, state: dict[str, torch.Tensor]) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -303,7 +229,8 @@ def _check_state(path: Path, model: EMSR, state: dict[str, torch.Tensor]) -> Non
             raise ModelFileError(
                 path,
                 f"corrupt weights: {name} holds {str(tensor.dtype).removeprefix('torch.')} values, not floating "
-                "point numbers (a network's weights are floats; this file was not written by napari-emsr, or was altered)",
+                "point numbers (a network's weights are floats; this file was not written by napari-emsr, or was "
+                "altered)",
             )
         if tensor.shape != expected[name].shape:
             raise ModelFileError(
@@ -316,19 +243,23 @@ def _check_state(path: Path, model: EMSR, state: dict[str, torch.Tensor]) -> Non
 
 
 def _check_input(config: EMSRConfig) -> torch.Tensor:
-    """The self-check input: a fixed, smooth-plus-fine pattern in 0..1 (no random generator involved)."""
+    """Return the self-check input: a fixed, smooth-plus-fine pattern in 0..1 (no random generator involved)."""
     n = _CHECK_SIDE
     y, x = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")
     channels = []
     for c in range(config.in_channels):
-        image = 0.5 + 0.3 * torch.sin(0.7 * y + 0.4 * x + c) * torch.cos(0.45 * x - 0.3 * y) + 0.15 * torch.cos(2.3 * x * y / n)
+        wave = torch.sin(0.7 * y + 0.4 * x + c) * torch.cos(0.45 * x - 0.3 * y)
+        image = 0.5 + 0.3 * wave + 0.15 * torch.cos(2.3 * x * y / n)
         channels.append(image)
     return torch.stack(channels)[None].float()
 
 
 def _self_check(config: EMSRConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The self-check tensors for weights ``state``: computed on the CPU in float32, from a network
-    rebuilt from ``config`` exactly as :func:`load_model` rebuilds it (the random generator untouched)."""
+    """Return the self-check tensors for weights ``state``.
+
+    They are computed on the CPU in float32, from a network rebuilt from ``config`` exactly as
+    :func:`load_model` rebuilds it (the random generator untouched).
+    """
     with torch.random.fork_rng(devices=[]):
         net = EMSR(config)
     net.load_state_dict(state, strict=True)
@@ -339,7 +270,7 @@ def _self_check(config: EMSRConfig, state: dict[str, torch.Tensor]) -> dict[str,
 
 
 def _verify_self_check(path: Path, model: EMSR, check: dict[str, torch.Tensor]) -> None:
-    """The rebuilt network must reproduce the output recorded when the file was written."""
+    """Return the rebuilt network must reproduce the output recorded when the file was written."""
     c = model.config
     x, recorded = check.get("input"), check.get("output")
     shapes_fit = (
@@ -349,6 +280,7 @@ def _verify_self_check(path: Path, model: EMSR, check: dict[str, torch.Tensor]) 
     )  # fmt: skip
     if not shapes_fit or set(check) != {"input", "output"}:
         raise ModelFileError(path, "corrupt file: its self-check tensors do not fit the network config")
+    assert x is not None and recorded is not None  # shapes_fit checked both
     if not (torch.isfinite(x).all() and torch.isfinite(recorded).all()):
         raise ModelFileError(path, "corrupt file: its self-check tensors contain NaN or infinite values")
     with torch.inference_mode():

@@ -74,10 +74,11 @@ def _resize_axis(x: torch.Tensor, n_out: int, axis: int) -> torch.Tensor:
     index, weight = index.to(x.device), weight.to(x.device, x.dtype)
     shape = [1, 1, 1]
     shape[axis] = n_out
-    out = None
+    out: torch.Tensor | None = None
     for k in range(index.shape[1]):
         term = x.index_select(axis, index[:, k]) * weight[:, k].view(shape)
         out = term if out is None else out.add_(term)
+    assert out is not None  # every output pixel has at least one tap
     return out
 
 

@@ -42,12 +42,12 @@ __all__ = [
 
 
 def snap_up(value: int, multiple: int) -> int:
-    """The smallest multiple of ``multiple`` that is >= ``value``."""
+    """Return the smallest multiple of ``multiple`` that is >= ``value``."""
     return -(-int(value) // multiple) * multiple
 
 
 def default_blend(tile: int, window: int) -> int:
-    """The default cross-fade half-width: two attention windows, less for very small tiles."""
+    """Return the default cross-fade half-width: two attention windows, less for very small tiles."""
     return max(0, min(2 * window, (tile - 2 * window) // 4))
 
 
@@ -73,10 +73,11 @@ class AxisTile:
 
     @property
     def size(self) -> int:
+        """The window's length in input pixels."""
         return self.stop - self.start
 
     def used(self, blend: int) -> tuple[int, int]:
-        """The input-pixel range ``[a, b)`` where this window's output has a non-zero weight."""
+        """Return the input-pixel range ``[a, b)`` where this window's output has a non-zero weight."""
         a = self.start if self.low is None else max(self.start, self.low - blend)
         b = self.stop if self.high is None else min(self.stop, self.high + blend)
         return a, b
@@ -88,7 +89,7 @@ def _starts(last: int, n: int, window: int) -> list[int]:
 
 
 def axis_tiles(length: int, *, tile: int, halo: int, blend: int, window: int) -> tuple[AxisTile, ...]:
-    """The windows covering one axis of ``length`` input pixels.
+    """Return the windows covering one axis of ``length`` input pixels.
 
     Parameters
     ----------
@@ -128,7 +129,7 @@ def axis_tiles(length: int, *, tile: int, halo: int, blend: int, window: int) ->
     stride = span - 2 * (halo + blend)  # >= tile: neighbours overlap by >= 2 * (halo + blend)
     n = 1 + math.ceil(last / stride)
     starts = _starts(last, n, window)
-    while max(b - a for a, b in zip(starts, starts[1:])) > stride:
+    while max(b - a for a, b in zip(starts, starts[1:], strict=False)) > stride:
         n += 1
         starts = _starts(last, n, window)
     stops = [s + span for s in starts[:-1]] + [length]
@@ -177,6 +178,7 @@ class Tile:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """The window's (rows, columns)."""
         return self.y.size, self.x.size
 
     def used(self, blend: int) -> tuple[slice, slice]:

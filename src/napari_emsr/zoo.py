@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from napari_emsr.model_file import read_model_header
+
 __all__ = ["ZooModel", "WEIGHTS_DIR", "DEFAULT_SCALE", "zoo_models", "find", "default_for_scale", "zoo_names"]
 
 #: where the shipped model files and their index live
@@ -39,11 +41,11 @@ class ZooModel:
     card: str | None
 
     def summary(self) -> dict:
-        """A JSON-ready description (``emsr info --zoo --json``)."""
+        """Return a JSON-ready description (``emsr info --zoo --json``)."""
         return {
             "name": self.name, "file": self.path.name, "scale": self.scale, "preset": self.preset,
             "input_pixel_size_nm": self.input_pixel_size_nm,
-            "valid_input_pixel_size_nm": list(self.valid_input_pixel_size_nm) if self.valid_input_pixel_size_nm else None,
+            "valid_input_pixel_size_nm": list(valid) if (valid := self.valid_input_pixel_size_nm) else None,
             "default_for_scale": self.is_default, "description": self.description, "card": self.card,
         }  # fmt: skip
 
@@ -57,8 +59,6 @@ def _index(weights_dir: Path) -> dict:
 
 @lru_cache(maxsize=4)
 def _zoo(weights_dir: Path) -> tuple[ZooModel, ...]:
-    from napari_emsr.model_io import read_model_header
-
     index = _index(weights_dir)
     defaults = {str(name) for name in index.get("defaults", {}).values()}
     models = []
@@ -81,25 +81,25 @@ def _zoo(weights_dir: Path) -> tuple[ZooModel, ...]:
 
 
 def zoo_models(weights_dir: Path | None = None) -> list[ZooModel]:
-    """The shipped models, in the index's order."""
+    """Return the shipped models, in the index's order."""
     return list(_zoo(weights_dir or WEIGHTS_DIR))
 
 
 def zoo_names(weights_dir: Path | None = None) -> list[str]:
-    """The names a model can be given by (``"default"`` included when a default exists)."""
+    """Return the names a model can be given by (``"default"`` included when a default exists)."""
     names = [m.name for m in zoo_models(weights_dir)]
     return (["default"] if default_for_scale(DEFAULT_SCALE, weights_dir) else []) + names
 
 
 def find(name: str, weights_dir: Path | None = None) -> ZooModel | None:
-    """The zoo model called ``name`` (``"default"``: the default of scale 3), or None."""
+    """Return the zoo model called ``name`` (``"default"``: the default of scale 3), or None."""
     if name == "default":
         return default_for_scale(DEFAULT_SCALE, weights_dir)
     return next((m for m in zoo_models(weights_dir) if m.name == name), None)
 
 
 def default_for_scale(scale: int | None = None, weights_dir: Path | None = None) -> ZooModel | None:
-    """The model used when none is given, for ``scale`` (default 3); None if the zoo has none."""
+    """Return the model used when none is given, for ``scale`` (default 3); None if the zoo has none."""
     scale = DEFAULT_SCALE if scale is None else int(scale)
     name = _index(weights_dir or WEIGHTS_DIR).get("defaults", {}).get(str(scale))
     return next((m for m in zoo_models(weights_dir) if m.name == name), None) if name else None

@@ -30,6 +30,9 @@ from napari_emsr import open_volume, super_resolve
 from napari_emsr.cli import main
 from napari_emsr.io import partial_path
 
+# real prediction runs in subprocesses, killed and resumed
+pytestmark = pytest.mark.slow
+
 SLICES = 4
 WAIT_S = 90  # a busy 2-core machine; the runs take a few seconds
 

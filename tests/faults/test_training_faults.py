@@ -38,6 +38,9 @@ from napari_emsr.resample import bicubic_downsample
 from napari_emsr.training import checkpoint_path
 from napari_emsr.training.checkpoint import load_checkpoint
 
+# real training runs in subprocesses, killed and resumed
+pytestmark = pytest.mark.slow
+
 STEPS, VAL_EVERY = 16, 4
 TRAIN = ["--strategy", "synthetic-ii", "--preset", "lite", "--patch", "16", "--steps", str(STEPS),
          "--val-every", str(VAL_EVERY), "--val-slices", "last:1", "--device", "cpu", "--seed", "3"]  # fmt: skip

@@ -49,7 +49,7 @@ class Field:
     shifts: dict[str, np.ndarray]
 
     def read(self, source: Source, z_ref: int) -> np.ndarray:
-        """The source's pixels of reference slice ``z_ref`` over the common field."""
+        """Return the source's pixels of reference slice ``z_ref`` over the common field."""
         dz, dy, dx = (int(v) for v in self.shifts[source.label])
         return np.asarray(source.read(z_ref + dz, slice(self.y.start + dy, self.y.stop + dy),
                                       slice(self.x.start + dx, self.x.stop + dx)))  # fmt: skip
@@ -83,12 +83,13 @@ def _is_physical(layer: Any) -> bool:
 
 
 def layer_source(layer: Any, *, physical: bool, label: str | None = None) -> Source:
-    """A grey-scale 2D or (z, y, x) image layer as a :class:`Source` (``LayerError`` otherwise)."""
+    """Return a grey-scale 2D or (z, y, x) image layer as a :class:`Source` (``LayerError`` otherwise)."""
     from napari_emsr._napari._layers import image_data
 
     data = image_data(layer)
     scale, translate = _geometry(layer, physical)
-    shape = tuple(int(n) for n in ((1, *data.shape) if data.ndim == 2 else data.shape))
+    depth, height, width = (1, *data.shape) if data.ndim == 2 else data.shape
+    shape = (int(depth), int(height), int(width))
 
     def read(z: int, rows: slice, cols: slice) -> np.ndarray:
         return np.asarray(data[rows, cols] if data.ndim == 2 else data[z, rows, cols])
@@ -120,7 +121,7 @@ def sources_physical(*layers: Any) -> bool:
 
 
 def bicubic_factor(lr_layer: Any, reference: Source, *, physical: bool) -> int:
-    """The integer ratio of the LR layer's pixel size to the reference's (``LayerError`` if there is none)."""
+    """Return the integer ratio of the LR layer's pixel size to the reference's (``LayerError`` if there is none)."""
     from napari_emsr._napari._layers import LayerError
 
     lr_scale, _ = _geometry(lr_layer, physical)
@@ -163,7 +164,7 @@ def _shift(reference: Source, source: Source) -> np.ndarray:
 
 
 def common_field(reference: Source, sources: list[Source]) -> Field:
-    """The field of reference pixels that every source covers (``LayerError`` if it is empty)."""
+    """Return the field of reference pixels that every source covers (``LayerError`` if it is empty)."""
     from napari_emsr._napari._layers import LayerError
 
     low, high = np.zeros(3, dtype=int), np.array(reference.shape)

@@ -13,7 +13,7 @@ the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import numpy as np
 
@@ -48,8 +48,10 @@ class CompareJob:
 
 @dataclass
 class Scores:
-    """Results of one scope: ``"slice"`` (with its z) or ``"stack"``; label -> StackEvaluation or
-    ReferenceFreeResolution."""
+    """Results of one scope: ``"slice"`` (with its z) or ``"stack"``.
+
+    ``results`` maps a label to a StackEvaluation or a ReferenceFreeResolution.
+    """
 
     scope: str
     results: dict[str, Any]
@@ -102,6 +104,7 @@ def _data_range(job: CompareJob) -> float:
     """From the reference's dtype (uint8: 255), else the max - min of its compared pixels (as emsr evaluate)."""
     from napari_emsr.metrics._checks import dtype_data_range
 
+    assert job.reference is not None  # a job is made with its reference
     known = dtype_data_range(job.reference.dtype)
     if known is not None:
         return known
@@ -121,14 +124,15 @@ def _order(job: CompareJob, units: list[int]) -> list[int]:
     return [first] + ([u for u in units if u != first] if job.whole_stack else [])
 
 
-def iter_compare(job: CompareJob) -> Iterator[Any]:
+def iter_compare(job: CompareJob) -> Generator[Any, None, None]:
     """Scores of every method against the reference: the current slice first, then the stack."""
     from napari_emsr.metrics import evaluate_stack
 
+    assert job.reference is not None  # a job is made with its reference
     data_range = job.data_range or _data_range(job)
     order = _order(job, list(job.field.z))
     per: dict[str, dict[int, Any]] = {s.label: {} for s in job.sources}
-    options = dict(data_range=data_range, pixel_size=job.pixel_size, threshold=job.threshold,
+    options: dict[str, Any] = dict(data_range=data_range, pixel_size=job.pixel_size, threshold=job.threshold,
                    resolution_window=job.resolution_window)  # fmt: skip
     for i, z in enumerate(order):
         reference = job.field.read(job.reference, z)
@@ -151,7 +155,7 @@ def _pairs(job: CompareJob) -> list[tuple[int, int]]:
     return [(z, z + 1) for z in range(start, zs[-1], 2)]
 
 
-def iter_reference_free(job: CompareJob) -> Iterator[Any]:
+def iter_reference_free(job: CompareJob) -> Generator[Any, None, None]:
     """Resolution from two independent halves: the current pair first, then all pairs pooled."""
     from napari_emsr.metrics import reference_free_resolution
 

@@ -54,7 +54,7 @@ def _number(value: Any, digits: int, std: Any = None) -> str:
 
 
 def cell_texts(record: dict[str, Any]) -> list[str]:
-    """The table's cells for a record (stack means; the standard deviations are in :func:`cell_tip`)."""
+    """Return the table's cells for a record (stack means; the standard deviations are in :func:`cell_tip`)."""
     if record["resolution_reached"]:
         nm, px = record["resolution_nm"], record["resolution_px"]
         resolution = f"{nm:.1f} nm" if nm is not None else f"{px:.2f} px"
@@ -71,7 +71,7 @@ def cell_texts(record: dict[str, Any]) -> list[str]:
 
 
 def cell_tip(record: dict[str, Any]) -> str:
-    """The record in words: every number with its standard deviation over slices, and the resolution."""
+    """Return the record in words: every number with its standard deviation over slices, and the resolution."""
     parts = [f"{record['method']}, {record['scope']}"]
     for key, name, digits in (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("frc_mean", "mean FRC", 4)):
         if record.get(key) is not None:

@@ -10,7 +10,7 @@ networks of named presets as starting points (``presets=``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -57,7 +57,7 @@ def _available_devices() -> list[tuple[str, str | None]]:
     if torch.cuda.is_available() and torch.cuda.device_count() > 1:
         names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     names.append("mps")
-    found = []
+    found: list[tuple[str, str | None]] = []
     for name in names:
         try:
             select_device(name)
@@ -74,20 +74,22 @@ class OverlapBox(QSpinBox):
     _TEXT = {AUTO: "auto (measured effective radius)", EXACT: "exact (receptive radius)"}
 
     def __init__(self) -> None:
-        super().__init__(minimum=self.AUTO, maximum=1024, singleStep=8, value=self.AUTO)
+        super().__init__(minimum=self.AUTO, maximum=1024, singleStep=8, value=self.AUTO)  # type: ignore[call-arg]
 
     def textFromValue(self, value: int) -> str:  # noqa: N802 (Qt's name)
         return self._TEXT.get(value, str(value))
 
-    def valueFromText(self, text: str) -> int:  # noqa: N802 (Qt's name)
+    def valueFromText(self, text: str | None) -> int:  # noqa: N802 (Qt's name)
+        text = text or ""
         for value, label in self._TEXT.items():
             if text.strip() and label.startswith(text.strip().split()[0]):
                 return value
         return int(text) if text.strip().lstrip("-").isdigit() else self.AUTO
 
-    def validate(self, text: str, pos: int):
+    def validate(self, text: str | None, pos: int):
         from qtpy.QtGui import QValidator
 
+        text = text or ""
         ok = text.strip().isdigit() or any(label.startswith(text.strip()) for label in self._TEXT.values())
         return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate, text, pos)
 
@@ -121,12 +123,12 @@ class EngineOptions(QWidget):
             self.source.addItem(_PRESET_ITEM.format(name), f"{_PRESET_KEY}{name}")
         if first is not None:
             self.source.setCurrentIndex(first)
-        self.path = QLineEdit(placeholderText="a .safetensors model file")
+        self.path = QLineEdit(placeholderText="a .safetensors model file")  # type: ignore[call-overload]
         self.browse = QPushButton("Browse...")
-        self.model_status = QLabel(wordWrap=True)
+        self.model_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
         self.device = QComboBox()
-        self.device_status = QLabel(wordWrap=True)
-        self.tile = QSpinBox(minimum=0, maximum=8192, singleStep=64, value=0)
+        self.device_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
+        self.tile = QSpinBox(minimum=0, maximum=8192, singleStep=64, value=0)  # type: ignore[call-arg]
         self.tile.setSpecialValueText("auto (256 CPU, 1024 GPU)")
         self.tile.setToolTip("Core of a tile in input pixels; larger tiles waste less on halos but need more memory.")
         self.overlap = OverlapBox()
@@ -166,11 +168,18 @@ class EngineOptions(QWidget):
         form.addRow("Overlap", self.overlap)
         form.addRow("", self.self_ensemble)
 
+    def _device_item(self, index: int) -> Any:
+        from qtpy.QtGui import QStandardItemModel
+
+        model = self.device.model()
+        assert isinstance(model, QStandardItemModel)  # a QComboBox's own model
+        return model.item(index)
+
     def _fill_devices(self) -> None:
         for name, problem in _available_devices():
             self.device.addItem(name if problem is None else f"{name} (not available)", name)
             if problem is not None:
-                item = self.device.model().item(self.device.count() - 1)
+                item = self._device_item(self.device.count() - 1)
                 item.setEnabled(False)
                 item.setToolTip(problem)
         self._show_device()
@@ -180,7 +189,7 @@ class EngineOptions(QWidget):
 
         choice = self.device.currentData()
         items = range(self.device.count())
-        present = [self.device.itemData(i) for i in items if self.device.model().item(i).isEnabled()]
+        present = [self.device.itemData(i) for i in items if self._device_item(i).isEnabled()]
         found = ", ".join(d for d in present if d != "auto")
         try:
             used = str(select_device(choice))
@@ -205,7 +214,7 @@ class EngineOptions(QWidget):
             self.refresh()
 
     def zoo_names(self) -> list[str]:
-        """The zoo names offered, in order (a default model outside the zoo is not among them)."""
+        """Return the zoo names offered, in order (a default model outside the zoo is not among them)."""
         return [c.name for c in self.shipped if c.name is not None]
 
     def set_zoo_model(self, name: str) -> None:
@@ -217,12 +226,12 @@ class EngineOptions(QWidget):
         raise KeyError(f"no shipped model called {name!r}; the zoo has: {', '.join(self.zoo_names()) or 'none'}")
 
     def shipped_choice(self) -> Any:
-        """The chosen shipped model (a ``_zoo_choices.ShippedChoice``), or None for a file or a new network."""
+        """Return the chosen shipped model (a ``_zoo_choices.ShippedChoice``), or None for a file or a new network."""
         key = self.source.currentData() or ""
         return self.shipped[int(key[len(_ZOO_KEY):])] if key.startswith(_ZOO_KEY) else None
 
     def zoo_model(self) -> Any:
-        """The chosen zoo model (``napari_emsr.zoo.ZooModel``), or None."""
+        """Return the chosen zoo model (``napari_emsr.zoo.ZooModel``), or None."""
         choice = self.shipped_choice()
         return None if choice is None else choice.zoo
 
@@ -230,12 +239,12 @@ class EngineOptions(QWidget):
         return self.source.currentData() == _FILE_KEY
 
     def new_preset(self) -> str | None:
-        """The preset of a new (random-weight) network when one is chosen, else None."""
+        """Return the preset of a new (random-weight) network when one is chosen, else None."""
         key = self.source.currentData() or ""
         return key[len(_PRESET_KEY):] if key.startswith(_PRESET_KEY) else None
 
     def model_path(self) -> Path | None:
-        """The chosen model file (a shipped model's own file when one is chosen; None for a new network)."""
+        """Return the chosen model file (a shipped model's own file when one is chosen; None for a new network)."""
         choice = self.shipped_choice()
         if choice is not None:
             return choice.path
@@ -245,7 +254,7 @@ class EngineOptions(QWidget):
         return Path(text).expanduser() if text else None
 
     def model(self) -> Any:
-        """The chosen model, loaded once per file version.
+        """Return the chosen model, loaded once per file version.
 
         Raises
         ------
@@ -329,7 +338,7 @@ def model_summary(model: Any) -> tuple[str, str]:
 
 
 def engine_pixel_size(sizes: tuple[float | None, ...] | None) -> Any:
-    """A layer's pixel size as the engine takes it: one per axis, one for y and x, or None."""
+    """Return a layer's pixel size as the engine takes it: one per axis, one for y and x, or None."""
     if sizes is None or None in sizes[-2:]:
         return None
     if None not in sizes:
@@ -337,8 +346,8 @@ def engine_pixel_size(sizes: tuple[float | None, ...] | None) -> Any:
     return sizes[-1] if sizes[-1] == sizes[-2] else None
 
 
-def explain_memory_errors(events: Iterator[Any]) -> Iterator[Any]:
-    """The engine's events, with an out-of-memory error's advice given in the panels' terms."""
+def explain_memory_errors(events: Iterator[Any]) -> Generator[Any, None, None]:
+    """Return the engine's events, with an out-of-memory error's advice given in the panels' terms."""
     try:
         yield from events
     except MemoryError as exc:

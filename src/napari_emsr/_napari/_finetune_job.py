@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import numpy as np
 
@@ -106,7 +106,7 @@ def check_reference(hr: Any, *, count: int = 4) -> NoiseChecked:
 
 
 def checkpoint_step(path: Path) -> int | None:
-    """The training step a model file or checkpoint was saved at (None if it says nothing)."""
+    """Return the training step a model file or checkpoint was saved at (None if it says nothing)."""
     from napari_emsr.model_io import read_model_header
 
     steps = read_model_header(path)[1].get("provenance", {}).get("steps")
@@ -132,7 +132,7 @@ class _PreviewCrop:
         self.shown_step: int | None = None
 
     def render(self, step: int) -> Preview | None:
-        """The saved network at ``step`` on the crop; None if the checkpoint holds another step."""
+        """Return the saved network at ``step`` on the crop; None if the checkpoint holds another step."""
         from napari_emsr import load_model, super_resolve
         from napari_emsr.training import checkpoint_path
 
@@ -149,7 +149,7 @@ class _PreviewCrop:
         return Preview(step, image[None], self.offset, self.scale)
 
 
-def training_events(job: FineTuneJob) -> Iterator[Any]:
+def training_events(job: FineTuneJob) -> Generator[Any, None, None]:
     """Align the pair, check the reference, then train; yields PairFound, NoiseChecked, TrainEvents, Previews."""
     from napari_emsr.training import iter_finetune, prepare_pair
 

@@ -75,7 +75,7 @@ def _provenance(path: Path) -> dict[str, Any]:
 
 
 def resume_point(out: Path, steps: int, offset: Any) -> tuple[Any, int]:
-    """(the HR field offset the saved run used, the step it reached) for resuming into ``out``."""
+    """Return (the HR field offset the saved run used, the step it reached) for resuming into ``out``."""
     from napari_emsr.training import checkpoint_path
 
     ckpt = checkpoint_path(out)
@@ -90,7 +90,7 @@ def resume_point(out: Path, steps: int, offset: Any) -> tuple[Any, int]:
 
 
 def train_progress(event: Any) -> tuple[float | None, str | None, bool]:
-    """The progress bar for a training event: share of steps (or of the time budget), elapsed, left."""
+    """Return the progress bar for a training event: share of steps (or of the time budget), elapsed, left."""
     kind = getattr(event, "kind", "")
     if kind not in ("step", "done"):
         return None, None, False
@@ -123,7 +123,7 @@ def _best(path: Path) -> dict[str, Any] | None:
 
 
 def trained_message(out: Path, seconds: float, offered: bool) -> str:
-    """What a finished run saved, and where the model is offered."""
+    """Say what a finished run saved, and where the model is offered."""
     best = _best(out) or {}
     scores = ""
     if best:
@@ -139,7 +139,7 @@ def trained_message(out: Path, seconds: float, offered: bool) -> str:
 
 
 def kept_message(out: Path, started: float, *, cancelled: bool = True) -> str:
-    """What a stopped run (started at wall time ``started``) kept: the best model and the last state."""
+    """Say what a stopped run (started at wall time ``started``) kept: the best model and the last state."""
     from napari_emsr.training import checkpoint_path
 
     ckpt = checkpoint_path(out)

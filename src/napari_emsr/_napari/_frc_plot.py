@@ -19,7 +19,7 @@ _COLOURS = ("#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#
 
 
 def _curves(result: Any) -> tuple[Any, Any]:
-    """(the resolution curve, the mean-FRC curve or None) of a StackEvaluation or ReferenceFreeResolution."""
+    """Return (the resolution curve, the mean-FRC curve or None) of a StackEvaluation or ReferenceFreeResolution."""
     if hasattr(result, "resolution_curve"):
         other = None if result.curve is result.resolution_curve else result.curve
         return result.resolution_curve, other
@@ -33,21 +33,21 @@ class FRCPlot(PlotCanvas):
         super().__init__(viewer, height_px=240, parent=parent)
         self.ax = self.figure.subplots()
         self.lines: dict[str, Any] = {}
-        self.show(None)
+        self.show_scores(None)
 
-    def show(self, scores: Any, *, title: str = "") -> None:
+    def show_scores(self, scores: Any, *, title: str = "") -> None:
         """Draw the curves of a :class:`~napari_emsr._napari._compare_run.Scores` (None: empty axes)."""
         ax = self.ax
         ax.clear()
         self.lines = {}
-        self.style(ax, title or "Fourier ring correlation", xlabel="spatial frequency", ylabel="FRC")
+        self.style_axes(ax, title or "Fourier ring correlation", xlabel="spatial frequency", ylabel="FRC")
         if scores is None or not scores.results:
             self.draw_now()
             return
         first, _ = _curves(next(iter(scores.results.values())))
         per_nm = first.pixel_size_nm is not None
         x = first.frequency_per_nm if per_nm else first.frequency
-        for colour, (label, result) in zip(_COLOURS * 4, scores.results.items()):
+        for colour, (label, result) in zip(_COLOURS * 4, scores.results.items(), strict=False):
             curve, faint = _curves(result)
             text = f"{label}: {result.resolution.describe().split(' (')[0]}"
             self.lines[label] = ax.plot(x, curve.frc, color=colour, linewidth=1.2, label=text)[0]

@@ -29,7 +29,7 @@ def _corners(offset_yx: tuple[int, int], size_yx: tuple[int, int]) -> np.ndarray
 
 
 def find_field_layer(viewer: "napari.viewer.Viewer", lr_layer: Any, hr_layer: Any) -> Any:
-    """The shapes layer with the field of ``hr_layer`` over ``lr_layer`` (None if none, or it is empty)."""
+    """Return the shapes layer with the field of ``hr_layer`` over ``lr_layer`` (None if none, or it is empty)."""
     if FIELD_LAYER not in viewer.layers:
         return None
     layer = viewer.layers[FIELD_LAYER]
@@ -77,7 +77,7 @@ def draw_field(
 
 
 def field_offset(layer: Any) -> tuple[int, int]:
-    """The (y, x) LR offset of the HR field's first pixel, from the (possibly moved) rectangle's centre."""
+    """Return the (y, x) LR offset of the HR field's first pixel, from the (possibly moved) rectangle's centre."""
     h, w = layer.metadata["napari_emsr"]["size_yx"]
     corners = np.asarray(layer.data[0], dtype=float)[:, -2:]
     centre = (corners.min(axis=0) + corners.max(axis=0)) / 2
@@ -85,16 +85,17 @@ def field_offset(layer: Any) -> tuple[int, int]:
 
 
 def field_size(hr_shape: tuple[int, ...], scale: int, ratio: float | None) -> tuple[int, int]:
-    """The HR field's size in LR pixels, as ``prepare_pair`` cuts it (resized to the integer ratio)."""
+    """Return the HR field's size in LR pixels, as ``prepare_pair`` cuts it (resized to the integer ratio)."""
     sizes = [int(round(n * scale / ratio)) if ratio else int(n) for n in hr_shape[-2:]]
     return sizes[0] // scale, sizes[1] // scale
 
 
 def world_offset(lr_layer: Any, hr_layer: Any, size_yx: tuple[int, int]) -> tuple[int, int]:
-    """The LR pixel (y, x) where the HR layer's first pixel edge lies in the world, kept inside the LR."""
+    """Return the LR pixel (y, x) where the HR layer's first pixel edge lies in the world, kept inside the LR."""
     lr_scale, lr_shift = np.asarray(lr_layer.scale[-2:], float), np.asarray(lr_layer.translate[-2:], float)
     hr_scale, hr_shift = np.asarray(hr_layer.scale[-2:], float), np.asarray(hr_layer.translate[-2:], float)
     edge = hr_shift - hr_scale / 2  # world position of the HR field's first pixel edge
     first = np.round((edge - lr_shift) / lr_scale + 0.5).astype(int)
     limit = np.asarray(lr_layer.data.shape[-2:]) - np.asarray(size_yx)
-    return tuple(int(v) for v in np.clip(first, 0, np.maximum(limit, 0)))
+    y, x = np.clip(first, 0, np.maximum(limit, 0))
+    return int(y), int(x)

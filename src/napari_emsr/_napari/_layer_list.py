@@ -65,7 +65,7 @@ class LayerChecklist(FollowsLayers, QListWidget):
         self.changed.emit()
 
     def layers(self) -> list[Any]:
-        """The checked layers, in the order they were checked."""
+        """Return the checked layers, in the order they were checked."""
         return [layer for layer in self._checked if layer in self.viewer.layers]
 
     def set_layers(self, layers: list[Any]) -> None:

@@ -40,9 +40,15 @@ def _is_image(layer: Any) -> bool:
 
 
 class FollowsLayers:
-    """Mixin for widgets listing the viewer's layers: their ``refresh(event=None)`` runs on every
-    addition, removal, move and rename. Bound methods are connected, so napari drops them with the
-    widget."""
+    """Mixin for widgets listing the viewer's layers.
+
+    Their ``refresh(event=None)`` runs on every addition, removal, move and rename. Bound methods
+    are connected, so napari drops them with the widget.
+    """
+
+    def refresh(self, event: Any = None) -> None:
+        """Bring the widget up to date with the viewer's layers (each widget defines how)."""
+        raise NotImplementedError
 
     def _follow_layers(self, viewer: "napari.viewer.Viewer") -> None:
         events = viewer.layers.events
@@ -101,7 +107,7 @@ class LayerCombo(FollowsLayers, QComboBox):
         self._chosen = self.layer()
 
     def layer(self) -> Any:
-        """The chosen image layer, or None."""
+        """Return the chosen image layer, or None."""
         name = self.currentText()
         if not name or name == self.none_text or name not in self.viewer.layers:
             return None
@@ -113,7 +119,7 @@ class LayerCombo(FollowsLayers, QComboBox):
 
 
 def image_data(layer: Any) -> Any:
-    """The (z, y, x) or (y, x) grey-scale data of an image layer (the full-resolution level).
+    """Return the (z, y, x) or (y, x) grey-scale data of an image layer (the full-resolution level).
 
     Raises
     ------
@@ -141,12 +147,12 @@ def image_data(layer: Any) -> Any:
 
 
 def layer_pixel_size(layer: Any) -> tuple[float | None, ...] | None:
-    """The layer's pixel size in nm per axis (see :func:`physical_geometry`); None when unknown."""
+    """Return the layer's pixel size in nm per axis (see :func:`physical_geometry`); None when unknown."""
     return physical_geometry(layer.scale, layer.translate, layer.units)[0]
 
 
 def in_plane_pixel_size(layer: Any) -> float | None:
-    """The layer's (y, x) pixel size in nm, or None when unknown.
+    """Return the layer's (y, x) pixel size in nm, or None when unknown.
 
     Raises
     ------
@@ -156,7 +162,7 @@ def in_plane_pixel_size(layer: Any) -> float | None:
     sizes = layer_pixel_size(layer)
     if sizes is None or None in sizes[-2:]:
         return None
-    y, x = (float(v) for v in sizes[-2:])
+    y, x = (float(v) for v in sizes[-2:] if v is not None)
     if not math.isclose(y, x, rel_tol=0.01):
         raise LayerError(f"layer '{layer.name}' has non-square pixels ({y:g} x {x:g} nm); resample it first")
     return x
@@ -182,8 +188,9 @@ def physical_geometry(
             return None, tuple(translate)
         return tuple(scale), tuple(translate)
     factors = [unit_to_nm(name) for name in names]
-    sizes = tuple(None if f is None else v * f for v, f in zip(scale, factors))
-    shift = None if None in factors else tuple(t * f for t, f in zip(translate, factors))
+    sizes = tuple(None if f is None else v * f for v, f in zip(scale, factors, strict=False))
+    known = [f for f in factors if f is not None]
+    shift = tuple(t * f for t, f in zip(translate, known, strict=False)) if len(known) == len(factors) else None
     return sizes, shift
 
 
@@ -236,7 +243,7 @@ def current_slice(viewer: "napari.viewer.Viewer", layer: Any) -> int:
 
 
 def region_in_view(viewer: "napari.viewer.Viewer", layer: Any) -> tuple[slice, slice]:
-    """The (rows, columns) of ``layer``'s pixels that are (partly) visible in the canvas."""
+    """Return the (rows, columns) of ``layer``'s pixels that are (partly) visible in the canvas."""
     _check_displayed(viewer, layer, "the region in view")
     height, width = viewer.canvas.viewbox_size(viewer.layers)
     zoom = float(viewer.scene.camera.zoom)
@@ -251,7 +258,7 @@ def region_in_view(viewer: "napari.viewer.Viewer", layer: Any) -> tuple[slice, s
     low, high = np.min(corners, axis=0), np.max(corners, axis=0)
     shape = image_data(layer).shape[-2:]
     bounds = []
-    for a, b, size in zip(low, high, shape):
+    for a, b, size in zip(low, high, shape, strict=False):
         start, stop = max(0, math.floor(a + 0.5)), min(int(size), math.floor(b + 0.5) + 1)
         if stop <= start:
             raise LayerError(f"layer '{layer.name}' is not in view; pan or zoom onto it first")

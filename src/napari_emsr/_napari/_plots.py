@@ -64,12 +64,13 @@ class PlotCanvas(QWidget):
         self.draw_seconds = 0.0  # how long the last draw took
         self._last_draw = 0.0
         self._layout_stale = True
-        self.canvas.resizeEvent = self._resized(self.canvas.resizeEvent)
-        self.canvas.draw = self._timed(self.canvas.draw)
-        self._timer = QTimer(self, singleShot=True)
+        # wrapped on this one canvas instance (timing and re-layout), not on its class
+        self.canvas.resizeEvent = self._resized(self.canvas.resizeEvent)  # type: ignore[method-assign]
+        self.canvas.draw = self._timed(self.canvas.draw)  # type: ignore[method-assign]
+        self._timer = QTimer(self, singleShot=True)  # type: ignore[call-arg]
         self._timer.timeout.connect(self.draw_now)
 
-    def style(self, ax: Any, title: str = "", *, xlabel: str = "", ylabel: str = "") -> None:
+    def style_axes(self, ax: Any, title: str = "", *, xlabel: str = "", ylabel: str = "") -> None:
         """Give ``ax`` the theme's colours, small fonts and labels."""
         from matplotlib.ticker import MaxNLocator
 
@@ -85,7 +86,7 @@ class PlotCanvas(QWidget):
         ax.set_ylabel(ylabel, color=c["text"], fontsize=7)
 
     def legend(self, ax: Any, **kwargs: Any) -> None:
-        """A small legend in the theme's colours (only if ``ax`` has labelled artists)."""
+        """Return a small legend in the theme's colours (only if ``ax`` has labelled artists)."""
         if not ax.get_legend_handles_labels()[0]:
             return
         legend = ax.legend(fontsize=6, facecolor=self.colours["face"], edgecolor=self.colours["grid"], **kwargs)
@@ -130,7 +131,7 @@ class PlotCanvas(QWidget):
         self.draws += 1
 
     def before_draw(self) -> None:
-        """Hook for subclasses: bring the artists up to date with the data just before a draw."""
+        """Bring the artists up to date with the data just before a draw (a hook for subclasses)."""
 
     def save(self, path: str | Path, *, dpi: int = 150) -> Path:
         """Write the figure (PNG, SVG or PDF by the file's ending), drawn up to date."""

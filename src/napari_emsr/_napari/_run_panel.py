@@ -16,7 +16,7 @@ the viewer's event loop, and the viewer keeps running.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
@@ -77,10 +77,10 @@ class RunPanel(QWidget):
         self.title = title
         self.cancelling_text, self.cancelled_text = cancelling_text, cancelled_text
         self.run_button = QPushButton(run_text)
-        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.cancel_button = QPushButton("Cancel", enabled=False)  # type: ignore[call-overload]
         self.cancel_button.setToolTip(cancel_tip)
-        self.progress = QProgressBar(minimum=0, maximum=_STEPS, value=0, textVisible=True)
-        self.status = QLabel(wordWrap=True)
+        self.progress = QProgressBar(minimum=0, maximum=_STEPS, value=0, textVisible=True)  # type: ignore[call-arg]
+        self.status = QLabel(wordWrap=True)  # type: ignore[call-overload]
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.run_button, 1)
@@ -92,7 +92,7 @@ class RunPanel(QWidget):
         layout.addWidget(self.status)
         self.cancel_button.clicked.connect(self.cancel)
         self.worker: Any = None
-        self._events: Iterator[Any] | None = None
+        self._events: Generator[Any, None, None] | None = None
         self._on_event: Callable[[Any], None] = lambda event: None
         self._on_end: Callable[[str, BaseException | None], None] = lambda outcome, error: None
         self._error: BaseException | None = None
@@ -107,7 +107,7 @@ class RunPanel(QWidget):
 
     def start(
         self,
-        make_events: Callable[[], Iterator[Any]],
+        make_events: Callable[[], Generator[Any, None, None]],
         on_event: Callable[[Any], None],
         on_end: Callable[[str, BaseException | None], None],
         *,
@@ -145,8 +145,8 @@ class RunPanel(QWidget):
         )
         self.worker.start()
 
-    def _work(self, make_events: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-        """The worker's generator (runs in the worker thread); stops, and closes the work, on Cancel."""
+    def _work(self, make_events: Callable[[], Generator[Any, None, None]]) -> Iterator[Any]:
+        """Return the worker's generator (runs in the worker thread); stops, and closes the work, on Cancel."""
         if self._stop.is_set():
             return
         self._events = events = make_events()

@@ -11,13 +11,22 @@ __all__ = ["scrolled"]
 class _VerticalScroll(QScrollArea):
     """Scrolls vertically only; as wide as its contents need, so the dock gets their width."""
 
+    def _bar_width(self) -> int:
+        bar = self.verticalScrollBar()
+        return bar.sizeHint().width() if bar is not None else 0
+
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        hint = self.widget().sizeHint()
-        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())
+        inner = self.widget()
+        if inner is None:
+            return super().sizeHint()
+        hint = inner.sizeHint()
+        return QSize(hint.width() + self._bar_width(), hint.height())
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        width = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
-        return QSize(width, 120)
+        inner = self.widget()
+        if inner is None:
+            return super().minimumSizeHint()
+        return QSize(inner.minimumSizeHint().width() + self._bar_width(), 120)
 
 
 def scrolled(panel: QWidget) -> QVBoxLayout:

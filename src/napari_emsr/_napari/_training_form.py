@@ -48,17 +48,17 @@ class RateBox(QDoubleSpinBox):
     def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt's name)
         return f"{value:.3g}"
 
-    def valueFromText(self, text: str) -> float:  # noqa: N802 (Qt's name)
+    def valueFromText(self, text: str | None) -> float:  # noqa: N802 (Qt's name)
         try:
-            return float(text)
+            return float(text or "")
         except ValueError:
             return self.value()
 
-    def validate(self, text: str, pos: int):
+    def validate(self, text: str | None, pos: int):
         from qtpy.QtGui import QValidator
 
         try:
-            ok = self.minimum() <= float(text) <= self.maximum()
+            ok = self.minimum() <= float(text or "") <= self.maximum()
         except ValueError:
             ok = False
         return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate, text, pos)
@@ -101,7 +101,7 @@ class TrainingForm(QWidget):
         self.minutes.setToolTip("stop after this many minutes of training, whichever comes first")
         self.learning_rate = RateBox(1e-4)
         self.learning_rate.setToolTip("initial Adam learning rate (paper: 1e-4); the arrows halve or double it")
-        self.val_slices = QLineEdit(placeholderText="last 10 % of the HR slices")
+        self.val_slices = QLineEdit(placeholderText="last 10 % of the HR slices")  # type: ignore[call-overload]
         self.val_slices.setToolTip(
             "held-out HR slices for validation, never trained on: last:3, first:2, 40:50 or 3,7,9 (indices of the "
             "HR stack)"
@@ -109,7 +109,7 @@ class TrainingForm(QWidget):
         self.val_every = _spin(1, 1_000_000, 250, 50, "validate (and keep the best model) every N steps")
         self.patch = _spin(8, 1024, 48, 8, "LR patch size in pixels (HR patches are scale times larger)")
         self.batch = _spin(1, 256, 2, 1, "patches per step (paper: 2)")
-        self.out_path = QLineEdit(placeholderText="model file to write (.safetensors)")
+        self.out_path = QLineEdit(placeholderText="model file to write (.safetensors)")  # type: ignore[call-overload]
         self.browse = QPushButton("Browse...")
         self.replace = QCheckBox("Replace an existing model file")
         self.browse.clicked.connect(self._choose_output)
@@ -154,7 +154,7 @@ class TrainingForm(QWidget):
             self.replace.setChecked(Path(self.out_path.text()).exists())  # the dialog asked before replacing
 
     def config(self, device: str) -> Any:
-        """The validated :class:`~napari_emsr.config.TrainingConfig` (ConfigError, a ValueError, if not)."""
+        """Return the validated :class:`~napari_emsr.config.TrainingConfig` (ConfigError, a ValueError, if not)."""
         from napari_emsr.config import TrainingConfig
 
         return TrainingConfig(
@@ -164,11 +164,11 @@ class TrainingForm(QWidget):
         )  # fmt: skip
 
     def validation_slices(self) -> str | None:
-        """The held-out slice spec, or None for the default (the last ~10 %)."""
+        """Return the held-out slice spec, or None for the default (the last ~10 %)."""
         return self.val_slices.text().strip() or None
 
     def output(self) -> Path:
-        """The model file to write (``.safetensors`` added if the name lacks it); ValueError if none is given."""
+        """Return the model file to write (``.safetensors`` added if the name lacks it); ValueError if none is given."""
         text = self.out_path.text().strip()
         if not text:
             raise ValueError("choose where to save the model: Output (Browse...)")

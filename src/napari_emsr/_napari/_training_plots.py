@@ -47,7 +47,7 @@ class TrainingPlots(PlotCanvas):
         axes = self.figure.subplots(2, 2)
         self.loss_ax, psnr_ax, ssim_ax, frc_ax = axes.ravel()
         self.score_axes = {"psnr": psnr_ax, "ssim": ssim_ax, "frc_mean": frc_ax}
-        self.style(self.loss_ax, "training loss", xlabel="step")
+        self.style_axes(self.loss_ax, "training loss", xlabel="step")
         self.loss_ax.set_yscale("log")
         self.loss_ax.yaxis.set_minor_locator(NullLocator())
         self.loss_lines = {
@@ -55,7 +55,7 @@ class TrainingPlots(PlotCanvas):
         }
         self.score_lines: dict[str, dict[str, Any]] = {}
         for key, ax in self.score_axes.items():
-            self.style(ax, SCORES[key], xlabel="step")
+            self.style_axes(ax, SCORES[key], xlabel="step")
             model = ax.plot([], [], "o-", markersize=2.5, linewidth=1, color="#4fc3f7", label="model")[0]
             bicubic = ax.plot([], [], "--", linewidth=1, color="#ffb74d", label="bicubic")[0]
             self.score_lines[key] = {"model": model, "bicubic": bicubic}

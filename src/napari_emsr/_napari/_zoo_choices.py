@@ -45,7 +45,7 @@ def zoo_label(model: Any) -> str:
 
 
 def zoo_tooltip(model: Any) -> str:
-    """What a zoo model is for: its description, the measured pixel-size range and its card."""
+    """Say what a zoo model is for: its description, the measured pixel-size range and its card."""
     valid = model.valid_input_pixel_size_nm
     lines = [model.description or model.name]
     lines.append(
@@ -84,7 +84,7 @@ def shipped_choices() -> list[ShippedChoice]:
 
 
 def first_choice(choices: list[ShippedChoice]) -> int | None:
-    """The index of the choice a panel starts on: the default model, else the first; None if empty."""
+    """Return the index of the choice a panel starts on: the default model, else the first; None if empty."""
     if not choices:
         return None
     return next((i for i, c in enumerate(choices) if c.first), 0)

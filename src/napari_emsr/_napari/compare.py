@@ -73,12 +73,12 @@ class CompareWidget(QWidget):
         self.threshold = QComboBox()
         for label, value in _THRESHOLDS.items():
             self.threshold.addItem(label, value)
-        self.window = QComboBox()
+        self.frc_window = QComboBox()
         for label, value in _WINDOWS.items():
-            self.window.addItem(label, value)
-        self.window.setToolTip("window of the FRC the resolution is read from (the mean FRC never has one)")
-        self.whole_stack = QCheckBox("Whole stack too (after the current slice)", checked=True)
-        self.mode = QLabel(wordWrap=True)
+            self.frc_window.addItem(label, value)
+        self.frc_window.setToolTip("window of the FRC the resolution is read from (the mean FRC never has one)")
+        self.whole_stack = QCheckBox("Whole stack too (after the current slice)", checked=True)  # type: ignore[call-overload]
+        self.mode = QLabel(wordWrap=True)  # type: ignore[call-overload]
         self.run_panel = RunPanel(
             "Compare", run_text="Compare", cancel_tip="Stop between slices; the current slice's scores stay.",
             cancelling_text="Stopping after this slice...", cancelled_text="Cancelled: the stack was not finished.",
@@ -100,10 +100,13 @@ class CompareWidget(QWidget):
 
     def _layout(self) -> None:
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
+        rows = self.table.verticalHeader()
+        if rows is not None:
+            rows.setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
+        assert header is not None  # a QTableWidget always has one
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # long names are elided (full in the tooltip)
         self.table.setMinimumHeight(130)
@@ -113,7 +116,7 @@ class CompareWidget(QWidget):
         form.addRow("Layers", self.methods)
         form.addRow("LR (bicubic)", self.lr)
         form.addRow("Threshold", self.threshold)
-        form.addRow("Window", self.window)
+        form.addRow("Window", self.frc_window)
         form.addRow("", self.whole_stack)
         buttons = QHBoxLayout()
         buttons.addWidget(self.save_plot_button)
@@ -156,7 +159,7 @@ class CompareWidget(QWidget):
         ref_layer, layers, lr_layer = self.reference.layer(), self.methods.layers(), self.lr.layer()
         threshold = self.threshold.currentData() or ("1/7" if ref_layer is not None else "half-bit")
         options = dict(whole_stack=self.whole_stack.isChecked(), threshold=threshold,
-                       resolution_window=self.window.currentData())  # fmt: skip
+                       resolution_window=self.frc_window.currentData())  # fmt: skip
         if ref_layer is None:
             return self._reference_free(layers, options)
         if not layers and lr_layer is None:
@@ -190,7 +193,7 @@ class CompareWidget(QWidget):
         return job, iter_reference_free
 
     def _current(self, layer: Any, field: Any) -> int:
-        """The slice on screen, in reference slices (the field's first slice if it is not on screen)."""
+        """Return the slice on screen, in reference slices (the field's first slice if it is not on screen)."""
         if layer.ndim == 2:
             return 0
         try:
@@ -204,13 +207,15 @@ class CompareWidget(QWidget):
             return
         self.scores[event.scope] = event
         job = self._job
+        assert job is not None  # events only come while a job runs
         new = records_of(event, field=job.field.describe(), pixel_size=job.pixel_size)
         scope = new[0]["scope"] if new else ""
         self.records = [r for r in self.records if r["scope"] != scope] + new
         self._fill_table()
         shown = self.scores.get("stack") or self.scores.get("slice")
+        assert shown is not None  # this event's own scores, at least
         where = f"slice {shown.z}" if shown.scope == "slice" else f"{shown.slices} slices pooled"
-        self.plot.show(shown, title=f"FRC, {where}, {job.field.describe().split(' of ')[-1]}")
+        self.plot.show_scores(shown, title=f"FRC, {where}, {job.field.describe().split(' of ')[-1]}")
 
     def _fill_table(self) -> None:
         self.table.setRowCount(len(self.records))
@@ -223,7 +228,7 @@ class CompareWidget(QWidget):
 
     def _on_end(self, outcome: str, error: BaseException | None) -> None:
         job = self._job
-        if outcome == "done":
+        if outcome == "done" and job is not None:
             what = "reference-free" if job.reference is None else f"data range {self.records[0]['data_range']:g}"
             self.run_panel.status.setText(f"Compared on {job.field.describe()} ({what}).")
 

@@ -10,7 +10,7 @@ no file behind.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -65,7 +65,7 @@ class ExportWidget(QWidget):
         self.engine = EngineOptions()
         self.format = QComboBox()
         self.format.addItems(list(FORMATS))
-        self.path = QLineEdit(placeholderText="output file (.ome.tif) or folder (.ome.zarr)")
+        self.path = QLineEdit(placeholderText="output file (.ome.tif) or folder (.ome.zarr)")  # type: ignore[call-overload]
         self.browse = QPushButton("Browse...")
         self.replace = QCheckBox("Replace an existing output")
         self.run_panel = RunPanel("Export", run_text="Export")
@@ -123,7 +123,7 @@ class ExportWidget(QWidget):
         self._started = False
         self.run_panel.start(make_events, self._on_event, self._on_end)
 
-    def _prepare(self) -> Callable[[], Iterator[Any]]:
+    def _prepare(self) -> Callable[[], Generator[Any, None, None]]:
         from napari_emsr import iter_super_resolve
 
         layer = self.layer_combo.layer()
@@ -147,6 +147,7 @@ class ExportWidget(QWidget):
         return lambda: explain_memory_errors(iter_super_resolve(data, model, **options))
 
     def _on_event(self, event: Any) -> None:
+        assert self._output is not None  # set when the run starts
         if event.stage == "start":
             self._started = True
             if event.plan:
@@ -161,7 +162,7 @@ class ExportWidget(QWidget):
     def _on_end(self, outcome: str, error: BaseException | None) -> None:
         if outcome == "done":
             self.run_panel.status.setText(f"Wrote {self._output}")
-        elif self._started:
+        elif self._started and self._output is not None:
             discard_partial(self._output)  # the engine keeps an OME-Zarr's partial folder for resuming; not here
 
     def cancel(self) -> None:

@@ -14,8 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Signal
-from superqt import QCollapsible
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
+from superqt import QCollapsible
 
 from napari_emsr._napari._engine_options import ERROR_STYLE, EngineOptions
 from napari_emsr._napari._finetune_job import FineTuneJob, locate, training_events
@@ -67,11 +67,11 @@ class FineTuneWidget(QWidget):
         self.locate_button.setToolTip(
             "Find the HR field in the LR volume (normalised cross-correlation) and check the HR reference"
         )
-        self.z_offset = QSpinBox(minimum=0, maximum=1_000_000)
+        self.z_offset = QSpinBox(minimum=0, maximum=1_000_000)  # type: ignore[call-arg]
         self.z_offset.setToolTip("the LR slice that faces the first HR slice")
-        self.pair_status = QLabel("Locate the HR field, or Train (which locates it first).", wordWrap=True)
-        self.offset_status = QLabel(wordWrap=True)
-        self.noise_status = QLabel(wordWrap=True)
+        self.pair_status = QLabel("Locate the HR field, or Train (which locates it first).", wordWrap=True)  # type: ignore[call-overload]
+        self.offset_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
+        self.noise_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
         self.engine = EngineOptions(presets=("lite", "paper"), inference=False)
         self.engine.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.engine.source.setMinimumContentsLength(12)
@@ -83,10 +83,10 @@ class FineTuneWidget(QWidget):
             cancelling_text="Stopping after the current step (the last state is saved)...",
             cancelled_text="Cancelled.",
         )  # fmt: skip
-        self.resume_button = QPushButton("Resume", enabled=False)
+        self.resume_button = QPushButton("Resume", enabled=False)  # type: ignore[call-overload]
         self.resume_button.setToolTip("Continue the run saved next to the output model (its .last.safetensors)")
         self.plots = TrainingPlots(viewer)
-        self.use_button = QPushButton("Super-resolve with it", enabled=False)
+        self.use_button = QPushButton("Super-resolve with it", enabled=False)  # type: ignore[call-overload]
         self.preview_layer: Any = None
         self.trained_model: Any = None
         self._running: dict[str, Any] | None = None
@@ -151,7 +151,7 @@ class FineTuneWidget(QWidget):
 
     # -- locating the HR field ------------------------------------------------------------------
     def _base(self) -> tuple[Any, str]:
-        """(the base model, or None for a new network, and the preset of a new network).
+        """Return (the base model, or None for a new network, and the preset of a new network).
 
         The base is a zoo model (by name, the default first), a model file or a new network (``self.engine``).
         """
@@ -159,7 +159,7 @@ class FineTuneWidget(QWidget):
         return (None, preset) if preset is not None else (self.engine.model(), "lite")
 
     def _base_if_chosen(self) -> Any:
-        """The base model if one is chosen and usable, else None (locating needs it only for its scale)."""
+        """Return the base model if one is chosen and usable, else None (locating needs it only for its scale)."""
         try:
             return self._base()[0]
         except (ValueError, OSError):
@@ -250,7 +250,7 @@ class FineTuneWidget(QWidget):
             self.offset_status.setText(f"Training uses the HR field at LR (z, y, x) = {offset}.")
 
     def field_offset(self) -> tuple[int, int, int] | None:
-        """The HR field's origin (z, y, x) in LR pixels that training will use (None: located when training)."""
+        """Return the HR field's origin (z, y, x) in LR pixels that training will use (None: located when training)."""
         lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
         if lr_layer is None or hr_layer is None or lr_layer == hr_layer:
             return None
@@ -332,6 +332,7 @@ class FineTuneWidget(QWidget):
 
     def _on_event(self, event: Any) -> None:
         kind, running = event.kind, self._running
+        assert running is not None  # events only come while a run is going
         if kind == "pair":
             self._show_pair(running["lr_layer"], running["hr_layer"], event.report)
         elif kind == "noise":
@@ -350,6 +351,7 @@ class FineTuneWidget(QWidget):
             self.run_panel.status.setText(event.message)
 
     def _show_preview(self, event: Any) -> None:
+        assert self._running is not None  # previews only come while a run is going
         lr_layer = self._running["lr_layer"]
         meta = {"napari_emsr": {"source_layer": lr_layer.name, "preview_step": event.step, "trained": True}}
         layer = self.preview_layer
@@ -364,6 +366,7 @@ class FineTuneWidget(QWidget):
 
     def _on_end(self, outcome: str, error: BaseException | None) -> None:
         running, self._running = self._running, None
+        assert running is not None  # the run that ends was started
         out = running["job"].out
         self.plots.draw_now()  # the last steps, not only those of the last throttled draw
         self.locate_button.setEnabled(True)

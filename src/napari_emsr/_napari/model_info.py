@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtGui import QFontDatabase
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_emsr.config import PRESETS
 
@@ -41,7 +50,7 @@ class ModelInfoWidget(QWidget):
         self.scale.addItems(["x1", "x2", "x3", "x4"])
         self.scale.setCurrentText("x3")
         self.browse = QPushButton("Browse...")
-        self.text = QPlainTextEdit(readOnly=True)
+        self.text = QPlainTextEdit(readOnly=True)  # type: ignore[call-overload]
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -118,7 +127,7 @@ class ModelInfoWidget(QWidget):
 
 
 def _zoo_lines(model: Any) -> str:
-    """What the zoo says of a shipped model, above the file's own description."""
+    """Return what the zoo says of a shipped model, above the file's own description."""
     valid = model.valid_input_pixel_size_nm
     default = f"yes, the model used for x{model.scale} when none is given" if model.is_default else "no"
     return (

@@ -19,8 +19,8 @@ __all__ = ["get_reader", "read_volume", "layer_geometry"]
 _SUFFIXES = (".tif", ".tiff", ".btf", ".png", ".zarr")
 
 
-def get_reader(path: str | Sequence[str]) -> Callable[[Any], list] | None:
-    """The reader for ``path`` if napari-emsr can read it, else None (napari then asks others)."""
+def get_reader(path: str | os.PathLike | list[str] | tuple[str, ...]) -> Callable[[Any], list] | None:
+    """Return the reader for ``path`` if napari-emsr can read it, else None (napari then asks others)."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
@@ -36,7 +36,7 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list] | None:
     return read_volume if where.name.lower().endswith(_SUFFIXES) else None
 
 
-def read_volume(path: str | Sequence[str]) -> list[tuple[Any, dict[str, Any], str]]:
+def read_volume(path: str | os.PathLike | list[str] | tuple[str, ...]) -> list[tuple[Any, dict[str, Any], str]]:
     """Open ``path`` lazily as one image layer (raises a clear ValueError for unusable data)."""
     from napari_emsr.io import open_volume
 
@@ -65,19 +65,20 @@ def layer_geometry(
     Unknown in-plane sizes leave the layer in pixels. An unknown z spacing is shown equal to the
     in-plane pixel size (it only sets how far apart slices are drawn).
     """
-    sizes = list(pixel_size_nm) if pixel_size_nm else [None] * ndim
+    sizes: list[float | None] = list(pixel_size_nm) if pixel_size_nm else [None] * ndim
     if any(s is None for s in sizes[-2:]):
         return {}
     if ndim == 3 and sizes[0] is None:
         sizes[0] = sizes[1]
-    geometry: dict[str, Any] = {"scale": tuple(float(s) for s in sizes), "units": ("nm",) * ndim}
+    # every size is known here: the in-plane ones were checked, an unknown z was filled in
+    geometry: dict[str, Any] = {"scale": tuple(float(s) for s in sizes if s is not None), "units": ("nm",) * ndim}
     if translate_nm is not None:
         geometry["translate"] = tuple(float(t) for t in translate_nm)
     return geometry
 
 
 def _ngff_translation(volume: Any) -> tuple[float, ...] | None:
-    """The translation (nm, per axis of the data) of an OME-Zarr's first dataset, if it has one."""
+    """Return the translation (nm, per axis of the data) of an OME-Zarr's first dataset, if it has one."""
     if volume.format != "ome-zarr" or volume.path is None:
         return None
     import zarr
@@ -85,8 +86,11 @@ def _ngff_translation(volume: Any) -> tuple[float, ...] | None:
     from napari_emsr.io.metadata import unit_to_nm
 
     try:
-        attrs = dict(zarr.open_group(str(volume.path), mode="r").attrs)
-        multiscale = (attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales"))[0]
+        attrs: dict[str, Any] = dict(zarr.open_group(str(volume.path), mode="r").attrs)
+        multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+        if not multiscales:
+            return None
+        multiscale = multiscales[0]
         axes = multiscale["axes"]
         shift = np.zeros(len(axes))
         transforms = list(multiscale["datasets"][0].get("coordinateTransformations", []))
@@ -94,11 +98,12 @@ def _ngff_translation(volume: Any) -> tuple[float, ...] | None:
         for transform in transforms:
             if transform.get("type") == "translation":
                 shift += np.asarray(transform["translation"], dtype=float)
-        named = {}
-        for axis, value in zip(axes, shift):
+        named: dict[str, float | None] = {}
+        for axis, value in zip(axes, shift, strict=False):
             factor = unit_to_nm(axis.get("unit")) if axis.get("unit") else None
             named[axis["name"]] = value * factor if factor else None
         values = [named.get(name) for name in "zyx"[-volume.ndim :]]
     except Exception:  # zarr raises many kinds for other layouts: then the layer has no translation
         return None
-    return None if any(v is None for v in values) else tuple(values)
+    known = [float(v) for v in values if v is not None]
+    return tuple(known) if len(known) == len(values) else None

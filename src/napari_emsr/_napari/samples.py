@@ -20,7 +20,7 @@ _CREDIT = "FlyEM project, Janelia Research Campus (HHMI), neuroproof_examples, C
 
 
 def em_pair() -> list[tuple[np.ndarray, dict[str, Any], str]]:
-    """The LR (30 nm) and HR (10 nm) layers of the sample, placed so that they overlay."""
+    """Return the LR (30 nm) and HR (10 nm) layers of the sample, placed so that they overlay."""
     from napari_emsr.io import open_volume
 
     geometry = json.loads((SAMPLE_FOLDER / "em_pair.json").read_text())

@@ -44,7 +44,7 @@ class _Comparison:
     def restore(self) -> None:
         layers, grid = self.viewer.layers, self.viewer.canvas.grid
         grid.events.enabled.disconnect(self.callback)
-        for target, layer in enumerate(l for l in self.order if l in layers):
+        for target, layer in enumerate(kept for kept in self.order if kept in layers):
             layers.move(layers.index(layer), target)
         for layer, visible in self.visible:
             if layer in layers:
@@ -97,7 +97,7 @@ def _plane_extent(layer: Any) -> np.ndarray:
 
 
 def find_hr(viewer: "napari.viewer.Viewer", lr: Any, sr: Any = None) -> Any:
-    """An image layer with finer pixels than ``lr`` whose field overlaps it (the finest), or None.
+    """Return an image layer with finer pixels than ``lr`` whose field overlaps it (the finest), or None.
 
     Layers whose pixel size is unknown are only compared with an ``lr`` whose size is unknown too.
     """
@@ -126,10 +126,12 @@ def _is_result(layer: Any) -> bool:
 
 
 def find_sr(viewer: "napari.viewer.Viewer", lr: Any) -> Any:
-    """The newest Super-resolve result made from ``lr``, or None."""
+    """Return the newest Super-resolve result made from ``lr``, or None."""
     if lr is None:
         return None
-    made = [l for l in viewer.layers if (l.metadata.get("napari_emsr") or {}).get("source_layer") == lr.name]
+    made = [
+        layer for layer in viewer.layers if (layer.metadata.get("napari_emsr") or {}).get("source_layer") == lr.name
+    ]
     return made[-1] if made else None
 
 
@@ -144,7 +146,7 @@ class SideBySideWidget(QWidget):
         self.hr = LayerCombo(viewer, none_text="(none)")
         self.show_button = QPushButton("Side by side")
         self.overlay_button = QPushButton("Back to overlay")
-        self.status = QLabel(wordWrap=True)
+        self.status = QLabel(wordWrap=True)  # type: ignore[call-overload]
         form = QFormLayout()
         form.addRow("LR (bicubic)", self.lr)
         form.addRow("SR", self.sr)
@@ -190,7 +192,7 @@ class SideBySideWidget(QWidget):
 
 
 def layers_in_grid_order(viewer: "napari.viewer.Viewer") -> Sequence[Any]:
-    """The visible layers by grid cell, left to right then top to bottom (for checks and tests)."""
+    """Return the visible layers by grid cell, left to right then top to bottom (for checks and tests)."""
     grid, layers = viewer.canvas.grid, viewer.layers
     cells = [(grid.position(i, layers), layer) for i, layer in enumerate(layers) if layer.visible]
     return [layer for _, layer in sorted(cells, key=lambda c: c[0])]

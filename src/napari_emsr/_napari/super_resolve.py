@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QPushButton, QVBoxLayout, QWidget
@@ -65,7 +65,7 @@ class SuperResolveWidget(QWidget):
         self.engine = EngineOptions()
         self.scope = QComboBox()
         self.run_panel = RunPanel("Super-resolve", run_text="Super-resolve")
-        self.compare_button = QPushButton("Side by side", enabled=False)
+        self.compare_button = QPushButton("Side by side", enabled=False)  # type: ignore[call-overload]
         self.compare_button.setToolTip("LR (bicubic), this result and an overlapping HR layer, side by side")
         self.result_layer: Any = None
         self._job: _Job | None = None
@@ -111,7 +111,7 @@ class SuperResolveWidget(QWidget):
             return
         self.run_panel.start(make_events, self._on_event, self._on_end)
 
-    def _prepare(self) -> tuple[_Job, Callable[[], Iterator[Any]]]:
+    def _prepare(self) -> tuple[_Job, Callable[[], Generator[Any, None, None]]]:
         from napari_emsr import iter_super_resolve
 
         layer = self.layer_combo.layer()
@@ -141,6 +141,7 @@ class SuperResolveWidget(QWidget):
 
     def _on_event(self, event: Any) -> None:
         job = self._job
+        assert job is not None  # events only come while a job runs
         if event.stage == "start":
             job.plan = plan = event.plan
             exact = "exact" if plan["exact"] else "approximate"
@@ -161,8 +162,9 @@ class SuperResolveWidget(QWidget):
             job.output.data = event.result
 
     def _add_result(self, job: _Job, event: Any) -> Any:
-        """The result layer, empty but for the first finished slice, placed over its input."""
+        """Return the result layer, empty but for the first finished slice, placed over its input."""
         plan, layer = job.plan, job.layer
+        assert plan is not None  # the "start" event came first
         factor = int(plan["scale"])
         name = f"{layer.name} SR x{factor}{job.suffix}" + ("" if plan["trained"] else " [random weights]")
         source = {"source_layer": layer.name, "trained": bool(plan["trained"]), "scale": factor, **job.model,
@@ -183,6 +185,7 @@ class SuperResolveWidget(QWidget):
             if job is not None and job.output is not None and job.output in self.viewer.layers:
                 self.viewer.layers.remove(job.output)
             return
+        assert job is not None and job.plan is not None  # a run that is done was started
         self.result_layer = job.output
         self.compare_button.setEnabled(True)
         seconds = format_seconds(time.perf_counter() - job.started)

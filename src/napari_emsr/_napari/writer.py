@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Generator, Sequence
 
 import numpy as np
 
@@ -49,14 +49,16 @@ def _write_layer(path: str, data: Any, attributes: dict[str, Any]) -> Path:
     result = None
     for event in iter_write(data, path, pixel_size_nm=sizes, translate=shift, overwrite=True):
         result = event.result
-    return result
+    if result is None:  # iter_write always ends with the written path unless it raised
+        raise RuntimeError(f"{path}: writing ended without a result")
+    return Path(result)
 
 
 def _multiscale(name: str, ndim: int, sizes: Sequence[float | None] | None, shift: Sequence[float] | None) -> dict:
-    """The NGFF 0.4 multiscale entry of a one-level image with this pixel size and translation."""
+    """Return the NGFF 0.4 multiscale entry of a one-level image with this pixel size and translation."""
     sizes = list(sizes) if sizes else [None] * ndim
     axes = [{"name": n, "type": "space", **({"unit": "nanometer"} if s is not None else {})}
-            for n, s in zip("zyx"[-ndim:], sizes)]  # fmt: skip
+            for n, s in zip("zyx"[-ndim:], sizes, strict=False)]  # fmt: skip
     transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [1.0 if s is None else float(s) for s in sizes]}]
     if shift is not None and any(shift):
         transforms.append({"type": "translation", "translation": [float(t) for t in shift]})
@@ -71,7 +73,7 @@ def iter_write(
     pixel_size_nm: Sequence[float | None] | None = None,
     translate: Sequence[float] | None = None,
     overwrite: bool = False,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """Write a (z, y, x) or (y, x) array (numpy or dask) slice by slice, yielding progress.
 
     Yields :class:`napari_emsr.predict.Progress` events (``"start"``, one ``"slice"`` per slice,

@@ -7,6 +7,6 @@
 """
 
 from napari_emsr.bmz.export import export_bioimageio
-from napari_emsr.bmz.package import load_package
+from napari_emsr.model_io import load_package
 
 __all__ = ["export_bioimageio", "load_package"]

@@ -61,7 +61,7 @@ def _import_spec() -> Any:
 
 
 def sample_lr_slice() -> np.ndarray:
-    """The middle slice of napari-emsr's sample LR stack (real FlyEM FIB-SEM, 30 nm pixels)."""
+    """Return the middle slice of napari-emsr's sample LR stack (real FlyEM FIB-SEM, 30 nm pixels)."""
     import tifffile
 
     stack = tifffile.imread(_SAMPLE)
@@ -83,7 +83,7 @@ def _bounds(model: EMSR, raw: np.ndarray) -> tuple[float, float]:
 
 
 def _predict(model: EMSR, raw: np.ndarray) -> np.ndarray:
-    """The package's computation: pre-processing, the whole-image network, post-processing."""
+    """Return the package's computation: pre-processing, the whole-image network, post-processing."""
     low, high = _bounds(model, raw)
     x = (raw.astype(np.float32) - low) / (high - low)
     with torch.inference_mode():
@@ -98,8 +98,10 @@ def _to_uint8(image: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _write_cover(model: EMSR, raw: np.ndarray, path: Path) -> None:
-    """LR (nearest-neighbour, to the SR size) | SR, side by side: a 2:1 PNG, each side stretched
-    between its own 0.5 and 99.5 percentiles."""
+    """Write LR (nearest-neighbour, to the SR size) | SR side by side as a 2:1 PNG.
+
+    Each side is stretched between its own 0.5 and 99.5 percentiles.
+    """
     from PIL import Image
 
     s = model.config.scale
@@ -250,7 +252,8 @@ def _describe(spec: Any, model: EMSR, files: dict[str, Path], *, name: str, auth
             )
         ],  # fmt: skip
         weights=m.WeightsDescr(pytorch_state_dict=weights),
-        config=m.Config(
+        # Config takes extra fields (pydantic extra="allow"); its typed signature lists none
+        config=m.Config(  # type: ignore[call-arg]
             napari_emsr={
                 "safetensors": files["safetensors"].name, "format": "napari-emsr-model", "scale": s,
                 "trained": bool(model.metadata.trained), "input_pixel_size_nm": model.metadata.input_pixel_size_nm,

@@ -37,8 +37,11 @@ _NEGATIVE_LIST = re.compile(r"-(\d|\.\d)[\d.eE+\-]*(,[^,]*)*")
 
 
 def _attach_negative_values(argv: list[str]) -> list[str]:
-    """``--lambdas -1,0,0`` as ``--lambdas=-1,0,0``: argparse takes a value that starts with '-' and
-    is not a plain number for an option, so the value's own type check would never see it."""
+    """Rewrite ``--lambdas -1,0,0`` as ``--lambdas=-1,0,0``.
+
+    argparse takes a value that starts with '-' and is not a plain number for an option, so the
+    value's own type check would never see it.
+    """
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -62,6 +65,7 @@ def _os_error(exc: OSError) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``emsr`` argument parser with all its subcommands."""
     from napari_emsr import __version__
 
     parser = argparse.ArgumentParser(

@@ -1,3 +1,5 @@
+"""``python -m napari_emsr.cli``: the ``emsr`` command."""
+
 import sys
 
 from napari_emsr.cli import main

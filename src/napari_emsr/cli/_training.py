@@ -12,7 +12,7 @@ from napari_emsr.config import STRATEGIES, TrainingConfig
 
 
 def three_numbers(cast: type, example: str, meaning: str, *, minimum: float | None = None):
-    """An argparse type for three comma-separated numbers, e.g. ``1,1,1`` (each >= ``minimum``)."""
+    """Return an argparse type for three comma-separated numbers, e.g. ``1,1,1`` (each >= ``minimum``)."""
 
     def parse(text: str) -> tuple:
         try:
@@ -37,7 +37,7 @@ def lambdas(text: str) -> tuple[float, float, float]:
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected three weights, e.g. 1,1,1; got {text!r}")
     terms = ("l(f(y), x)", "l(f(y'), x)", "l(f(y), f(y'))")
-    for i, (value, term) in enumerate(zip(values, terms), 1):
+    for i, (value, term) in enumerate(zip(values, terms, strict=False), 1):
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"lambda_{i} must be a finite number, got {value:g}")
         if i == 1 and not value > 0:
@@ -51,8 +51,10 @@ def lambdas(text: str) -> tuple[float, float, float]:
 
 
 def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_steps: int) -> None:
-    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.safetensors); the best by validation SSIM")
-    p.add_argument("--strategy", choices=STRATEGIES, default=default_strategy, help=f"training strategy (default: {default_strategy})")
+    p.add_argument("--out", required=True, metavar="MODEL",
+                   help="model file to write (.safetensors); the best by validation SSIM")
+    p.add_argument("--strategy", choices=STRATEGIES, default=default_strategy,
+                   help=f"training strategy (default: {default_strategy})")
     p.add_argument("--steps", type=int, default=default_steps, help=f"optimisation steps (default: {default_steps})")
     p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time, whichever comes first")
     p.add_argument("--loss", choices=["l1", "l2"], default="l1", help="pixel loss (default: l1)")
@@ -62,15 +64,18 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
     p.add_argument("--batch", type=int, default=2, help="patches per step (default: 2, as the paper)")
     p.add_argument("--patch", type=int, default=48, help="LR patch size in pixels (default: 48)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="initial Adam learning rate (default: 1e-4)")
-    p.add_argument("--halve-every", type=int, default=50_000, help="halve the learning rate every N steps (default: 50000)")
-    p.add_argument("--val-slices", metavar="SPEC", help="held-out slices of the first volume: last:10, first:5, 40:50 or 3,7,9 (default: last 10%%)")
+    p.add_argument("--halve-every", type=int, default=50_000,
+                   help="halve the learning rate every N steps (default: 50000)")
+    p.add_argument("--val-slices", metavar="SPEC",
+                   help="held-out slices of the first volume: last:10, first:5, 40:50 or 3,7,9 (default: last 10%%)")
     p.add_argument("--val-every", type=int, default=250, help="validate every N steps (default: 250)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16 autocast for the network's passes (loss and weights stay fp32); faster on CPUs with "
                         "AMX-BF16 and recent GPUs (default: fp32)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its .last.safetensors checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its .last.safetensors checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
@@ -84,7 +89,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command as typed, for the model's provenance."""
+    """Return the command as typed, for the model's provenance."""
     return "emsr " + " ".join(shlex.quote(a) for a in args.argv)
 
 
@@ -93,8 +98,7 @@ def _row(name: str, scores: dict) -> str:
 
 
 def run_training(events: Iterator, args: argparse.Namespace, sources: dict | None = None) -> int:
-    """Run ``events`` (from ``iter_finetune``) with :func:`show_progress`; user-facing problems become
-    one-line errors.
+    """Run ``events`` (from ``iter_finetune``) with :func:`show_progress`, problems as one-line errors.
 
     ``sources`` maps ``(role, index)`` of the training volumes to the files they came from, so that
     non-finite data are named by file. Returns the exit status.

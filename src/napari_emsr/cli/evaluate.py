@@ -16,6 +16,7 @@ _WINDOWS = ("none", "hann", "tukey")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``emsr evaluate`` subcommand to the subparsers ``sub``."""
     p = sub.add_parser(
         "evaluate",
         help="score a prediction against a reference (PSNR, SSIM, FRC)",
@@ -79,8 +80,11 @@ class _Bicubic:
 
 
 class _Checked:
-    """A lazy view of a stack (or 2D image) that checks each slice as it is read: NaN/inf values or a
-    constant slice end the command with a message naming the user's file and the slice."""
+    """A lazy view of a stack (or 2D image) that checks each slice as it is read.
+
+    NaN/inf values or a constant slice end the command with a message naming the user's file and
+    the slice.
+    """
 
     def __init__(self, data, name: str) -> None:
         self.data, self.name = data, name
@@ -135,6 +139,7 @@ def _evaluate(reference, other, *, what: str, names: dict[str, str], **options):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``emsr evaluate`` with the parsed ``args``; return the exit status."""
     from napari_emsr.io import open_volume
 
     names = _names(args)
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _checked(volume):
-    """The volume, if it is a 2D image or a (z, y, x) stack (closed and refused otherwise)."""
+    """Return the volume, if it is a 2D image or a (z, y, x) stack (closed and refused otherwise)."""
     if volume.data.ndim not in (2, 3):
         from napari_emsr.cli import CLIError
 
@@ -209,7 +214,7 @@ def _check_shapes(ref, other, name: str, crop: str | None) -> None:
 def _scale(pred_shape, lr_shape, lr_path: str) -> int:
     from napari_emsr.cli import CLIError
 
-    ratios = [p / l for p, l in zip(pred_shape[-2:], lr_shape[-2:])]
+    ratios = [p / n for p, n in zip(pred_shape[-2:], lr_shape[-2:], strict=False)]
     scale = round(ratios[0])
     if scale < 1 or any(abs(r - scale) > 1e-9 for r in ratios):
         raise CLIError(
@@ -245,7 +250,7 @@ def _data_range(data, given: float | None) -> tuple[float, str]:
 
 
 def _in_plane(volume) -> float | None:
-    """The in-plane pixel size (nm) from the file's per-axis sizes; None if unknown."""
+    """Return the in-plane pixel size (nm) from the file's per-axis sizes; None if unknown."""
     from napari_emsr.cli import CLIError
 
     size = getattr(volume, "pixel_size_nm", None)
@@ -331,8 +336,13 @@ def _table(report: dict[str, Any], results) -> str:
 
 
 def _plot(results, path: str, *, threshold: str, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        from napari_emsr.cli import CLIError
+
+        raise CLIError("--plot needs matplotlib: pip install 'napari-emsr[plot]'") from exc
 
     from napari_emsr.metrics import frc_threshold
 

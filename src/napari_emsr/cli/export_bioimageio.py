@@ -20,6 +20,7 @@ citation and the licence. `emsr predict --model OUT.zip` and load_model("OUT.zip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``emsr export-bioimageio`` subcommand to the subparsers ``sub``."""
     p = sub.add_parser(
         "export-bioimageio",
         help="write a model as a bioimage.io model package (.zip)",
@@ -41,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``emsr export-bioimageio`` with the parsed ``args``; return the exit status."""
     import numpy as np
 
     from napari_emsr.bmz.export import export_bioimageio

@@ -8,6 +8,7 @@ from napari_emsr.cli._training import add_common, command_line, run_training, th
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``emsr finetune`` subcommand to the subparsers ``sub``."""
     p = sub.add_parser(
         "finetune",
         help="fine-tune on your LR volume and an HR field inside it",
@@ -19,19 +20,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lr", required=True, metavar="LR", help="the LR volume (large field)")
     p.add_argument("--hr", required=True, metavar="HR", help="the HR volume (small field inside the LR field)")
-    p.add_argument("--base", metavar="MODEL", help="model to start from: a model file, or 'default' for the shipped default model "
+    p.add_argument("--base", metavar="MODEL",
+                   help="model to start from: a model file, or 'default' for the shipped default model "
                    "(without --base: random weights of --preset)")
     p.add_argument("--preset", default="lite", help="network preset without --base (default: lite)")
     p.add_argument("--lr-pixel-size", type=float, metavar="NM", help="LR pixel size in nm (default: from the file)")
     p.add_argument("--hr-pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: from the file)")
     p.add_argument("--scale", type=int, choices=[1, 2, 3, 4], help="ratio when pixel sizes are unknown")
-    p.add_argument("--offset", type=three_numbers(int, "0,120,340", "Z,Y,X in LR pixels", minimum=0), metavar="Z,Y,X", help="HR field origin in LR pixels (skips the search)")
+    p.add_argument("--offset", type=three_numbers(int, "0,120,340", "Z,Y,X in LR pixels", minimum=0), metavar="Z,Y,X",
+                   help="HR field origin in LR pixels (skips the search)")
     p.add_argument("--min-score", type=float, default=0.5, help="refuse matches below this correlation (default: 0.5)")
     p.add_argument("--no-contrast-match", action="store_true", help="keep HR intensities as they are")
     add_common(p, default_strategy="real", default_steps=2000)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``emsr finetune`` with the parsed ``args``; return the exit status."""
     from napari_emsr.cli import CLIError
     from napari_emsr.cli.train import _yx
     from napari_emsr.io import open_volume

@@ -9,6 +9,7 @@ from napari_emsr.config import PRESETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``emsr info`` subcommand to the subparsers ``sub``."""
     p = sub.add_parser(
         "info",
         help="describe a model file or a preset",
@@ -33,8 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``emsr info`` with the parsed ``args``; return the exit status."""
     from napari_emsr.describe import describe_model, format_description
-
     from napari_emsr.model_io import default_model_path, resolve_model_path
 
     if args.zoo:

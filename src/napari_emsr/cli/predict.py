@@ -57,6 +57,7 @@ def _overlap(text: str) -> int | str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``emsr predict`` subcommand to the subparsers ``sub``."""
     p = sub.add_parser(
         "predict",
         help="super-resolve an image or a volume",
@@ -169,6 +170,7 @@ def _stop_on_termination() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``emsr predict`` with the parsed ``args``; return the exit status."""
     with _stop_on_termination():
         try:
             _check_output(args)
@@ -179,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _interrupted(args: argparse.Namespace, exc: BaseException) -> str:
-    """The line of a stopped run: what is kept, and how to continue (--resume) or why it cannot be."""
+    """Return the line of a stopped run: what is kept, and how to continue (--resume) or why it cannot be."""
     from napari_emsr.io.writers import output_kind, partial_path, read_done
 
     how = f"terminated ({signal.Signals(exc.signum).name})" if isinstance(exc, Terminated) else "interrupted"
@@ -205,14 +207,14 @@ def _interrupted(args: argparse.Namespace, exc: BaseException) -> str:
 
 
 def _library_error(exc: BaseException) -> CLIError | None:
-    """The CLI's phrasing of a library error that carries a hint (flags instead of keywords)."""
-    from napari_emsr.io.writers import OutputSpaceError, ResumeError
+    """Return the CLI's phrasing of a library error that carries a hint (flags instead of keywords)."""
+    from napari_emsr.io.writers import OutputSpaceError, PartialOutputExists, ResumeError
 
     if isinstance(exc, OutputSpaceError):
         return CLIError(f"{exc.problem()}; {exc.advice('--resume')}")
     if isinstance(exc, ResumeError):
         return CLIError(f"{exc.problem}; start again with --overwrite, or delete {exc.partial}")
-    if getattr(exc, "hint", None) == "resume-or-overwrite":
+    if isinstance(exc, PartialOutputExists):
         return CLIError(
             f"{exc.partial} holds the partial result of an interrupted run: rerun with --resume to continue it, "
             "or with --overwrite to start again"
@@ -254,7 +256,7 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _model_path(args: argparse.Namespace):
-    """The model file for --model / --scale (a shipped model's name, a file, or the zoo default)."""
+    """Return the model file for --model / --scale (a shipped model's name, a file, or the zoo default)."""
     from napari_emsr.cli import CLIError
     from napari_emsr.model_io import read_model_header, resolve_model_path
 
@@ -265,14 +267,15 @@ def _model_path(args: argparse.Namespace):
     if args.model is not None and args.scale is not None and path.suffix == ".safetensors" and path.is_file():
         _, emsr = read_model_header(path)
         if int(emsr.get("scale", args.scale)) != args.scale:
-            raise CLIError(f"--scale {args.scale} disagrees with the model {args.model}, which is x{emsr.get('scale')}; "
-                           f"leave out --scale or choose another model")
+            raise CLIError(
+                f"--scale {args.scale} disagrees with the model {args.model}, which is x{emsr.get('scale')}; "
+                "leave out --scale or choose another model"
+            )
     return path
 
 
 def _run_distributed(args: argparse.Namespace) -> int:
     """``--scheduler``: the same run as dask tasks; workers read INPUT and write OUTPUT themselves."""
-    from napari_emsr.model_io import resolve_model_path
     from napari_emsr.predict.distributed import iter_super_resolve_distributed
 
     started = time.perf_counter()
@@ -332,7 +335,7 @@ def _stderr(line: str) -> None:
 
 
 def _progress_bar():
-    """A tqdm bar on stderr (off when stderr is not a terminal) and a line writer that keeps it intact."""
+    """Return a tqdm bar on stderr (off when stderr is not a terminal) and a line writer that keeps it intact."""
     from tqdm import tqdm
 
     bar = tqdm(total=0, unit="tile", desc="emsr predict", file=sys.stderr, dynamic_ncols=True, disable=None)
@@ -360,7 +363,7 @@ def _show(bar, event, write) -> None:
 
 
 def _summary(event, computed: int, output: str, seconds: float, reused: int = 0) -> None:
-    """The final line: slices, output shape, seconds, output megapixels per second, slices reused."""
+    """Return the final line: slices, output shape, seconds, output megapixels per second, slices reused."""
     import numpy as np
 
     shape = tuple(event.output_shape)

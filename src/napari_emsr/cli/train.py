@@ -9,6 +9,7 @@ from napari_emsr.config import PRESETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``emsr train`` subcommand to the subparsers ``sub``."""
     p = sub.add_parser(
         "train",
         help="train a model from scratch",
@@ -23,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="network preset (default: paper)")
     p.add_argument("--scale", type=int, choices=[1, 2, 3, 4], default=3, help="up-sampling factor (default: 3)")
     p.add_argument("--pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: read from the files)")
-    p.add_argument("--base", metavar="MODEL", help="start from this model (a file, or 'default') instead of random weights; "
+    p.add_argument("--base", metavar="MODEL",
+                   help="start from this model (a file, or 'default') instead of random weights; "
                    "a base at another scale gives all its weights but the pixel-shuffle convolution")
     p.add_argument("--balance", choices=["pixels", "volumes"], default="pixels",
                    help="draw training volumes in proportion to their pixels, or equally (default: pixels)")
@@ -31,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``emsr train`` with the parsed ``args``; return the exit status."""
     from napari_emsr.cli import CLIError
     from napari_emsr.io import open_volume
     from napari_emsr.model_io import load_model, resolve_model_path
@@ -73,7 +76,7 @@ def in_memory(volume, limit_gb: float = 8.0):
 
 
 def _yx(pixel_size) -> float | None:
-    """The in-plane pixel size (nm) from a per-axis tuple, or None."""
+    """Return the in-plane pixel size (nm) from a per-axis tuple, or None."""
     if not pixel_size:
         return None
     return float(pixel_size[-1])

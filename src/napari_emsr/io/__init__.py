@@ -1,5 +1,7 @@
-"""Reading and writing EM volumes: lazy readers (TIFF, OME-TIFF, ImageJ TIFF, slices, Zarr, OME-Zarr)
-and atomic, slice-by-slice writers (OME-TIFF, resumable OME-Zarr).
+"""Reading and writing EM volumes.
+
+Lazy readers (TIFF, OME-TIFF, ImageJ TIFF, slices, Zarr, OME-Zarr) and atomic, slice-by-slice
+writers (OME-TIFF, resumable OME-Zarr).
 """
 
 from napari_emsr.io.readers import (

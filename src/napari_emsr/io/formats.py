@@ -29,6 +29,7 @@ __all__ = ["open_tiff", "open_slices", "folder_files", "glob_files", "open_zarr"
 
 # -- TIFF ---------------------------------------------------------------------------------------
 def open_tiff(path: Path) -> Volume:
+    """Open a TIFF file (one image or a stack) as a lazy :class:`Volume`."""
     import tifffile
     import zarr
 
@@ -49,7 +50,7 @@ def open_tiff(path: Path) -> Volume:
         data = reading_names_file(zarr.open(store, mode="r"), path)
         data, order = squeeze_axes(data, series.axes, path)
         kind, sizes = _tiff_pixel_size(tif, series)
-        sizes = [sizes[i] for i in order]  # sizes follow the series axes
+        sizes = tuple(sizes[i] for i in order)  # sizes follow the series axes
     except Exception:
         tif.close()
         raise
@@ -108,11 +109,11 @@ def _check_extent(path: Any, tif: Any, series: Any, broken: list[str]) -> None:
     what = f"the TIFF header claims an image of shape {shape} {dtype} ({human_bytes(claimed)} of pixels)"
     tail = "the file is truncated or its header is corrupt; refusing it before reading any pixel"
     if broken:
-        pages = len(tif.pages)
+        listed = len(tif.pages)
         detail = broken[0].split("> ", 1)[-1]
         raise VolumeError(
             path,
-            f"the TIFF is truncated or corrupt: its list of pages breaks off after page {pages} ({detail}; the "
+            f"the TIFF is truncated or corrupt: its list of pages breaks off after page {listed} ({detail}; the "
             f"file holds {human_bytes(size)}); refusing it rather than reading a shorter stack",
         )
     uncompressed = series.keyframe.compression == 1
@@ -125,7 +126,7 @@ def _check_extent(path: Any, tif: Any, series: Any, broken: list[str]) -> None:
     stored = 0
     for index, page in enumerate(pages):
         offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
-        ends = [o + c for o, c in zip(offsets, counts) if c]
+        ends = [o + c for o, c in zip(offsets, counts, strict=False) if c]
         if ends and max(ends) > size:
             raise VolumeError(
                 path,
@@ -180,6 +181,7 @@ def _tiff_pixel_size(tif: Any, series: Any) -> tuple[str, tuple[float | None, ..
 
 # -- folders and globs of slices ----------------------------------------------------------------
 def folder_files(folder: Path) -> list[Path]:
+    """Return the PNG and TIFF slices in ``folder``, in natural order (VolumeError if none)."""
     files = [p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(SLICE_SUFFIXES)]
     if not files:
         raise VolumeError(folder, "the folder holds no PNG or TIFF slices (nor is it a Zarr)")
@@ -187,6 +189,7 @@ def folder_files(folder: Path) -> list[Path]:
 
 
 def glob_files(pattern: str) -> list[Path]:
+    """Return the files matching a glob pattern, in natural order (FileNotFoundError if none)."""
     files = [Path(p) for p in glob.glob(pattern) if Path(p).is_file()]
     if not files:
         raise FileNotFoundError(f"{pattern}: no file matches this pattern")
@@ -216,7 +219,7 @@ def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype, Any]:
             shape, dtype, axes = series.shape, series.dtype, series.axes
     except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
         raise VolumeError(path, f"not a readable TIFF slice ({exc})") from None
-    squeezed = tuple(n for n, a in zip(shape, axes) if n != 1 or a in "YX")
+    squeezed = tuple(n for n, a in zip(shape, axes, strict=False) if n != 1 or a in "YX")
     if len(squeezed) != 2:
         raise VolumeError(path, f"a slice must be one 2D grey image; this file has shape {shape} (axes {axes})")
     return squeezed, np.dtype(dtype), None
@@ -246,6 +249,7 @@ def _read_slice(path: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarra
 
 
 def open_slices(files: list[Path], *, source: Any, stack: bool = True) -> Volume:
+    """Open a list of same-shape slice files lazily, stacked (z, y, x) or as one image."""
     shape, dtype, _ = _slice_header(files[0])
     for other in files[1:]:
         other_shape, other_dtype, _ = _slice_header(other)
@@ -271,25 +275,27 @@ def _first_slice_pixel_size(path: Path, stack: bool) -> tuple[float | None, ...]
     with tifffile.TiffFile(path) as tif:
         _, sizes = _tiff_pixel_size(tif, tif.series[0])
         axes = tif.series[0].axes.upper()
-    lookup = dict(zip(axes, sizes))
+    lookup = dict(zip(axes, sizes, strict=False))
     y, x = lookup.get("Y"), lookup.get("X")
     return (lookup.get("Z"), y, x) if stack else (y, x)
 
 
 # -- Zarr / OME-Zarr ----------------------------------------------------------------------------
 def is_zarr(folder: Path) -> bool:
+    """Whether ``folder`` is a Zarr store (by its name or its metadata files)."""
     markers = (".zarray", ".zgroup", "zarr.json")
     return folder.name.lower().endswith(".zarr") or any((folder / m).exists() for m in markers)
 
 
 def _multiscales(attrs: Any) -> list | None:
-    """The NGFF ``multiscales`` list (0.4: top-level attribute; 0.5: under ``ome``)."""
+    """Return the NGFF ``multiscales`` list (0.4: top-level attribute; 0.5: under ``ome``)."""
     attrs = dict(attrs)
     found = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
     return found if isinstance(found, list) and found else None
 
 
 def open_zarr(path: Path) -> Volume:
+    """Open a Zarr or OME-Zarr store (its full-resolution level) as a lazy :class:`Volume`."""
     import zarr
 
     try:

@@ -128,7 +128,7 @@ def ngff_pixel_size(multiscale: Mapping[str, Any], dataset: int = 0) -> tuple[fl
     if scale is None:
         return tuple(None for _ in axes)
     if outer is not None and len(outer) == len(scale):
-        scale = [a * b for a, b in zip(scale, outer)]
+        scale = [a * b for a, b in zip(scale, outer, strict=False)]
     sizes = []
     for i, value in enumerate(scale):
         axis = axes[i] if i < len(axes) and isinstance(axes[i], Mapping) else {}
@@ -166,7 +166,7 @@ def merge_pixel_size(
                 f"pixel size needs one number (y and x) or {ndim} numbers (one per axis of the "
                 f"{ndim}D data), got {len(values)}"
             )
-        for axis, value in zip(targets, values):
+        for axis, value in zip(targets, values, strict=False):
             number = _positive(value)
             if number is None or isinstance(value, bool):
                 raise ValueError(f"pixel size must be a positive number of nanometres, got {value!r}")

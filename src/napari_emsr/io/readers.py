@@ -85,7 +85,7 @@ def open_volume(path: str | os.PathLike, *, pixel_size: float | Sequence[float] 
 
 
 def as_volume(source: Any, *, pixel_size: float | Sequence[float] | None = None) -> tuple[Volume, bool]:
-    """A :class:`Volume` from a path, a Volume, a dask array or an array-like.
+    """Return a :class:`Volume` from a path, a Volume, a dask array or an array-like.
 
     Returns ``(volume, owned)``; ``owned`` is True when this call opened a file that the caller
     should close.

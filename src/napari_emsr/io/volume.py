@@ -60,14 +60,17 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The data's shape as plain ints."""
         return tuple(int(n) for n in self.data.shape)
 
     @property
     def dtype(self) -> np.dtype:
+        """The data's numpy dtype."""
         return self.data.dtype
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions (2 or 3)."""
         return self.data.ndim
 
     def close(self) -> None:
@@ -89,6 +92,7 @@ def natural_sort_key(text: str | os.PathLike) -> tuple:
 
 
 def check_volume(volume: Volume, where: Any = None) -> None:
+    """Refuse a volume napari-emsr cannot super-resolve (VolumeError saying why and what to do)."""
     where = where or volume.path
     shape, dtype = volume.shape, volume.dtype
     if volume.ndim not in (2, 3):
@@ -126,7 +130,7 @@ class _NamedReads:
 
 
 def reading_names_file(array: Any, path: Any) -> da.Array:
-    """A lazy dask array of a zarr-like ``array`` (chunk by chunk); a failed read names ``path``."""
+    """Return a lazy dask array of a zarr-like ``array`` (chunk by chunk); a failed read names ``path``."""
     import uuid
 
     return da.from_array(

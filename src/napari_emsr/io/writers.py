@@ -30,6 +30,7 @@ __all__ = [
     "partial_path",
     "OutputSpaceError",
     "ResumeError",
+    "PartialOutputExists",
     "space_error",
     "OmeTiffWriter",
     "OmeZarrWriter",
@@ -57,6 +58,17 @@ class ResumeError(ValueError):
         super().__init__(f"{problem}; start again with overwrite=True, or delete {self.partial}")
 
 
+class PartialOutputExists(FileExistsError):
+    """A partial result of an interrupted run is in the way: resume it or overwrite it.
+
+    ``hint`` is ``"resume-or-overwrite"`` (the caller phrases how); ``partial`` is the store.
+    """
+
+    def __init__(self, message: str, *, partial: Path) -> None:
+        super().__init__(message)
+        self.partial, self.hint = Path(partial), "resume-or-overwrite"
+
+
 class OutputSpaceError(OSError):
     """No room to write the output: a full disk or quota, or a file-size limit (``ulimit -f``).
 
@@ -81,7 +93,7 @@ class OutputSpaceError(OSError):
         return self.args[1]
 
     def problem(self) -> str:
-        """What happened and how much was needed, without advice."""
+        """Say what happened and how much was needed, without advice."""
         if self.code == errno.EFBIG:
             what = f"the file-size limit of this process (ulimit -f) was reached while writing {self.path}"
         elif self.code == getattr(errno, "EDQUOT", None):
@@ -98,7 +110,7 @@ class OutputSpaceError(OSError):
         return what
 
     def advice(self, resume: str) -> str:
-        """What to do, naming the way to resume (``resume=True`` or ``--resume``)."""
+        """Say what to do, naming the way to resume (``resume=True`` or ``--resume``)."""
         if self.kept is not None:
             return (
                 f"the {self.slices_kept} finished slice(s) are kept in {self.kept}: make room and rerun with {resume}"
@@ -123,8 +135,11 @@ def _free_bytes(folder: Path) -> int | None:
 
 
 def _short_write_errno(exc: OSError) -> int | None:
-    """The likely errno of a short write reported without one (numpy's ``tofile``: "N requested and M
-    written"): EFBIG under a file-size limit, else ENOSPC."""
+    """Return the likely errno of a short write reported without one: EFBIG or ENOSPC.
+
+    numpy's ``tofile`` reports "N requested and M written"; under a file-size limit that is EFBIG,
+    else a full disk (ENOSPC).
+    """
     text = str(exc)
     if not ("requested and" in text and "written" in text):
         return None
@@ -140,7 +155,7 @@ def _short_write_errno(exc: OSError) -> int | None:
 
 
 def space_error(exc: BaseException, writer: Any) -> OutputSpaceError | None:
-    """An :class:`OutputSpaceError` for ``exc`` if it means "no room" while writing, else None.
+    """Return an :class:`OutputSpaceError` for ``exc`` if it means "no room" while writing, else None.
 
     Call it after ``writer.abort()`` (so that the free space counts what abort released).
     """
@@ -246,7 +261,8 @@ class OmeTiffWriter:
                 meta[f"PhysicalSize{axis}"], meta[f"PhysicalSize{axis}Unit"] = float(size), "nm"
         omexml = tifffile.OmeXml()
         pages = self.shape[0] if three else 1
-        omexml.addimage(self.dtype, self.shape, (pages, 1, 1, *self.shape[-2:], 1), **meta)
+        height, width = self.shape[-2:]
+        omexml.addimage(self.dtype, self.shape, (pages, 1, 1, height, width, 1), **meta)
         return omexml.tostring()
 
     def write(self, index: int | None, plane: np.ndarray) -> None:
@@ -273,10 +289,12 @@ class OmeTiffWriter:
 
     def commit(self) -> Path:
         """Close and rename into place; returns the final path."""
-        tif, self._tif = self._tif, None
+        tif, tmp, self._tif = self._tif, self._tmp, None
+        if tif is None or tmp is None:
+            raise RuntimeError(f"{self.path}: the writer is already closed")
         tif.close()  # may fail (a full disk): the caller's abort() then removes the temporary file
         _check_target(self.path, self.overwrite)
-        _replace(self._tmp, self.path)
+        _replace(tmp, self.path)
         self._tmp = None
         return self.path
 
@@ -315,7 +333,7 @@ def ngff_transforms(pixel_size_nm: Sequence[float | None] | None, ndim: int, *, 
     sizes = list(pixel_size_nm) if pixel_size_nm else [None] * ndim
     names = "zyx"[-ndim:]
     axes, scales, shifts = [], [], []
-    for i, (name, size) in enumerate(zip(names, sizes)):
+    for i, (name, size) in enumerate(zip(names, sizes, strict=False)):
         spatial_xy = i >= ndim - 2
         factor = scale if spatial_xy else 1
         unit_size = 1.0 if size is None else float(size)
@@ -365,13 +383,11 @@ class OmeZarrWriter:
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
         if self.partial.exists() and not (self.resume or self.overwrite):
-            error = FileExistsError(
+            raise PartialOutputExists(
                 f"{self.partial} holds the partial result of an interrupted run: pass resume=True (CLI: --resume) "
-                "to continue it, or overwrite=True (--overwrite) to start again"
+                "to continue it, or overwrite=True (--overwrite) to start again",
+                partial=self.partial,
             )
-            error.hint = "resume-or-overwrite"
-            error.partial = self.partial
-            raise error
         if self.partial.exists() and self.resume:
             self._matches(self.partial, strict=True)
 
@@ -380,7 +396,8 @@ class OmeZarrWriter:
         import zarr
 
         try:
-            return dict(zarr.open_group(str(store), mode="r").attrs.get(_ATTR) or {})
+            state = zarr.open_group(str(store), mode="r").attrs.get(_ATTR)
+            return dict(state) if isinstance(state, dict) else {}
         except Exception:
             return {}
 
@@ -412,8 +429,6 @@ class OmeZarrWriter:
 
     def open(self) -> np.ndarray:
         """Create (or reopen, when resuming) the partial store; returns the done mask per slice."""
-        import zarr
-
         if self.already_complete:
             return np.ones(self.shape[0] if len(self.shape) == 3 else 1, dtype=bool)
         if self.partial.exists() and self.resume:
@@ -469,11 +484,11 @@ class OmeZarrWriter:
         return self.path
 
     def estimated_bytes(self) -> tuple[int, bool]:
-        """(an upper bound of the store's size: the uncompressed data, False: not exact)."""
+        """Return (an upper bound of the store's size: the uncompressed data, False: not exact)."""
         return int(np.prod(self.shape)) * self.dtype.itemsize + 4096, False
 
     def kept(self) -> tuple[Path | None, int]:
-        """(the partial store, if there is one, and how many of its slices are done)."""
+        """Return (the partial store, if there is one, and how many of its slices are done)."""
         if self.already_complete or not self.partial.is_dir():
             return None, 0
         try:
@@ -513,13 +528,14 @@ def _content_detail(content: Any) -> str:
 
 
 def read_done(store: str | os.PathLike) -> np.ndarray:
-    """The per-slice done flags of a partial store; a flag whose chunk cannot be read is False.
+    """Return the per-slice done flags of a partial store; a flag whose chunk cannot be read is False.
 
     A run stopped by a full disk can leave a truncated flag: that slice is simply done again.
     """
     import zarr
 
     done = zarr.open_group(str(store), mode="r")[_DONE]
+    assert isinstance(done, zarr.Array)
     try:
         return np.asarray(done[:], dtype=bool)
     except Exception:  # noqa: BLE001  (a damaged chunk; read the others one by one)
@@ -541,16 +557,17 @@ def write_zarr_slice(store: str | os.PathLike, index: int | None, plane: np.ndar
     import zarr
 
     group = zarr.open_group(str(store), mode="r+")
-    array = group["0"]
+    array, done = group["0"], group[_DONE]
+    assert isinstance(array, zarr.Array) and isinstance(done, zarr.Array)
     if index is None:
         array[...] = plane
     else:
         array[index] = plane
-    group[_DONE][0 if index is None else index] = True
+    done[0 if index is None else index] = True
 
 
 def open_writer(path: str | os.PathLike, **options: Any) -> OmeTiffWriter | OmeZarrWriter:
-    """The writer for ``path``'s kind; OME-TIFF ignores ``multiscale``, ``fingerprint``, ``resume``."""
+    """Return the writer for ``path``'s kind; OME-TIFF ignores ``multiscale``, ``fingerprint``, ``resume``."""
     kind = output_kind(path)
     if kind == "ome-tiff":
         if options.get("resume"):

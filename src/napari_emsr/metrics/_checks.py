@@ -44,9 +44,9 @@ def as_pair(a, b, names: tuple[str, str] = ("a", "b"), *, ndims: tuple[int, ...]
 
 
 def dtype_data_range(dtype) -> float | None:
-    """The intensity range implied by an integer dtype (uint8: 255, uint16: 65535); ``None`` for floats."""
+    """Return the intensity range implied by an integer dtype (uint8: 255, uint16: 65535); ``None`` for floats."""
     dtype = np.dtype(dtype)
-    if dtype == bool:
+    if dtype.kind == "b":
         return 1.0
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)

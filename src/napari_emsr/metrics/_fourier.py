@@ -25,7 +25,7 @@ def ring_map(shape: tuple[int, int]) -> np.ndarray:
 
 
 def _window_1d(n: int, window: str, tukey_alpha: float) -> np.ndarray:
-    """A window sampled at pixel centres t = (i + 0.5) / n, symmetric about the image centre."""
+    """Return a window sampled at pixel centres t = (i + 0.5) / n, symmetric about the image centre."""
     t = (np.arange(n) + 0.5) / n
     if window == "hann":
         return np.sin(np.pi * t) ** 2
@@ -39,7 +39,7 @@ def _window_1d(n: int, window: str, tukey_alpha: float) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def window_2d(shape: tuple[int, int], window: str | None, tukey_alpha: float) -> np.ndarray | None:
-    """The separable 2D window ("hann" or "tukey"), or None for no window; read-only."""
+    """Return the separable 2D window ("hann" or "tukey"), or None for no window; read-only."""
     if window is None:
         return None
     w = np.outer(_window_1d(shape[0], window, tukey_alpha), _window_1d(shape[1], window, tukey_alpha))

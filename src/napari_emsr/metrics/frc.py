@@ -238,7 +238,7 @@ def _curve_from_sums(
         cross=cross,
         power_a=power_a,
         power_b=power_b,
-        shape=tuple(int(s) for s in shape),
+        shape=(int(shape[0]), int(shape[1])),
         window=window,
         pixel_size_nm=pixel_size,
         label=label,
@@ -303,7 +303,7 @@ def frc_pool(curves: Sequence[FRCCurve], *, label: str | None = None) -> FRCCurv
 
 
 def half_bit_threshold(n_pixels) -> np.ndarray:
-    """The half-bit threshold of van Heel & Schatz (2005, eq. 17) for rings of ``n_pixels`` pixels.
+    """Return the half-bit threshold of van Heel & Schatz (2005, eq. 17) for rings of ``n_pixels`` pixels.
 
     ``T = (S + (2 sqrt(S) + 1) / sqrt(n)) / (S + 1 + 2 sqrt(S) / sqrt(n))`` with the per-half SNR
     ``S = (sqrt(2) - 1) / 2``, i.e. ``(0.2071 + 1.9102 / sqrt(n)) / (1.2071 + 0.9102 / sqrt(n))``:
@@ -320,7 +320,7 @@ def half_bit_threshold(n_pixels) -> np.ndarray:
 
 
 def frc_threshold(curve: FRCCurve, threshold: str | float = "1/7") -> np.ndarray:
-    """The threshold value at each ring of ``curve``: ``"1/7"``, ``"half-bit"`` or a fixed number in (0, 1)."""
+    """Return the threshold value at each ring of ``curve``: ``"1/7"``, ``"half-bit"`` or a fixed number in (0, 1)."""
     if isinstance(threshold, str):
         if threshold == "1/7":
             return np.full(curve.frc.shape, ONE_SEVENTH)

@@ -84,7 +84,7 @@ class NoiseCheck:
         return self.holds_9a and self.holds_9b
 
     def describe(self) -> str:
-        """A few lines for people, in the paper's terms."""
+        """Return a few lines for people, in the paper's terms."""
         verdict = "usable as a training reference" if self.ok else "NOT clean enough by eq. 9"
         return "\n".join(
             [
@@ -106,7 +106,7 @@ class NoiseCheck:
 
 
 def noise_sigma(image) -> float:
-    """Standard deviation of white noise in a 2D image, estimated without a denoiser.
+    """Estimate the standard deviation of white noise in a 2D image, without a denoiser.
 
     Donoho's robust estimator: the median absolute value of the finest diagonal Haar wavelet
     coefficients ``(x00 - x01 - x10 + x11) / 2``, divided by 0.6745. Those coefficients cancel
@@ -166,7 +166,7 @@ def noise_check(
     ratio: float = 10.0,
     data_range: float | None = None,
 ) -> NoiseCheck:
-    """Check eq. 9 of the paper: is a noisy reference clean enough to train on?
+    """Check eq. 9 of the paper: whether a noisy reference is clean enough to train on.
 
     Parameters
     ----------

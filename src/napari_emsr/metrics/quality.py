@@ -10,7 +10,7 @@ __all__ = ["psnr", "ssim", "resolve_data_range"]
 
 
 def resolve_data_range(reference, data_range: float | None = None) -> float:
-    """The data range L used by PSNR and SSIM.
+    """Return the data range L used by PSNR and SSIM.
 
     Parameters
     ----------

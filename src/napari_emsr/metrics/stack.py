@@ -118,8 +118,9 @@ def common_region(
     """
     if anchor not in ANCHORS:
         raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
-    cuts_a, cuts_b = [], []
-    for axis, (na, nb) in enumerate(zip(shape_a, shape_b)):
+    cuts_a: list[slice] = []
+    cuts_b: list[slice] = []
+    for axis, (na, nb) in enumerate(zip(shape_a, shape_b, strict=False)):
         n = min(na, nb)
         allowed = max(8.0, max_border * max(na, nb))
         if abs(na - nb) > allowed:
@@ -131,7 +132,7 @@ def common_region(
         start_b = (nb - n) // 2 if anchor == "centre" else 0
         cuts_a.append(slice(start_a, start_a + n))
         cuts_b.append(slice(start_b, start_b + n))
-    return tuple(cuts_a), tuple(cuts_b)
+    return (cuts_a[0], cuts_a[1]), (cuts_b[0], cuts_b[1])
 
 
 def _slices(array) -> tuple[int, tuple[int, int]]:

@@ -37,6 +37,7 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` plus the residual branch's output."""
         return x + self.body(x)
 
 
@@ -63,6 +64,7 @@ class EdgeAttention(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, lr: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Return the attention maps from the edges of the LR image and of its reconstruction."""
         c = self.in_channels
         # (B, c*J, H, W) each; channels grouped by scale, finest first
         edges_lr, edges_rec = self.wavelet(lr), self.wavelet(recon)
@@ -101,6 +103,7 @@ class BasicBlock(nn.Module):
         self.conv = conv3x3(channels, channels)
 
     def forward(self, x: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """Apply the block to features ``x``, the edge attention guided by the LR image ``lr``."""
         features = self.res_blocks(x)
         deep = self.upper(features)
         recon = self.lower(features)  # the LR image as this block sees it

@@ -59,6 +59,7 @@ class EMSR(nn.Module):
 
     @property
     def scale(self) -> int:
+        """The upscaling factor."""
         return self.config.scale
 
     def _pad(self, y: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,7 @@ class EMSR(nn.Module):
         return F.pad(y, (0, pad_w, 0, pad_h), mode=mode)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """Super-resolve a (B, C, H, W) batch to (B, C_out, scale*H, scale*W)."""
         if y.ndim != 4 or y.shape[1] != self.config.in_channels:
             raise ValueError(
                 f"EMSR expects a (batch, {self.config.in_channels}, height, width) tensor, got shape {tuple(y.shape)}"
@@ -88,7 +90,7 @@ class EMSR(nn.Module):
 
 
 def receptive_radius(config: EMSRConfig) -> int:
-    """A bound on how far (in input pixels) an output pixel can see, beyond its own input pixel.
+    """Return a bound on how far (in input pixels) an output pixel can see, beyond its own input pixel.
 
     Counts every 3x3 conv (radius 1, or its dilation), the wavelet's smoothing (2 * 2**j per scale)
     and the attention window (M - 1). Tiled prediction uses it to size the halo of each tile.

@@ -39,7 +39,7 @@ class Normalization:
             raise ValueError("percentile normalization needs 0 <= low < high <= 100")
 
     def bounds(self, sample: np.ndarray | None = None) -> tuple[float, float]:
-        """The intensities mapped to 0 and 1; percentile mode computes them on ``sample``."""
+        """Return the intensities mapped to 0 and 1; percentile mode computes them on ``sample``."""
         if self.mode == "range":
             return self.low, self.high
         if sample is None:
@@ -48,6 +48,7 @@ class Normalization:
         return float(low), float(max(high, low + 1e-6))
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain (JSON-ready) dict."""
         return dataclasses.asdict(self)
 
 
@@ -111,6 +112,7 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ModelMetadata":
+        """Build metadata from a mapping; unknown keys are a ValueError."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -118,6 +120,7 @@ class ModelMetadata:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain (JSON-ready) dict."""
         out = dataclasses.asdict(self)
         out["normalization"] = self.normalization.to_dict()
         if out["valid_input_pixel_size_nm"] is not None:
@@ -125,5 +128,5 @@ class ModelMetadata:
         return out
 
     def updated(self, **changes: Any) -> "ModelMetadata":
-        """A copy with some fields changed (validated again)."""
+        """Return a copy with some fields changed (validated again)."""
         return self.from_dict({**self.to_dict(), **changes})

@@ -58,5 +58,6 @@ class AtrousWavelet(nn.Module):
         self.register_buffer("kernel", torch.tensor(_B3) / 16.0, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the wavelet details of ``x`` stacked on the channel axis."""
         details, _ = atrous_wavelet(x, self.scales)
         return torch.cat(details, dim=1)

@@ -45,6 +45,7 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend within each window: (windows, tokens, channels) -> the same shape."""
         n_win, tokens, channels = x.shape
         qkv = self.qkv(x).view(n_win, tokens, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (nW*B, heads, N, d_k)
@@ -65,6 +66,7 @@ class ViTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply window attention and the MLP, each with a residual: (B, C, H, W) -> the same shape."""
         b, c, h, w = x.shape
         m = self.window
         pad_h, pad_w = (-h) % m, (-w) % m

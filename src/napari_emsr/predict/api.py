@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ class _ArrayWriter:
         return self.array
 
     def abort(self) -> None:
-        self.array = None
+        self.array = None  # type: ignore[assignment]  # dropped: the aborted result is never returned
 
 
 def _writer(plan: Plan, output: Any, *, overwrite: bool, resume: bool, first_slice: int | None):
@@ -154,7 +154,7 @@ def iter_super_resolve(
     first_slice: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, None]:
     """Super-resolve an image or a stack slice by slice, yielding :class:`Progress` events.
 
     Parameters
@@ -230,7 +230,7 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Progress]
         runner = ModelRunner(plan.model, plan.device, plan.batch)
         for unit in plan_units(plan.slices, per_unit=per_unit, first=first_slice, done=done_mask):
             out = yield from _run_unit(plan, runner, reader.read(unit), unit, state)
-            for z, plane in zip(unit, out):
+            for z, plane in zip(unit, out, strict=True):
                 writer.write(z, plane)
                 state.slices_done += 1
                 yield state.event("slice", slice_index=z, preview=plane)

@@ -20,14 +20,12 @@ import numpy as np
 
 from napari_emsr.predict.engine import Geometry, ModelRunner, predict_block, prepare_model
 from napari_emsr.predict.intensity import IntensityMap
+from napari_emsr.predict.slabs import UNIT_BYTES, SlabReader, read_block
 
 __all__ = [
     "plan_units", "SlabReader", "SliceTask", "TaskPlan", "run_task", "prepare_tasks", "plan_tasks", "read_block",
     "UNIT_BYTES",
 ]  # fmt: skip
-
-#: memory budget of one unit's float32 output accumulators (and of a cached input slab)
-UNIT_BYTES = 512 * 2**20
 
 
 def plan_units(
@@ -53,53 +51,6 @@ def slices_per_unit(tiles_per_slice: int, batch: int, out_slice_bytes: int) -> i
     """Enough slices to fill a batch of tiles, within the :data:`UNIT_BYTES` budget."""
     wanted = max(1, math.ceil(batch / max(1, tiles_per_slice)))
     return max(1, min(wanted, UNIT_BYTES // max(1, 2 * out_slice_bytes)))
-
-
-class SlabReader:
-    """Reads blocks of consecutive slices, caching one input chunk-deep slab.
-
-    Slice-by-slice reading of a zarr chunked 64 deep would decompress each chunk 64 times; this
-    keeps the last chunk's slab (if it fits in :data:`UNIT_BYTES`) so each chunk is read once when
-    slices come in order.
-    """
-
-    def __init__(self, data: Any, block: tuple[slice, slice]) -> None:
-        self.data, self.block = data, block
-        self._slab: tuple[int, int, np.ndarray] | None = None
-        chunks = getattr(data, "chunks", None)
-        self._edges = np.cumsum((0, *chunks[0])) if data.ndim == 3 and chunks else None
-
-    def _slab_of(self, z: int) -> tuple[int, int] | None:
-        if self._edges is None:
-            return None
-        i = int(np.searchsorted(self._edges, z, side="right")) - 1
-        start, stop = int(self._edges[i]), int(self._edges[i + 1])
-        plane = (self.block[0].stop - self.block[0].start) * (self.block[1].stop - self.block[1].start)
-        if stop - start < 2 or (stop - start) * plane * self.data.dtype.itemsize > UNIT_BYTES:
-            return None
-        return start, stop
-
-    def read(self, slices: tuple[int | None, ...]) -> np.ndarray:
-        """The block of ``slices`` (consecutive, or ``(None,)`` for 2D): (k, h, w)."""
-        if slices == (None,):
-            return np.asarray(_compute(self.data[self.block]))[None]
-        z0, z1 = slices[0], slices[-1] + 1
-        slab = self._slab_of(z0)
-        if slab is None or z1 > slab[1]:
-            return np.asarray(_compute(self.data[(slice(z0, z1), *self.block)]))
-        if self._slab is None or self._slab[:2] != slab:
-            self._slab = (*slab, np.asarray(_compute(self.data[(slice(*slab), *self.block)])))
-        return self._slab[2][z0 - slab[0] : z1 - slab[0]]
-
-
-def _compute(array: Any) -> Any:
-    compute = getattr(array, "compute", None)
-    return compute(scheduler="synchronous") if compute is not None else array
-
-
-def read_block(data: Any, slices: tuple[int | None, ...], block: tuple[slice, slice]) -> np.ndarray:
-    """Read one unit's input (k, h, w) without caching."""
-    return SlabReader(data, block).read(slices)
 
 
 @dataclass(frozen=True)
@@ -162,7 +113,7 @@ def run_task(task: SliceTask) -> int:
         raw, runner, task.geometry, task.intensity, self_ensemble=task.self_ensemble, crop=task.crop, where=where
     )
     out = _exhaust(blocks)
-    for z, plane in zip(task.slices, out):
+    for z, plane in zip(task.slices, out, strict=True):
         write_zarr_slice(task.store, z, plane)
     return len(task.slices)
 
@@ -221,7 +172,7 @@ def plan_tasks(
         per_unit = slices_per_unit(plan.tiles_per_slice(), plan.batch, out_bytes)
         units = plan_units(plan.slices, per_unit=per_unit, done=done)
         source = str(plan.volume.path) if plan.volume.path is not None and plan.owned else plan.volume.data
-        common = dict(
+        common: dict[str, Any] = dict(
             source=source, model=plan.model_source or model, store=str(partial_path(output)), device=str(plan.device),
             batch=plan.batch, geometry=plan.geometry, intensity=plan.intensity, self_ensemble=plan.self_ensemble,
             block=plan.block, crop=plan.crop,

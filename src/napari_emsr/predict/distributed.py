@@ -98,7 +98,7 @@ def parse_scheduler(text: str) -> tuple[str, Any]:
 
 @contextlib.contextmanager
 def connect(scheduler: Any, *, timeout: float = 10.0) -> Iterator[Any]:
-    """A :class:`distributed.Client` for ``scheduler``, closed (with its LocalCluster) on exit.
+    """Return a :class:`distributed.Client` for ``scheduler``, closed (with its LocalCluster) on exit.
 
     ``scheduler`` is a ``Client`` (used as is, left open), ``"local:N"``, a scheduler address or a
     scheduler file. An unreachable scheduler is a ValueError after ``timeout`` seconds.
@@ -129,7 +129,7 @@ def connect(scheduler: Any, *, timeout: float = 10.0) -> Iterator[Any]:
 
 
 def local_cluster(workers: int) -> Any:
-    """The LocalCluster of ``local:N``: N worker processes of one thread (one torch thread) each.
+    """Return the LocalCluster of ``local:N``: N worker processes of one thread (one torch thread) each.
 
     dask sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its worker processes to hand memory back to the
     system sooner; that makes glibc map and unmap every large tensor buffer afresh, and PyTorch's
@@ -149,7 +149,7 @@ def local_cluster(workers: int) -> Any:
 
 
 def worker_rank(name: Any) -> int:
-    """A worker's index on its machine, from its name.
+    """Return a worker's index on its machine, from its name.
 
     LocalCluster names workers 0, 1, ...; ``dask worker --nworkers N --name NAME`` and dask-jobqueue
     end the names of one job's worker processes in -0, -1, ... A name that ends in no number, or an
@@ -161,7 +161,7 @@ def worker_rank(name: Any) -> int:
 
 
 def choose_worker_device(requested: str, *, cuda_count: int, rank: int, pinned: str | None = None) -> str:
-    """The torch device a worker uses (a pure function of what the worker sees).
+    """Return the torch device a worker uses (a pure function of what the worker sees).
 
     Parameters
     ----------
@@ -189,7 +189,7 @@ def choose_worker_device(requested: str, *, cuda_count: int, rank: int, pinned: 
         if requested == "cuda":
             raise ValueError("device 'cuda' was requested but this dask worker has no usable CUDA GPU")
         return "cpu"
-    if pinned not in (None, ""):
+    if pinned is not None and pinned != "":
         index = int(pinned)
         if not 0 <= index < cuda_count:
             raise ValueError(f"{CUDA_DEVICE_ENV}={pinned} but this worker sees {cuda_count} CUDA device(s)")
@@ -211,7 +211,7 @@ def _this_worker_device(requested: str) -> str:
 
 
 def _run_on_worker(task: SliceTask) -> int:
-    """The dask task: pick this worker's device, then :func:`run_task` (model memoised per process)."""
+    """Return the dask task: pick this worker's device, then :func:`run_task` (model memoised per process)."""
     return run_task(replace(task, device=_this_worker_device(task.device)))
 
 
@@ -262,7 +262,7 @@ def _paths(volume: Any, model: Any, output: Any) -> tuple[str, str, Path]:
 
 
 def _check_inputs(source: str, model_path: str) -> None:
-    """A missing or unreadable input or model is an error before any cluster starts."""
+    """Return a missing or unreadable input or model is an error before any cluster starts."""
     from napari_emsr.io import open_volume
     from napari_emsr.model_io import load_model
 
@@ -396,4 +396,6 @@ def super_resolve_distributed(volume: str | os.PathLike, model: Any = None, **op
     for event in iter_super_resolve_distributed(volume, model, **options):
         if event.stage == "done":
             result = event.result
-    return result
+    if result is None:  # the generator always ends with "done" unless it raised
+        raise RuntimeError("the distributed run ended without a result")
+    return Path(result)

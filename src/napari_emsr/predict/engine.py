@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, replace
-from typing import Generator
+from typing import Generator, TypeVar
 
 import numpy as np
 import torch
@@ -55,18 +55,23 @@ class Geometry:
     scale: int
 
     def grid(self, shape: tuple[int, int]) -> list[Tile]:
+        """Return the tiles that cover a plane of ``shape`` (rows, columns)."""
         return tile_grid(shape, tile=self.tile, halo=self.halo, blend=self.blend, window=self.window)
 
     def halved(self) -> "Geometry":
-        """The same geometry with half the tile (on the window grid); blend shrinks if it must."""
+        """Return the same geometry with half the tile (on the window grid); blend shrinks if it must."""
         tile = max(2 * self.window, (self.tile // 2) // self.window * self.window)
         return replace(self, tile=tile, blend=min(self.blend, default_blend(tile, self.window)))
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """A copy of ``model`` on ``device``, channels_last, in eval mode (the caller's is untouched)."""
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def prepare_model(model: _M, device: torch.device) -> _M:
+    """Return a copy of ``model`` on ``device``, channels_last, in eval mode (the caller's is untouched)."""
     prepared = copy.deepcopy(model).to(device).eval()
-    return prepared.to(memory_format=torch.channels_last)
+    # torch's stubs omit Module.to(memory_format=...), which the runtime accepts
+    return prepared.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 class ModelRunner:
@@ -151,7 +156,7 @@ def predict_planes(
         items = [(tile, j) for tile in geometry.grid(views[0].shape) for j in range(k)]
         for batch in iter_batches(items, runner.batch, key=lambda item: item[0].shape):
             preds = runner(np.stack([views[j][tile.read] for tile, j in batch]))
-            for (tile, j), pred in zip(batch, preds):
+            for (tile, j), pred in zip(batch, preds, strict=True):
                 _accumulate(target[j], pred, tile, geometry)
             yield len(batch)
         if target is not out:

@@ -80,7 +80,7 @@ def effective_radius(
 
 
 def _measure(model: EMSR, sample: np.ndarray, reach: int, device, tolerance: float) -> int:
-    """The radius measured on a central crop reaching ``reach`` pixels around the probe points."""
+    """Return the radius measured on a central crop reaching ``reach`` pixels around the probe points."""
     window, s = model.config.window_size, model.config.scale
     side = 2 * reach + 2 * window
     h, w = sample.shape
@@ -100,8 +100,8 @@ def _measure(model: EMSR, sample: np.ndarray, reach: int, device, tolerance: flo
         picked = torch.stack([out[i, 0, py, px] for i, (py, px) in enumerate(points)])
         (grad,) = torch.autograd.grad(picked.sum(), x)
     finally:
-        for p, flag in zip(model.parameters(), params):
+        for p, flag in zip(model.parameters(), params, strict=True):
             p.requires_grad_(flag)
         model.train(was_training)
     grads = grad[:, 0].detach().cpu().numpy()
-    return max(_radius_of(g, (py // s, px // s), tolerance) for g, (py, px) in zip(grads, points))
+    return max(_radius_of(g, (py // s, px // s), tolerance) for g, (py, px) in zip(grads, points, strict=True))

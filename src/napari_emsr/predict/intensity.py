@@ -60,12 +60,13 @@ class IntensityMap:
         work = np.float32 if dtype.itemsize <= 2 or dtype == np.float32 else np.float64
         raw = values.astype(work, copy=False) * work(self.high - self.low) + work(self.low)
         if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            return np.clip(np.rint(raw), info.min, info.max).astype(dtype)
-        info = np.finfo(dtype)
-        return np.clip(raw, info.min, info.max).astype(dtype)
+            ints = np.iinfo(dtype)
+            return np.clip(np.rint(raw), ints.min, ints.max).astype(dtype)
+        floats = np.finfo(dtype)
+        return np.clip(raw, floats.min, floats.max).astype(dtype)
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the map as a plain (JSON-ready) dict."""
         return {"low": self.low, "high": self.high, "dtype": np.dtype(self.dtype).name, "source": self.source}
 
 

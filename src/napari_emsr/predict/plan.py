@@ -7,7 +7,6 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +19,7 @@ from napari_emsr.model.emsr import EMSR, receptive_radius
 from napari_emsr.predict.engine import Geometry, prepare_model, tiles_per_plane
 from napari_emsr.predict.halo import DEFAULT_TOLERANCE, effective_radius
 from napari_emsr.predict.intensity import IntensityMap, resolve_intensity
+from napari_emsr.predict.slabs import read_block
 from napari_emsr.tiling import default_blend, snap_up, window_span
 
 __all__ = [
@@ -73,14 +73,16 @@ class Plan:
 
     @property
     def out_dtype(self) -> np.dtype:
+        """The output's dtype."""
         return np.dtype(self.intensity.dtype)
 
     def tiles_per_slice(self) -> int:
+        """Return the number of tiles (network calls, self-ensemble included) per output slice."""
         shape = (self.block[0].stop - self.block[0].start, self.block[1].stop - self.block[1].start)
         return tiles_per_plane(shape, self.geometry, self_ensemble=self.self_ensemble)
 
     def summary(self) -> dict[str, Any]:
-        """What the run does, for a progress display or a log (JSON-ready)."""
+        """Describe what the run does, for a progress display or a log (JSON-ready)."""
         g = self.geometry
         return {
             "device": str(self.device),
@@ -115,6 +117,7 @@ class Plan:
         return self.fingerprint
 
     def close(self) -> None:
+        """Close the input volume if the plan opened it."""
         if self.owned:
             self.volume.close()
 
@@ -126,7 +129,7 @@ DIGEST_PATCH = 512
 
 
 def content_digest(data: Any, block: tuple[slice, slice] | None = None) -> dict[str, Any]:
-    """A cheap fingerprint of an image's or a stack's content: SHA-256 of sampled pixels.
+    """Return a cheap fingerprint of an image's or a stack's content: SHA-256 of sampled pixels.
 
     Up to :data:`DIGEST_SLICES` evenly spaced slices (first and last included; every slice of a
     short stack) are read within ``block`` (rows, columns); a plane of up to
@@ -134,16 +137,15 @@ def content_digest(data: Any, block: tuple[slice, slice] | None = None) -> dict[
     :data:`DIGEST_PATCH`-pixel patches (the four corners and the centre), so the cost is bounded
     whatever the volume's size. Shape and dtype are hashed too.
     """
-    from napari_emsr.predict.chunks import read_block
-
     shape = tuple(int(n) for n in data.shape)
     if block is None:
         block = (slice(0, shape[-2]), slice(0, shape[-1]))
     h, w = block[0].stop - block[0].start, block[1].stop - block[1].start
     if len(shape) == 3:
-        slices = sorted({int(round(v)) for v in np.linspace(0, shape[0] - 1, min(shape[0], DIGEST_SLICES))})
+        picked = {int(round(v)) for v in np.linspace(0, shape[0] - 1, min(shape[0], DIGEST_SLICES))}
+        slices: list[int | None] = [*sorted(picked)]
     else:
-        slices = [None]
+        slices = [None]  # a 2D image: the one plane
     if h * w <= DIGEST_WHOLE_PLANE:
         patches = [block]
     else:
@@ -190,6 +192,7 @@ def _check_model(model: EMSR, sizes: Sequence[float | None] | None) -> None:
     if trained_nm is not None:
         expected = f"the model was trained on {trained_nm:g} nm pixels" + (f" ({measured})" if valid else "")
     else:
+        assert valid is not None  # one of the two is known
         expected = f"the model was measured to work for {valid[0]:g}-{valid[1]:g} nm input pixels"
     known = [s for s in (sizes or [])[-2:] if s is not None]
     if not known:
@@ -201,13 +204,17 @@ def _check_model(model: EMSR, sizes: Sequence[float | None] | None) -> None:
         )
         return
     size = float(np.mean(known))
-    target = trained_nm if trained_nm is not None else (valid[0] * valid[1]) ** 0.5
+    if trained_nm is not None:
+        target = trained_nm
+    else:
+        assert valid is not None
+        target = (valid[0] * valid[1]) ** 0.5
     if valid is not None:  # the measured range where the model beats bicubic, when the file has one
         if valid[0] <= size <= valid[1]:
             return
         why = f"is outside the range the model was measured to work for ({valid[0]:g}-{valid[1]:g} nm input"
         why += f", trained on {trained_nm:g} nm)" if trained_nm is not None else ")"
-    elif abs(size / trained_nm - 1) > PIXEL_SIZE_TOLERANCE:
+    elif trained_nm is not None and abs(size / trained_nm - 1) > PIXEL_SIZE_TOLERANCE:
         change = 100 * (size / trained_nm - 1)
         why = f"differs from the model's training pixel size ({trained_nm:g} nm) by {change:+.0f} %"
     else:
@@ -228,10 +235,11 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
-    """The halo in input pixels (on the window grid) and how it was chosen.
+    """Return the halo in input pixels (on the window grid) and how it was chosen.
 
     ``overlap``: None or "auto" (the effective radius stored with the model, else measured on
-    ``sample``, a callable giving a normalised central crop of the input), "exact" (the theoretical receptive radius), or a number.
+    ``sample``, a callable giving a normalised central crop of the input), "exact" (the theoretical
+    receptive radius), or a number.
     """
     config = model.config
     window, radius = config.window_size, receptive_radius(config)
@@ -244,7 +252,8 @@ def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
         if stored is not None:
             return snap_up(min(stored, radius), window), f"auto: the model's effective radius {stored} px"
         measured = effective_radius(model, sample(), tolerance=DEFAULT_TOLERANCE)
-        return snap_up(measured, window), f"auto: effective radius {measured} px at {255 * DEFAULT_TOLERANCE:g} grey level"
+        tolerance = f"{255 * DEFAULT_TOLERANCE:g} grey level"
+        return snap_up(measured, window), f"auto: effective radius {measured} px at {tolerance}"
     given = _positive_int("overlap", overlap, 0)
     halo = snap_up(given, window)
     return halo, "given" if halo == given else f"given {given}, rounded up to the {window}-pixel attention window"
@@ -274,7 +283,7 @@ def _geometry(model: EMSR, device: torch.device, tile: Any, halo: int, blend: An
 
 
 def _central_sample(volume: Volume, intensity: IntensityMap, model: EMSR):
-    """A callable reading a normalised central crop of the middle slice (for measuring the halo)."""
+    """Return a callable reading a normalised central crop of the middle slice (for measuring the halo)."""
 
     def read() -> np.ndarray:
         side = 2 * receptive_radius(model.config) + 4 * model.config.window_size
@@ -294,7 +303,7 @@ def _region(region: Any, shape: tuple[int, int]) -> tuple[tuple[int, int], tuple
     if not isinstance(region, (tuple, list)) or len(region) != 2:
         raise ValueError("region must be (rows, columns): two slices or two (start, stop) pairs of input pixels")
     bounds = []
-    for axis, (part, size) in enumerate(zip(region, shape)):
+    for axis, (part, size) in enumerate(zip(region, shape, strict=False)):
         if isinstance(part, slice):
             if part.step not in (None, 1):
                 raise ValueError("region slices cannot have a step")
@@ -313,7 +322,7 @@ def _block(region, shape, geometry: Geometry) -> tuple[tuple[slice, slice], tupl
         return (slice(0, shape[0]), slice(0, shape[1])), None
     margin, s, m = geometry.halo + geometry.blend, geometry.scale, geometry.window
     block, crop = [], []
-    for (start, stop), size in zip(region, shape):
+    for (start, stop), size in zip(region, shape, strict=False):
         first = max(0, (start - margin) // m * m)
         block.append(slice(first, min(size, stop + margin)))
         crop.append(slice(s * (start - first), s * (stop - first)))
@@ -355,7 +364,7 @@ def make_plan(
     model: Any,
     *,
     tile: int | None = None,
-    overlap: int | None = None,
+    overlap: int | str | None = None,
     blend: int | None = None,
     batch: int | None = None,
     device: str | torch.device | None = "auto",
@@ -376,8 +385,9 @@ def make_plan(
         halo, halo_mode = _halo(net, overlap, _central_sample(vol, intensity, net))
         geometry = replace(geometry, halo=halo)
         exact = halo >= receptive_radius(net.config)
-        bounds = _region(region, vol.shape[-2:])
-        block, crop = _block(bounds, vol.shape[-2:], geometry)
+        plane = (vol.shape[-2], vol.shape[-1])
+        bounds = _region(region, plane)
+        block, crop = _block(bounds, plane, geometry)
         out_shape, out_sizes, multiscale = _layout(vol, net, bounds, geometry)
         fingerprint = {
             "input": str(vol.path.resolve()) if vol.path else "array",

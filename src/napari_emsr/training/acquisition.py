@@ -198,8 +198,11 @@ def quantize(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
 
 
 def zoom(hr: torch.Tensor, factor: float, size: int) -> torch.Tensor:
-    """Scale augmentation: resample the centre of (N, 1, H, W) so that ``size`` output pixels cover
-    ``factor * size`` input pixels (factor > 1: coarser pixels, antialiased; < 1: finer)."""
+    """Scale augmentation: resample the centre of (N, 1, H, W) to ``size`` pixels.
+
+    The ``size`` output pixels cover ``factor * size`` input pixels (factor > 1: coarser pixels,
+    antialiased; < 1: finer).
+    """
     h, w = hr.shape[-2:]
     span = int(round(size * factor))
     if span > min(h, w):
@@ -229,7 +232,9 @@ def draw_parameters(
     return params
 
 
-def acquire(hr: torch.Tensor, scale: int, params: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+def acquire(
+    hr: torch.Tensor, scale: int, params: Mapping[str, torch.Tensor], generator: torch.Generator
+) -> torch.Tensor:
     """Simulate the LR scan (N, 1, H, W) of HR (N, 1, s*H, s*W) with the given per-image parameters."""
     sigma = params["probe_sigma"] * scale  # LR px -> HR px
     x = probe_blur(hr, sigma, sigma * params["probe_aspect"], params["probe_angle"])
@@ -249,7 +254,7 @@ def synthetic_em(
     *,
     tone: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A ``synthetic-em`` training pair from HR patches (N, 1, s*H, s*W), fresh parameters per patch.
+    """Return a ``synthetic-em`` training pair from HR patches (N, 1, s*H, s*W), fresh parameters per patch.
 
     Returns ``(lr, target)``: the simulated LR scan (:func:`acquire`) and the HR reference. The
     detector's tone curve (gain, offset, gamma) is applied to *both*: a model used without a

@@ -104,6 +104,8 @@ class ValidationSet:
 
 @dataclass
 class TrainingData:
+    """Everything a training run reads: HR (and paired LR) volumes, validation crops, normalisation, notes."""
+
     hr: list[Volume3D]
     lr: list[Volume3D] | None
     validation: ValidationSet
@@ -137,7 +139,8 @@ def _validation_lr(hr_crop: torch.Tensor, strategy: str, scale: int, seed: int) 
 def _validation_set(
     hr: Volume3D, lr: Volume3D | None, held_out: list[int], config: TrainingConfig, scale: int
 ) -> ValidationSet:
-    picks = [held_out[i] for i in np.linspace(0, len(held_out) - 1, min(config.val_count, len(held_out))).round().astype(int)]
+    spread = np.linspace(0, len(held_out) - 1, min(config.val_count, len(held_out))).round().astype(int)
+    picks = [held_out[i] for i in spread]
     picks = sorted(set(picks))
     lr_h, lr_w = (n // scale for n in hr.data.shape[1:]) if lr is None else lr.data.shape[1:]
     c = min(config.val_crop, lr_h, lr_w)
@@ -172,18 +175,21 @@ def build_training_data(
         raise ValueError(f"strategy {config.strategy!r} needs LR volumes (--lr); synthetic strategies make them")
     for role, volumes in (("hr", hr), ("lr", [] if synthetic or lr is None else lr)):
         for k, volume in enumerate(volumes):
-            what = f"{role.upper()} volume {k + 1} of {len(volumes)}" if len(volumes) > 1 else f"the {role.upper()} volume"
+            name = role.upper()
+            what = f"{name} volume {k + 1} of {len(volumes)}" if len(volumes) > 1 else f"the {name} volume"
             check_finite(volume, what, role=role, index=k)
     norm = normalization or default_normalization(hr[0] if lr is None or synthetic else lr[0])
     notes = []
-    hr_vols, lr_vols = [], [] if not synthetic else None
+    hr_vols: list[Volume3D] = []
+    lr_vols: list[Volume3D] | None = None if synthetic else []
     for k, h in enumerate(hr):
         held = parse_slices(val_slices, h.shape[0]) if k == 0 else []
         train = [z for z in range(h.shape[0]) if z not in set(held)]
-        low, high = _bounds(h if synthetic else lr[k], norm)
+        paired = None if lr is None or synthetic else lr[k]
+        low, high = _bounds(h if paired is None else paired, norm)
         hr_vols.append(Volume3D(h, train, low, high))
-        if not synthetic:
-            lr_vols.append(Volume3D(lr[k], train, low, high))
+        if lr_vols is not None and paired is not None:
+            lr_vols.append(Volume3D(paired, train, low, high))
         if k == 0:
             held_out = held
     if config.strategy == "denoised":
@@ -192,5 +198,5 @@ def build_training_data(
         for v in hr_vols:
             v.data = denoise(np.asarray(v.data, dtype=np.float32), denoiser="nl-means", data_range=v.high - v.low)
         notes.append(f"HR references denoised first with {DENOISERS['nl-means']}")
-    validation = _validation_set(hr_vols[0], None if synthetic else lr_vols[0], held_out, config, scale)
+    validation = _validation_set(hr_vols[0], lr_vols[0] if lr_vols else None, held_out, config, scale)
     return TrainingData(hr_vols, lr_vols, validation, norm, notes)

@@ -53,7 +53,8 @@ def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:
     return resize_tensor(x, (h // scale, w // scale))
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+def _uniform(n: int, bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    low, high = bounds
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
@@ -70,10 +71,10 @@ def synthetic_ii(hr: torch.Tensor, scale: int, generator: torch.Generator, range
     """Synthetic (II): random blur, noise, bicubic down-sampling, noise; parameters drawn per image."""
     r = {**SYNTHETIC_II_RANGES, **(ranges or {})}
     n = hr.shape[0]
-    x = gaussian_blur(hr, _uniform(n, *r["blur"], generator))
-    x = x + _noise(x.shape, _uniform(n, *r["noise_hr"], generator), generator)
+    x = gaussian_blur(hr, _uniform(n, r["blur"], generator))
+    x = x + _noise(x.shape, _uniform(n, r["noise_hr"], generator), generator)
     x = bicubic_down(x, scale)
-    return x + _noise(x.shape, _uniform(n, *r["noise_lr"], generator), generator)
+    return x + _noise(x.shape, _uniform(n, r["noise_lr"], generator), generator)
 
 
 def em_like(
@@ -86,7 +87,7 @@ def em_like(
     line_noise: float = 3.0,
     read_noise: float = 6.0,
 ) -> torch.Tensor:
-    """A fixed, EM-like acquisition of HR (N, 1, sH, sW) at 1/scale the resolution.
+    """Return a fixed, EM-like acquisition of HR (N, 1, sH, sW) at 1/scale the resolution.
 
     Beam blur (Gaussian, ``blur`` HR pixels), down-sampling by area averaging (a detector pixel
     integrates its field), Poisson shot noise with ``photons`` electrons at full brightness,

@@ -16,6 +16,7 @@ size. Before training on them:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,7 @@ class PairReport:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """Describe the match in words: where the HR field is, its score, and any notes."""
         how = "found" if self.located else "given"
         lines = [f"HR field {how} at LR (z, y, x) = {self.offset}, match score {self.score:.3f} (NCC)"]
         lines += self.notes
@@ -51,7 +53,7 @@ class PairReport:
 
 
 def integer_ratio(lr_pixel_nm: float, hr_pixel_nm: float) -> tuple[int, float]:
-    """The nearest integer scale for a pixel-size ratio, and the exact ratio."""
+    """Return the nearest integer scale for a pixel-size ratio, and the exact ratio."""
     if not (lr_pixel_nm > 0 and hr_pixel_nm > 0):
         raise PairError(f"pixel sizes must be positive, got LR {lr_pixel_nm} nm and HR {hr_pixel_nm} nm")
     ratio = lr_pixel_nm / hr_pixel_nm
@@ -95,10 +97,10 @@ def _stack_score(lr, hr: np.ndarray, s: int, z0: int, y: int, x: int) -> float:
 
 
 def _refine_z(lr, hr: np.ndarray, s: int, z0: int, y: int, x: int, reach: int = 3) -> tuple[int, float]:
-    """The z offset near ``z0`` where several slices, not only the middle one, match best."""
+    """Return the z offset near ``z0`` where several slices, not only the middle one, match best."""
     candidates = [z for z in range(z0 - reach, z0 + reach + 1) if 0 <= z <= lr.shape[0] - hr.shape[0]]
     scores = {z: _stack_score(lr, hr, s, z, y, x) for z in candidates}
-    best = max(scores, key=scores.get)
+    best = max(scores, key=scores.__getitem__)
     return best, scores[best]
 
 
@@ -112,8 +114,8 @@ def _z_search(lr_depth: int, hr_depth: int, mid: int) -> list[int]:
 
 
 def prepare_pair(
-    lr: np.ndarray,
-    hr: np.ndarray,
+    lr: Any,
+    hr: Any,
     *,
     lr_pixel_nm: float | None = None,
     hr_pixel_nm: float | None = None,
@@ -162,12 +164,13 @@ def prepare_pair(
         raise PairError("give the LR and HR pixel sizes (or the scale) so the pair's ratio is known")
     hr = np.asarray(hr, dtype=np.float32)
     hr_in = hr.shape
-    if ratio is not None and abs(ratio - s) > 1e-3 * ratio:
+    if ratio is not None and lr_pixel_nm and abs(ratio - s) > 1e-3 * ratio:
         h, w = (int(round(n * s / ratio)) for n in hr.shape[1:])
         hr = resize(hr, (h, w))
         notes.append(
             f"pixel-size ratio {ratio:.3f} ({lr_pixel_nm:g} / {hr_pixel_nm:g} nm) is not an integer: the HR stack was "
-            f"resized (bicubic) from {hr_in[1]}x{hr_in[2]} to {h}x{w} pixels of {lr_pixel_nm / s:.3g} nm for a x{s} pair"
+            f"resized (bicubic) from {hr_in[1]}x{hr_in[2]} to {h}x{w} pixels of {lr_pixel_nm / s:.3g} nm for a "
+            f"x{s} pair"
         )
     hr = hr[:, : hr.shape[1] // s * s, : hr.shape[2] // s * s]
     if min(hr.shape[1:]) < 8 * s:

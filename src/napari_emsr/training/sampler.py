@@ -13,7 +13,7 @@ so that a resumed run draws exactly the patches an uninterrupted run would have 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ _MARGIN = 4  # LR pixels of context degraded around a synthetic patch, then crop
 class Volume3D:
     """One training volume (z, y, x) with the z slices that may be sampled, and its intensity bounds."""
 
-    data: np.ndarray | object  # anything indexable like a numpy array (numpy, zarr, dask)
+    data: Any  # anything indexable like a numpy array (numpy, zarr, dask)
     slices: Sequence[int]
     low: float = 0.0
     high: float = 255.0
@@ -43,6 +43,7 @@ class Volume3D:
             raise ValueError("no slices left to train on (all are held out for validation?)")
 
     def crop(self, z: int, y: int, x: int, size: int) -> torch.Tensor:
+        """Return the normalised (size, size) patch of slice ``z`` at (y, x) as a float32 tensor."""
         patch = np.asarray(self.data[z, y : y + size, x : x + size], dtype=np.float32)
         return torch.from_numpy((patch - self.low) / (self.high - self.low))
 
@@ -115,6 +116,7 @@ class PatchSampler:
             y = synthetic_i(x, s) if self.strategy == "synthetic-i" else synthetic_ii(x, s, self.generator)
             c = _MARGIN
             return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
+        assert self.lr is not None  # a real pair: the strategies above are the synthetic ones
         lr_vol = self.lr[v]
         i = self._randint(lr_vol.data.shape[1] - p + 1)
         j = self._randint(lr_vol.data.shape[2] - p + 1)
@@ -136,7 +138,7 @@ class PatchSampler:
         return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch: ``y`` (batch, 1, p, p) and ``x`` (batch, 1, s*p, s*p), float32, augmented."""
+        """Return a batch: ``y`` (batch, 1, p, p) and ``x`` (batch, 1, s*p, s*p), float32, augmented."""
         ys, xs = [], []
         for _ in range(batch):
             y, x = self._one()
@@ -155,7 +157,7 @@ class PatchSampler:
 
 
 def noisier(y: torch.Tensor, sigma_range: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
-    """The noisier copy y' = y + N(0, sigma^2), sigma drawn per image from ``sigma_range`` (0..255 scale)."""
+    """Return the noisier copy y' = y + N(0, sigma^2), sigma drawn per image from ``sigma_range`` (0..255 scale)."""
     low, high = sigma_range
     sigma = (low + (high - low) * torch.rand(y.shape[0], generator=generator)) / 255.0
     return y + torch.randn(y.shape, generator=generator) * sigma.view(-1, 1, 1, 1).to(y.dtype)

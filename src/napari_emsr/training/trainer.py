@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ def validate(model: EMSR, val: ValidationSet, device: torch.device) -> dict[str,
     model.train(was_training)
 
     def scores(images: np.ndarray) -> dict[str, float]:
-        pairs = list(zip(val.hr, images))
+        pairs = list(zip(val.hr, images, strict=True))
         return {
             "psnr": float(np.mean([psnr(r, p, data_range=1.0) for r, p in pairs])),
             "ssim": float(np.mean([ssim(r, p, data_range=1.0) for r, p in pairs])),
@@ -106,7 +106,7 @@ def _start_model(base, preset: str, scale: int | None, seed: int, *, transfer_sc
 
 
 def transfer_to_scale(model: EMSR, scale: int) -> EMSR:
-    """A network of ``model``'s architecture at another ``scale``, starting from its learnt weights.
+    """Return a network of ``model``'s architecture at another ``scale``, starting from its learnt weights.
 
     Everything but the pixel-shuffle convolution (whose width is C * s * s) does not depend on the
     scale and is copied; that one convolution starts from random weights. The result is an
@@ -174,8 +174,11 @@ class _Run:
         return self.config.learning_rate * 0.5 ** (step // self.config.halve_every)
 
     def train_step(self) -> dict[str, float]:
-        """One optimisation step, as a transaction: on an exception before the weight update the
-        random generators are rewound, so that the state is again the one after the previous step."""
+        """Take one optimisation step, as a transaction.
+
+        On an exception before the weight update the random generators are rewound, so that the
+        state is again the one after the previous step.
+        """
         generators = (self.sampler.generator, self.noise_gen)
         states = [g.get_state() for g in generators]
         try:
@@ -183,7 +186,7 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         except BaseException:
-            for g, state in zip(generators, states):
+            for g, state in zip(generators, states, strict=True):
                 g.set_state(state)
             raise
         self.updating = True  # an exception from here on leaves the weights between two steps
@@ -234,7 +237,7 @@ class _Run:
         self.saved_step = self.step
 
     def keep_on_exit(self, elapsed: float) -> None:
-        """Stopped early: save the last state and, if no validation has made one yet, a best model.
+        """Save, after an early stop, the last state and, if no validation has made one yet, a best model.
 
         That best model is not recorded as the run's best, so that a resumed run validates, keeps
         and reports exactly what an uninterrupted run does.
@@ -277,7 +280,7 @@ def iter_finetune(
     resume: bool = False,
     overwrite: bool = False,
     transfer_scale: bool = False,
-) -> Iterator[TrainEvent]:
+) -> Generator[TrainEvent, None, None]:
     """Train (``base=None``: from random weights of ``preset``) or fine-tune ``base`` on the volumes.
 
     Parameters
@@ -329,7 +332,8 @@ def iter_finetune(
         config = TrainingConfig.from_dict({**progress["training"], **_resumable(config)})
     else:
         model = _start_model(base, preset, scale, config.seed, transfer_scale=transfer_scale)
-    model.to(device).to(memory_format=torch.channels_last).train()
+    # torch's stubs omit Module.to(memory_format=...), which the runtime accepts
+    model.to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     keep_norm = base is not None or resume  # a trained model keeps the intensity mapping it learnt
     data = build_training_data(list(hr), None if lr is None else list(lr), config, model.config.scale,
                                val_slices=val_slices, normalization=model.metadata.normalization if keep_norm else None)
@@ -348,7 +352,7 @@ def iter_finetune(
 
 
 def _resumable(config: TrainingConfig) -> dict[str, Any]:
-    """Settings a resumed run may change: how long it runs and where."""
+    """Return the settings a resumed run may change: how long it runs and where."""
     return {"steps": config.steps, "minutes": config.minutes, "device": config.device, "precision": config.precision}
 
 
@@ -363,7 +367,8 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[TrainEvent]:
     try:
         while run.step < cfg.steps:
             if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
-                yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=f"time budget of {cfg.minutes:g} min reached")
+                message = f"time budget of {cfg.minutes:g} min reached"
+                yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=message)
                 break
             with _sigint_held():
                 terms = run.train_step()
@@ -386,6 +391,7 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[TrainEvent]:
         with _sigint_held():
             if run.step != run.saved_step:
                 run.save_last(elapsed())
+        assert run.best is not None  # the final validation above keeps one
         yield TrainEvent("done", run.step, cfg.steps, elapsed(), best=run.best,
                          message=f"best model (step {run.best['step']}) in {run.out}")
     except BaseException as exc:
@@ -404,7 +410,7 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[TrainEvent]:
         raise
 
 
-def finetune(*args, **kwargs) -> dict[str, Any]:
+def finetune(*args, **kwargs) -> dict[str, Any] | None:
     """Run :func:`iter_finetune` to the end; returns the best validation scores (with bicubic's)."""
     best = None
     for event in iter_finetune(*args, **kwargs):
