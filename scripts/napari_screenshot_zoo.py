@@ -17,27 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-LR, HR = "EM LR 30 nm", "EM HR 10 nm"
-
-
-def _wait_for(signal, start) -> list:
-    from qtpy.QtCore import QEventLoop
-
-    loop, got = QEventLoop(), []
-    signal.connect(lambda *args: (got.extend(args), loop.quit()))
-    start()
-    if not got:
-        loop.exec()
-    return got
-
-
-def _settle(ms: int = 1500) -> None:
-    from qtpy.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    QTimer.singleShot(ms, loop.quit)
-    loop.exec()
+from napari_screenshot_training import HR, LR, ROOT, _settle, _wait_for  # scripts/ is on sys.path when run
 
 
 def main(argv: list[str] | None = None) -> None:

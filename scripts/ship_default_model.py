@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shlex
 from pathlib import Path
 
 from napari_emsr import load_model, save_model
 from napari_emsr.model_io import DEFAULT_MODEL_NAME
+from ship_zoo_model import reproducible_command as _reproducible  # scripts/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDIT = (
@@ -28,31 +27,8 @@ CREDIT = (
 
 
 def reproducible_command(command: str, total_steps: int | None) -> str:
-    """The recorded command as one run from scratch: data as dataset paths, no --resume / --minutes.
-
-    A run bounded by --minutes and resumed stops at a step that depends on the machine's speed;
-    the same training is ``--steps`` = the steps it made (resume is exact, and the learning-rate
-    schedule depends on the step only).
-    """
-    words = shlex.split(command)
-    out, skip = [], False
-    for i, word in enumerate(words):
-        if skip:
-            skip = False
-            continue
-        if word == "--resume":
-            continue
-        if word == "--minutes":
-            skip = True
-            continue
-        if i > 0 and words[i - 1] in ("--hr", "--lr"):
-            word = re.sub(r"^.*?(flyem-medulla-fibsem/)", r"DATA/\1", word)
-        if i > 0 and words[i - 1] == "--out":
-            word = "default.safetensors"
-        if i > 0 and words[i - 1] == "--steps" and total_steps:
-            word = str(total_steps)
-        out.append(word)
-    return " ".join(shlex.quote(w) if "DATA/" not in w else w for w in out)
+    """The recorded command as one run from scratch (see ``ship_zoo_model.reproducible_command``)."""
+    return _reproducible(command, total_steps, "default.safetensors")
 
 
 def main() -> None:

@@ -25,17 +25,11 @@ def stacks(data_dir, tmp_path_factory):
     return folder
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = ["--steps", "3", "--val-every", "3", "--patch", "16", "--seed", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Training steps this small gain nothing from threads, and on a busy machine two threads make
-    each step up to ten times slower (oversubscription)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_train_synthetic(stacks, tmp_path, capsys):

@@ -12,17 +12,11 @@ from napari_emsr.training.checkpoint import load_checkpoint
 
 from .conftest import TINY
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = dict(patch=16, batch=2, val_crop=24, val_count=2, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Training steps this small gain nothing from threads, and on a busy machine two threads make
-    each step up to ten times slower (oversubscription)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

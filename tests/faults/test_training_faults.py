@@ -39,7 +39,7 @@ from napari_emsr.training import checkpoint_path
 from napari_emsr.training.checkpoint import load_checkpoint
 
 # real training runs in subprocesses, killed and resumed
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 STEPS, VAL_EVERY = 16, 4
 TRAIN = ["--strategy", "synthetic-ii", "--preset", "lite", "--patch", "16", "--steps", str(STEPS),
@@ -61,14 +61,6 @@ def crops(data_dir, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread, as the subprocesses (OMP_NUM_THREADS=1): the same arithmetic, and no thread
-    oversubscription on a busy machine (which slows training steps tenfold)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _env() -> dict[str, str]:
