@@ -3,7 +3,7 @@
 Opens napari with the sample "EM pair (FlyEM FIB-SEM)", docks the Fine-tune panel and trains on the
 pair from it, as a user would (Train button, background worker, live plots, preview layer). A
 precise QTimer fires every 10 ms in the GUI thread; each tick records how much later than 10 ms it
-came (napari_emsr._napari._latency). Reported: the same figures for an idle viewer first (the
+came (napari_emsr._napari.common.latency). Reported: the same figures for an idle viewer first (the
 baseline), then during the run: ticks, median, 95th percentile and maximum lateness in ms.
 
 Needs a display; without a screen run it on a virtual one:
@@ -66,7 +66,7 @@ def _panel(viewer, args, folder: Path):
 def _measure_run(app, widget):
     from qtpy.QtCore import QEventLoop
 
-    from napari_emsr._napari._latency import EventLoopLatency
+    from napari_emsr._napari.common.latency import EventLoopLatency
 
     steps = []
     widget.run_panel.progressed.connect(lambda e: steps.append(e.step) if getattr(e, "kind", "") == "step" else None)
@@ -99,7 +99,7 @@ def main() -> None:
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_emsr._napari._latency import EventLoopLatency
+    from napari_emsr._napari.common.latency import EventLoopLatency
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()

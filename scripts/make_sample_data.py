@@ -1,4 +1,4 @@
-"""Make the napari sample "EM pair (FlyEM FIB-SEM)" shipped in src/napari_emsr/_napari/sample_data/.
+"""Make the napari sample "EM pair (FlyEM FIB-SEM)" shipped in src/napari_emsr/sample_data/.
 
 From 16 consecutive slices of the held-out FlyEM validation stack (520 x 520 uint8 PNG, 10 nm
 isotropic; CC BY 3.0, FlyEM project, Janelia Research Campus (HHMI), neuroproof_examples):
@@ -29,7 +29,7 @@ from napari_emsr.training.degrade import em_like
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "flyem-medulla-fibsem" / "validation_sample"
-OUT = ROOT / "src" / "napari_emsr" / "_napari" / "sample_data"
+OUT = ROOT / "src" / "napari_emsr" / "sample_data"
 
 FIRST, SLICES = 92, 16  # slices iso.03582 .. iso.03597 of the 200 stored
 SCALE, PIXEL_NM = 3, 10.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_emsr._napari._layers import overlay_transform
+from napari_emsr._napari.common.layers import overlay_transform
 from napari_emsr.cli import main
 from napari_emsr.metrics import even_odd_halves, reference_free_resolution
 from napari_emsr.resample import bicubic_upsample

@@ -5,7 +5,7 @@ import torch
 from qtpy.QtCore import Qt
 
 from napari_emsr import build_emsr, save_model
-from napari_emsr._napari._engine_options import NO_DEFAULT_MODEL, EngineOptions
+from napari_emsr._napari.common.engine_options import NO_DEFAULT_MODEL, EngineOptions
 
 from ..conftest import TINY
 from ..test_zoo import small_zoo, use_zoo

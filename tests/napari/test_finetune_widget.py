@@ -216,7 +216,7 @@ def test_the_base_model_can_be_any_zoo_model(sample, qtbot, tmp_path, monkeypatc
 
 def test_training_keeps_the_viewer_responsive(sample, qtbot, model_file, tmp_path):
     """The Qt event loop's lateness (a timer every 10 ms) while the panel trains: generous bounds."""
-    from napari_emsr._napari._latency import EventLoopLatency
+    from napari_emsr._napari.common.latency import EventLoopLatency
 
     widget = _panel(sample, qtbot, model_file, tmp_path / "latency.safetensors", steps=40, val_every=10)
     probe = EventLoopLatency(10)

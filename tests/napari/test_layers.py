@@ -3,7 +3,7 @@
 import numpy as np
 from napari.layers import Image
 
-from napari_emsr._napari._layers import LayerCombo, overlay_transform, physical_geometry
+from napari_emsr._napari.common.layers import LayerCombo, overlay_transform, physical_geometry
 
 
 def test_layer_combo_follows_adds_renames_and_removals(make_napari_viewer, qtbot):

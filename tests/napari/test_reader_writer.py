@@ -6,7 +6,7 @@ import pytest
 from skimage.io import imsave
 
 from napari_emsr.io import ngff_transforms, open_volume, open_writer
-from napari_emsr._napari.reader import get_reader
+from napari_emsr._napari.io.reader import get_reader
 
 
 def _tiff(path, data, pixel_nm):

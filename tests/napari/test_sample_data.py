@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_emsr._napari.samples import SAMPLE_FOLDER
+from napari_emsr.samples import SAMPLE_FOLDER
 
 
 def test_sample_files_are_small_and_credited():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_emsr._napari._layers import overlay_transform
+from napari_emsr._napari.common.layers import overlay_transform
 from napari_emsr._napari.side_by_side import compare, find_hr, find_sr, layers_in_grid_order
 
 from .conftest import dock

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_emsr._napari._engine_options import explain_memory_errors
-from napari_emsr._napari._layers import region_in_view
+from napari_emsr._napari.common.engine_options import explain_memory_errors
+from napari_emsr._napari.common.layers import region_in_view
 
 from ..test_zoo import small_zoo, use_zoo
 from .conftest import dock, run_and_wait

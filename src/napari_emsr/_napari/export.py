@@ -24,10 +24,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_emsr._napari._engine_options import EngineOptions, engine_pixel_size, explain_memory_errors
-from napari_emsr._napari._layers import LayerCombo, image_data, layer_pixel_size, physical_geometry
-from napari_emsr._napari._run_panel import RunPanel
-from napari_emsr._napari.writer import discard_partial, iter_write
+from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixel_size, explain_memory_errors
+from napari_emsr._napari.common.layers import LayerCombo, image_data, layer_pixel_size, physical_geometry
+from napari_emsr._napari.common.run_panel import RunPanel
+from napari_emsr._napari.io.writer import discard_partial, iter_write
 
 if TYPE_CHECKING:
     import napari

@@ -33,7 +33,7 @@ class ModelInfoWidget(QWidget):
         super().__init__(parent)
         from qtpy.QtCore import Qt
 
-        from napari_emsr._napari._zoo_choices import first_choice, shipped_choices
+        from napari_emsr._napari.common.zoo_choices import first_choice, shipped_choices
 
         self.viewer = viewer
         self.shipped = shipped_choices()  # every zoo model by name; the default model is shown first

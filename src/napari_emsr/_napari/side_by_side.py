@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_emsr._napari._layers import LayerCombo, layer_pixel_size
+from napari_emsr._napari.common.layers import LayerCombo, layer_pixel_size
 
 if TYPE_CHECKING:
     import napari

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QPushButton, QVBoxLayout, QWidget
 
-from napari_emsr._napari._engine_options import EngineOptions, engine_pixel_size, explain_memory_errors
-from napari_emsr._napari._layers import (
+from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixel_size, explain_memory_errors
+from napari_emsr._napari.common.layers import (
     LayerCombo,
     LayerError,
     current_slice,
@@ -25,7 +25,7 @@ from napari_emsr._napari._layers import (
     overlay_transform,
     region_in_view,
 )
-from napari_emsr._napari._run_panel import RunPanel, format_seconds
+from napari_emsr._napari.common.run_panel import RunPanel, format_seconds
 
 if TYPE_CHECKING:
     import napari

@@ -42,7 +42,6 @@ PAPER = {
     ),
     "doi": "10.48550/arXiv.2401.08115",
 }
-_SAMPLE = Path(__file__).resolve().parents[1] / "_napari" / "sample_data" / "em_pair_lr.ome.tif"
 _SAMPLE_CREDIT = (
     "FIB-SEM of the Drosophila medulla, FlyEM project, Janelia Research Campus (HHMI), "
     "neuroproof_examples, CC BY 3.0 (https://creativecommons.org/licenses/by/3.0/); degraded to "
@@ -64,7 +63,10 @@ def sample_lr_slice() -> np.ndarray:
     """Return the middle slice of napari-emsr's sample LR stack (real FlyEM FIB-SEM, 30 nm pixels)."""
     import tifffile
 
-    stack = tifffile.imread(_SAMPLE)
+    from napari_emsr.samples import em_pair_file
+
+    with em_pair_file("lr") as path:
+        stack = tifffile.imread(path)
     return stack[len(stack) // 2] if stack.ndim == 3 else stack
 
 

@@ -89,10 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from napari_emsr.config import ConfigError
     from napari_emsr.model_io import ModelFileError
 
+    from napari_emsr.cli._progress import cli_message
+
     try:
         return int(module.run(args) or 0)
+    except MemoryError as exc:
+        print(f"emsr {args.command}: error: {cli_message(exc)}", file=sys.stderr)
+        return 1
     except (CLIError, ConfigError, ModelFileError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"emsr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"emsr {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a folder without write permission, ...
         print(f"emsr {args.command}: error: {_os_error(exc)}", file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any, Generator
 
 import numpy as np
 
-from napari_emsr._napari._compare_data import Field, Source
+from napari_emsr._napari.compare.data import Field, Source
 
 __all__ = [
     "CompareJob",

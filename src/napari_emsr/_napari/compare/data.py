@@ -59,7 +59,7 @@ class Field:
 
 
 def _geometry(layer: Any, physical: bool) -> tuple[np.ndarray, np.ndarray]:
-    from napari_emsr._napari._layers import LayerError, physical_geometry
+    from napari_emsr._napari.common.layers import LayerError, physical_geometry
 
     if not (np.allclose(layer.rotate, np.eye(layer.ndim)) and np.allclose(layer.shear, 0)
             and np.allclose(layer.affine.affine_matrix, np.eye(layer.ndim + 1))):  # fmt: skip
@@ -76,7 +76,7 @@ def _geometry(layer: Any, physical: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _is_physical(layer: Any) -> bool:
-    from napari_emsr._napari._layers import physical_geometry
+    from napari_emsr._napari.common.layers import physical_geometry
 
     sizes, shift = physical_geometry(layer.scale, layer.translate, layer.units)
     return sizes is not None and None not in sizes and shift is not None
@@ -84,7 +84,7 @@ def _is_physical(layer: Any) -> bool:
 
 def layer_source(layer: Any, *, physical: bool, label: str | None = None) -> Source:
     """Return a grey-scale 2D or (z, y, x) image layer as a :class:`Source` (``LayerError`` otherwise)."""
-    from napari_emsr._napari._layers import image_data
+    from napari_emsr._napari.common.layers import image_data
 
     data = image_data(layer)
     scale, translate = _geometry(layer, physical)
@@ -122,7 +122,7 @@ def sources_physical(*layers: Any) -> bool:
 
 def bicubic_factor(lr_layer: Any, reference: Source, *, physical: bool) -> int:
     """Return the integer ratio of the LR layer's pixel size to the reference's (``LayerError`` if there is none)."""
-    from napari_emsr._napari._layers import LayerError
+    from napari_emsr._napari.common.layers import LayerError
 
     lr_scale, _ = _geometry(lr_layer, physical)
     ratios = lr_scale[1:] / reference.scale[1:]
@@ -137,7 +137,7 @@ def bicubic_factor(lr_layer: Any, reference: Source, *, physical: bool) -> int:
 
 def _shift(reference: Source, source: Source) -> np.ndarray:
     """Whole-pixel offset of ``source``'s pixels from the reference's (``LayerError`` if off the grid)."""
-    from napari_emsr._napari._layers import LayerError
+    from napari_emsr._napari.common.layers import LayerError
 
     if source.ndim != reference.ndim:
         raise LayerError(
@@ -165,7 +165,7 @@ def _shift(reference: Source, source: Source) -> np.ndarray:
 
 def common_field(reference: Source, sources: list[Source]) -> Field:
     """Return the field of reference pixels that every source covers (``LayerError`` if it is empty)."""
-    from napari_emsr._napari._layers import LayerError
+    from napari_emsr._napari.common.layers import LayerError
 
     low, high = np.zeros(3, dtype=int), np.array(reference.shape)
     shifts = {reference.label: np.zeros(3, dtype=int)}

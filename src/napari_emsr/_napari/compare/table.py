@@ -23,7 +23,7 @@ CSV_FIELDS = (
 
 
 def records_of(scores: Any, *, field: str, pixel_size: float | None) -> list[dict[str, Any]]:
-    """One record per method of a :class:`~napari_emsr._napari._compare_run.Scores`."""
+    """One record per method of a :class:`~napari_emsr._napari.compare.run.Scores`."""
     scope = f"slice {scores.z}" if scores.scope == "slice" else f"stack ({scores.slices})"
     records = []
     for label, result in scores.results.items():

@@ -28,20 +28,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_emsr._napari._compare_data import (
+from napari_emsr._napari.common.layer_list import LayerChecklist
+from napari_emsr._napari.common.layers import LayerCombo, LayerError, current_slice, in_plane_pixel_size
+from napari_emsr._napari.common.run_panel import RunPanel
+from napari_emsr._napari.common.scroll import scrolled
+from napari_emsr._napari.compare.data import (
     bicubic_factor,
     bicubic_source,
     common_field,
     layer_source,
     sources_physical,
 )
-from napari_emsr._napari._compare_run import CompareJob, iter_compare, iter_reference_free
-from napari_emsr._napari._compare_table import COLUMNS, cell_texts, cell_tip, records_of, write_csv
-from napari_emsr._napari._frc_plot import FRCPlot
-from napari_emsr._napari._layer_list import LayerChecklist
-from napari_emsr._napari._layers import LayerCombo, LayerError, current_slice, in_plane_pixel_size
-from napari_emsr._napari._run_panel import RunPanel
-from napari_emsr._napari._scroll import scrolled
+from napari_emsr._napari.compare.frc_plot import FRCPlot
+from napari_emsr._napari.compare.run import CompareJob, iter_compare, iter_reference_free
+from napari_emsr._napari.compare.table import COLUMNS, cell_texts, cell_tip, records_of, write_csv
 
 if TYPE_CHECKING:
     import napari

@@ -17,17 +17,12 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
 from superqt import QCollapsible
 
-from napari_emsr._napari._engine_options import ERROR_STYLE, EngineOptions
-from napari_emsr._napari._finetune_job import FineTuneJob, locate, training_events
-from napari_emsr._napari._finetune_status import (
-    kept_message,
-    noise_summary,
-    pair_inputs,
-    resume_point,
-    train_progress,
-    trained_message,
-)
-from napari_emsr._napari._hr_field import (
+from napari_emsr._napari.common.engine_options import ERROR_STYLE, EngineOptions
+from napari_emsr._napari.common.layers import LayerCombo, in_plane_pixel_size, overlay_transform
+from napari_emsr._napari.common.run_panel import RunPanel
+from napari_emsr._napari.common.scroll import scrolled
+from napari_emsr._napari.finetune.form import TrainingForm
+from napari_emsr._napari.finetune.hr_field import (
     FIELD_LAYER,
     draw_field,
     field_offset,
@@ -35,11 +30,16 @@ from napari_emsr._napari._hr_field import (
     find_field_layer,
     world_offset,
 )
-from napari_emsr._napari._layers import LayerCombo, in_plane_pixel_size, overlay_transform
-from napari_emsr._napari._run_panel import RunPanel
-from napari_emsr._napari._scroll import scrolled
-from napari_emsr._napari._training_form import TrainingForm
-from napari_emsr._napari._training_plots import TrainingPlots
+from napari_emsr._napari.finetune.job import FineTuneJob, locate, training_events
+from napari_emsr._napari.finetune.plots import TrainingPlots
+from napari_emsr._napari.finetune.status import (
+    kept_message,
+    noise_summary,
+    pair_inputs,
+    resume_point,
+    train_progress,
+    trained_message,
+)
 
 if TYPE_CHECKING:
     import napari

@@ -1,16 +1,18 @@
 """Run / Cancel buttons, a progress bar with an ETA and a status line around one background worker.
 
-The work is a generator of events: by default :class:`napari_emsr.predict.Progress` events (the
-engine's :func:`~napari_emsr.iter_super_resolve`, or a writer's loop); other work (training,
-evaluation) passes ``progress_of`` to say how its events show in the bar. It runs in napari's
-``create_worker`` thread: one level of threading, the GUI thread only receives events.
+The work is a generator of :class:`napari_emsr.events.Event` objects, the one event type of every
+long job of the library (prediction, writing, training, evaluation): the bar shows any of them the
+same way (:func:`event_progress`), and each panel reads the payloads it cares about in its
+``on_event`` callback. It runs in napari's ``create_worker`` thread: one level of threading, the
+GUI thread only receives events.
 Cancel asks the work to stop at its next event (between two tiles, or two training steps): the
 worker thread then closes the generator, so its clean-up (deleting a temporary file, saving a
 training checkpoint) runs at once, off the GUI thread, before the panel reports the end.
 
 Errors raised by the work become napari error notifications, and its warnings (e.g. a model with
 random weights, a pixel size far from the model's) warning notifications: nothing is raised into
-the viewer's event loop, and the viewer keeps running.
+the viewer's event loop, and the viewer keeps running. A library error's hints
+(:class:`napari_emsr.errors.Hint`) are phrased in the panels' terms (:func:`gui_message`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from typing import Any, Callable, Generator, Iterator
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-__all__ = ["RunPanel", "format_seconds", "engine_progress"]
+from napari_emsr.errors import EMSRError, Hint
+from napari_emsr.events import Event
+
+__all__ = ["RunPanel", "format_seconds", "event_progress", "gui_message", "GUI_CONTROLS"]
 
 _STEPS = 1000
-
-#: how an event shows: (fraction done or None, text of the bar or None, whether the work is complete)
-ProgressOf = Callable[[Any], "tuple[float | None, str | None, bool]"]
-
 
 def format_seconds(seconds: float | None) -> str:
     """'0:07', '12:30' or '1:02:03'; '...' when unknown."""
@@ -39,13 +40,51 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def engine_progress(event: Any) -> tuple[float | None, str | None, bool]:
-    """How a :class:`napari_emsr.predict.Progress` event shows: share of tiles, slices, time."""
-    if event.stage == "start":
-        return event.fraction, None, False
-    eta = "" if event.stage == "done" else f", {format_seconds(event.eta)} left"
-    slices = f"slice {event.slices_done}/{event.slices_total}, " if event.slices_total > 1 else ""
-    return event.fraction, f"%p%  ({slices}{format_seconds(event.elapsed)} elapsed{eta})", event.stage == "done"
+def event_progress(event: Event) -> tuple[float | None, str]:
+    """How any job's event shows in the bar: (share done or None, the bar's text).
+
+    The share is ``done / total``, or the share of the time when the job's ETA says more (a
+    training run stopped by a time budget before its last step).
+    """
+    fraction = event.fraction
+    if event.kind != "done" and event.eta is not None and event.elapsed > 0:
+        fraction = max(fraction or 0.0, event.elapsed / (event.elapsed + max(event.eta, 0.0)))
+    parts = [event.message] if event.message else []
+    if event.kind == "start" and not parts:
+        return fraction, "%p%"
+    parts.append(f"{format_seconds(event.elapsed)} elapsed")
+    if event.kind != "done":
+        parts.append(f"{format_seconds(event.eta)} left")
+    return fraction, f"%p%  ({', '.join(parts)})"
+
+
+#: how the panels name the library's options in an error's hints (napari_emsr.errors.Hint.option)
+GUI_CONTROLS = {
+    "overwrite": "tick \"Overwrite\"",
+    "resume": "press \"Resume\"",
+    "device": "choose another Device",
+    "tile": "choose a smaller Tile",
+    "pixel_size": "set the layer's pixel size (Layer > scale) or the panel's \"Pixel size\"",
+    "intensity_range": "set the \"Intensity range\"",
+    "model": "choose a trained model",
+    "learning_rate": "lower the learning rate",
+    "offset": "move the HR field by hand",
+    "free_space": "free some disk space",
+}
+
+
+def _gui_option(hint: Hint) -> str:
+    if hint.option in GUI_CONTROLS:
+        text = GUI_CONTROLS[hint.option]
+        return f"{text} ({hint.value})" if hint.option == "device" and isinstance(hint.value, str) else text
+    return f"set {hint.option.replace('_', ' ')} to {hint.value}"
+
+
+def gui_message(error: BaseException) -> str:
+    """Return ``error``'s message, its hints (if it has any) phrased in the panels' terms."""
+    if isinstance(error, EMSRError):
+        return error.phrased(_gui_option)
+    return str(error)
 
 
 class RunPanel(QWidget):
@@ -98,7 +137,6 @@ class RunPanel(QWidget):
         self._error: BaseException | None = None
         self._done = False
         self._stop = threading.Event()
-        self._progress_of: ProgressOf = engine_progress
 
     @property
     def running(self) -> bool:
@@ -110,21 +148,18 @@ class RunPanel(QWidget):
         make_events: Callable[[], Generator[Any, None, None]],
         on_event: Callable[[Any], None],
         on_end: Callable[[str, BaseException | None], None],
-        *,
-        progress_of: ProgressOf = engine_progress,
     ) -> None:
         """Run ``make_events()`` in a worker thread.
 
         ``on_event(event)`` runs in the GUI thread for every event; ``on_end(outcome, error)``
-        runs once when the work stops (outcome ``"done"``, ``"cancelled"`` or ``"failed"``).
-        ``progress_of(event)`` gives (fraction done or None, the bar's text or None, whether the
-        work is complete); the default reads the engine's ``Progress`` events.
+        runs once when the work stops (outcome ``"done"``, ``"cancelled"`` or ``"failed"``; the
+        work is done once it has yielded its ``"done"`` event).
         """
         from napari.qt.threading import create_worker
 
         if self.running:
             raise RuntimeError("a run is in progress; cancel it first")
-        self._on_event, self._on_end, self._progress_of = on_event, on_end, progress_of
+        self._on_event, self._on_end = on_event, on_end
         self._events, self._error, self._done = None, None, False
         self._stop.clear()
         self.progress.setValue(0)
@@ -163,13 +198,12 @@ class RunPanel(QWidget):
             self.cancel_button.setEnabled(False)
             self._stop.set()
 
-    def _yielded(self, event: Any) -> None:
-        fraction, text, complete = self._progress_of(event)
-        self._done = self._done or complete
+    def _yielded(self, event: Event) -> None:
+        fraction, text = event_progress(event)
+        self._done = self._done or event.kind == "done"
         if fraction is not None:
             self.progress.setValue(round(_STEPS * min(max(fraction, 0.0), 1.0)))
-        if text is not None:
-            self.progress.setFormat(text)
+        self.progress.setFormat(text)
         self._on_event(event)
         self.progressed.emit(event)
 
@@ -178,7 +212,7 @@ class RunPanel(QWidget):
 
         self._error = error
         if isinstance(error, (ValueError, OSError, MemoryError)):  # the library's errors say what to do
-            show_error(f"{self.title}: {error}")
+            show_error(f"{self.title}: {gui_message(error)}")
         else:  # anything else is a bug: napari's notification keeps the traceback
             notification_manager.receive_error(type(error), error, error.__traceback__)
 
@@ -194,7 +228,7 @@ class RunPanel(QWidget):
             outcome = "done"
         elif self._error is not None:
             outcome = "failed"
-            self.status.setText(f"Failed: {self._error}")
+            self.status.setText(f"Failed: {gui_message(self._error)}")
         else:
             outcome = "cancelled"
             self.status.setText(self.cancelled_text)

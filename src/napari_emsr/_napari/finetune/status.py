@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from napari_emsr._napari._run_panel import format_seconds
+from napari_emsr._napari.common.run_panel import format_seconds
 
 __all__ = ["pair_inputs", "resume_point", "train_progress", "noise_summary", "trained_message", "kept_message"]
 
@@ -30,7 +30,7 @@ def pair_inputs(lr_layer: Any, hr_layer: Any, base_of: Callable[[], Any]) -> dic
         (``LayerError``, ``PairError``) for missing, equal, 2D or RGB layers, non-square pixels, a ratio
         outside x1..x4, a base model of another scale, or unknown pixel sizes without a base model.
     """
-    from napari_emsr._napari._layers import LayerError, image_data, in_plane_pixel_size
+    from napari_emsr._napari.common.layers import LayerError, image_data, in_plane_pixel_size
     from napari_emsr.training.pairs import integer_ratio
 
     if lr_layer is None or hr_layer is None:

@@ -106,7 +106,7 @@ class EngineOptions(QWidget):
         super().__init__(parent)
         from qtpy.QtCore import Qt
 
-        from napari_emsr._napari._zoo_choices import first_choice, shipped_choices
+        from napari_emsr._napari.common.zoo_choices import first_choice, shipped_choices
 
         self.shipped = shipped_choices()
         first = first_choice(self.shipped)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_emsr._napari._plots import PlotCanvas
+from napari_emsr._napari.common.plots import PlotCanvas
 
 __all__ = ["TrainingPlots", "LOSS_TERMS", "SCORES"]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
 
-from napari_emsr._napari._layers import FollowsLayers
+from napari_emsr._napari.common.layers import FollowsLayers
 
 if TYPE_CHECKING:
     import napari

@@ -31,7 +31,7 @@ def write_ome_zarr(path: str, data: Any, attributes: dict[str, Any]) -> list[str
 
 
 def _write_layer(path: str, data: Any, attributes: dict[str, Any]) -> Path:
-    from napari_emsr._napari._layers import physical_geometry
+    from napari_emsr._napari.common.layers import physical_geometry
 
     # TypeError, not ValueError: napari takes a writer's ValueError for "no writer" and hides it
     if attributes.get("rgb"):

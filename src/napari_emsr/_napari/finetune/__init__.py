@@ -1,0 +1,1 @@
+"""The Fine-tune panel: its widget, form, status, plots and HR-field overlay."""

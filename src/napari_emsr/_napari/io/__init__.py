@@ -1,0 +1,1 @@
+"""napari reader, writer and sample-data contributions."""
