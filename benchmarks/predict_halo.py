@@ -38,7 +38,7 @@ from predict_throughput import overhead
 def run(lr, model, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return list(iter_super_resolve(lr, model, **options))[-1].result
+        return list(iter_super_resolve(lr, model, **options))[-1].payload
 
 
 def bench(preset: str, args) -> list[dict]:

@@ -45,7 +45,7 @@ def child(source: str, model: str, output: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for event in emsr.iter_super_resolve(source, model, output=output):
-            if event.stage == "slice":
+            if event.kind == "slice":
                 trace.append(current_rss_mb())
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

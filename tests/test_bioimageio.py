@@ -20,6 +20,8 @@ import yaml
 from napari_emsr import ModelFileError, load_model, save_model, super_resolve
 from napari_emsr.bmz.export import PAPER, export_bioimageio
 from napari_emsr.cli import main
+from napari_emsr.errors import OutputExistsError
+from napari_emsr.predict import IntensityMap, resolve_intensity
 
 from ._predict_models import sensitive_model
 
@@ -127,10 +129,37 @@ def test_predict_with_a_package(package, model_file, em_slice):
     np.testing.assert_array_equal(super_resolve(crop, package, **options), super_resolve(crop, model_file, **options))
 
 
+def _network(model_file, x):
+    with torch.inference_mode():
+        return load_model(model_file)(torch.from_numpy(x)[None, None])[0, 0].numpy()
+
+
+def test_package_processing_is_the_engines_intensity_map(package, model_file):
+    """A range model: the engine's IntensityMap of the model's range, to the network and back, as described."""
+    files = _members(package)
+    x = np.load(io.BytesIO(files["test_input_lr.npy"]))[0, 0]
+    y = np.load(io.BytesIO(files["test_output_sr.npy"]))[0, 0]
+    intensity = IntensityMap(0.0, 255.0, np.dtype(np.float32))
+    np.testing.assert_array_equal(y, intensity.from_network(_network(model_file, intensity.to_network(x))))
+    rdf = yaml.safe_load(files["rdf.yaml"])
+    (pre,) = (p for p in rdf["inputs"][0]["preprocessing"] if p["id"] != "ensure_dtype")
+    (post,) = (p for p in rdf["outputs"][0]["postprocessing"] if p["id"] != "ensure_dtype")
+    assert pre["id"] == post["id"] == "scale_linear"
+    assert pre["kwargs"]["gain"] == pytest.approx(1 / 255) and pre["kwargs"]["offset"] == 0
+    assert post["kwargs"] == {"gain": 255.0, "offset": 0.0}
+
+
 def test_percentile_models_export_with_scale_range(tmp_path):
     norm = {"mode": "percentile", "low": 0.1, "high": 99.9}
     model = save_model(sensitive_model(2), tmp_path / "p.safetensors", normalization=norm)
     package = export_bioimageio(model, tmp_path / "p.zip")
+    # the engine's percentiles of the test image, to the network's 0..1 (where the package's output stays)
+    files = _members(package)
+    x = np.load(io.BytesIO(files["test_input_lr.npy"]))[0, 0]
+    intensity = resolve_intensity(x, load_model(model).metadata.normalization)
+    assert intensity.source == "percentile"
+    expected = _network(model, intensity.to_network(x))
+    np.testing.assert_array_equal(np.load(io.BytesIO(files["test_output_sr.npy"]))[0, 0], expected)
     descr = bioimageio.spec.load_description(package, perform_io_checks=True)
     assert not isinstance(descr, bioimageio.spec.InvalidDescr), descr.validation_summary.format()
     rdf = yaml.safe_load(_members(package)["rdf.yaml"])
@@ -194,7 +223,10 @@ def test_cli_export(model_file, tmp_path, capsys):
     rdf = yaml.safe_load(_members(out)["rdf.yaml"])
     assert rdf["authors"] == [{"name": "A. Tester"}]
     assert main(["export-bioimageio", str(model_file), str(out)]) == 2
-    assert "exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exists" in err and "use --overwrite to replace it" in err and "overwrite=" not in err
+    with pytest.raises(OutputExistsError, match="exists: pass overwrite=True to replace it"):
+        export_bioimageio(model_file, out)
     assert main(["export-bioimageio", str(model_file), str(tmp_path / "x.tar")]) == 2
     assert "name the output *.zip" in capsys.readouterr().err
 

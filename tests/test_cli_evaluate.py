@@ -11,7 +11,7 @@ from skimage.filters import gaussian
 from skimage.io import imread
 
 from napari_emsr.cli import main
-from napari_emsr.metrics import frc_curve, frc_pool, frc_resolution, psnr, ssim
+from napari_emsr.metrics import evaluate_stack, frc_curve, frc_pool, frc_resolution, psnr, ssim
 from napari_emsr.resample import bicubic_downsample, bicubic_upsample
 
 SCALE = 3
@@ -180,3 +180,37 @@ def test_bad_values_are_named_by_file_and_slice(volumes, capsys):
     assert main(["evaluate", str(p["reference"]), str(folder / "flat_pred.tif")]) == 2
     err = _one_line_error(capsys)
     assert f"{folder / 'flat_pred.tif'} (the prediction): slice 1 is constant" in err and "image b" not in err
+
+
+def test_library_hints_are_phrased_as_options_of_the_command(volumes, capsys):
+    p, folder = volumes["paths"], volumes["folder"]
+    write(folder / "narrow.tif", volumes["prediction"][:, 2:-2, 1:-1])
+    assert main(["evaluate", str(p["reference"]), str(folder / "narrow.tif")]) == 2
+    err = _one_line_error(capsys)
+    assert err == (
+        f"emsr evaluate: error: scoring {folder / 'narrow.tif'} (the prediction) against {p['reference']} (the "
+        "reference): slice shapes differ: reference (192, 192), prediction (188, 190): use --crop if they differ "
+        "only by a border at the bottom and right, or use --crop --crop-anchor centre if they differ by a border "
+        "all round"
+    )
+    assert "crop=" not in err
+    assert main(["evaluate", str(p["reference"]), str(p["prediction"]), "--data-range", "-1"]) == 2
+    err = _one_line_error(capsys)
+    assert "the data range must be a positive finite number, got -1" in err and "give --data-range L above 0" in err
+
+
+def test_the_command_reports_the_library_evaluation(volumes, capsys):
+    """emsr evaluate's numbers are evaluate_stack's (the one job, the one pooling) on the same pixels."""
+    p, folder = volumes["paths"], volumes["folder"]
+    reference, narrow = volumes["reference"], volumes["prediction"][:, 2:-2, 1:-1]
+    write(folder / "narrow.tif", narrow)
+    out = folder / "centre.json"
+    argv = ["evaluate", str(p["reference"]), str(folder / "narrow.tif"), "--crop", "--crop-anchor", "centre"]
+    assert main([*argv, "--pixel-size", "10", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    expected = evaluate_stack(reference, narrow, pixel_size=10.0, crop="centre").summary()
+    assert report["data_range"] == 255 and report["data_range_source"] == "from the reference's dtype (uint8)"
+    for key, value in expected.items():
+        if key not in ("label",):
+            assert report[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
+    assert "data range: 255 (from the reference's dtype (uint8))" in capsys.readouterr().out

@@ -201,6 +201,10 @@ def test_an_interrupted_run_says_resume_and_the_resumed_run_what_it_reused(files
     assert err[-1] == (f"emsr predict: interrupted; 2 of 4 slice(s) are done and kept in {writers.partial_path(out)}: "
                        "rerun the same command with --resume to continue")  # fmt: skip
     monkeypatch.setattr(writers, "write_zarr_slice", real)
+    assert main(argv) == 2  # the library's PartialOutputError, its hints phrased as this command's flags
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("holds the partial result of an interrupted run: use --resume to continue it, or use "
+                        "--overwrite to start again") and "resume=True" not in err  # fmt: skip
     assert main(argv + ["--resume"]) == 0
     captured = capsys.readouterr()
     assert "resuming: 2 of 4 slice(s) already done" in captured.err
@@ -241,7 +245,7 @@ def test_resuming_after_the_input_changed_says_what_to_do(files, tmp_path, capsy
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "warning:" not in line]
     assert len(err) == 1 and err[0].startswith("emsr predict: error: cannot resume"), err
     assert "has changed since this partial result was started" in err[0]
-    assert err[0].endswith(f"start again with --overwrite, or delete {writers.partial_path(out)}")
+    assert err[0].endswith(f"use --overwrite to start again (or delete {writers.partial_path(out)})")
     assert main(argv + ["--overwrite"]) == 0
     with open_volume(out) as vol:
         np.testing.assert_array_equal(vol.data.compute(), super_resolve(files["stack"][::-1], files["model"], tile=16))

@@ -136,3 +136,77 @@ def test_finetune_names_non_finite_data_before_training(stacks, tmp_path, capsys
     assert code == 2 and len(err) == 1, err
     assert str(path) in err[0] and "slice 4 has 1 NaN or infinite value" in err[0]
     assert not out.exists()
+
+
+def test_finetune_without_pixel_sizes_names_the_flags(stacks, tmp_path, capsys):
+    """The library's hints (options of the job), phrased as this command's flags, in one line."""
+    hr = tmp_path / "hr_no_size.tif"
+    tifffile.imwrite(hr, tifffile.imread(stacks / "hr_field.tif"))  # no resolution: the pixel size is unknown
+    out = tmp_path / "ft.safetensors"
+    code = main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(hr), "--out", str(out), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == (f"emsr finetune: error: the pixel size of {hr} is unknown, so the pair's scale is not known: "
+                      "give --hr-pixel-size NM, or give --scale S")  # fmt: skip
+    assert not out.exists()
+
+
+def test_finetune_refuses_to_overwrite_with_the_flags(stacks, tmp_path, capsys):
+    out = tmp_path / "ft.safetensors"
+    out.write_bytes(b"a model already")
+    code = main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(stacks / "hr_field.tif"), "--out", str(out),
+                 *FAST])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (f"emsr finetune: error: {out} exists: use --overwrite to replace it, or use --resume "
+                                 "to continue its run")  # fmt: skip
+    assert out.read_bytes() == b"a model already"
+
+
+def test_train_real_plus_fitted_fits_the_pair_and_records_it(stacks, tmp_path, capsys):
+    out = tmp_path / "fitted.safetensors"
+    code = main(["train", "--hr", str(stacks / "hr.tif"), "--lr", str(stacks / "lr.tif"), "--strategy", "real+fitted",
+                 "--fitted-share", "0.7", "--preset", "lite", "--out", str(out), *FAST])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "fitted degradation (x3" in text and "electrons" in text  # shown before training starts
+    prov = load_model(out).metadata.provenance
+    fitted = prov["degradation"]
+    # em_like: a Gaussian beam of 1.2 HR px = 0.4 LR px, then area averaging; Poisson at 60 electrons
+    assert 0.2 < fitted["probe_sigma_major"]["value"] < 0.7
+    assert 30 < fitted["dose"]["value"] < 120 and not fitted["inverted"]
+    assert prov["strategy"] == "real+fitted"
+
+
+def test_fitted_share_is_validated(stacks, tmp_path, capsys):
+    code = main(["train", "--hr", str(stacks / "hr.tif"), "--lr", str(stacks / "lr.tif"), "--strategy", "real+fitted",
+                 "--fitted-share", "1.5", "--out", str(tmp_path / "m.safetensors"), *FAST])  # fmt: skip
+    assert code == 2 and "fitted_share must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_finetune_starts_from_the_shipped_model_for_its_scale_unless_base_none(stacks, tmp_path, capsys):
+    out = tmp_path / "ft.safetensors"
+    code = main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(stacks / "hr_field.tif"), "--out", str(out),
+                 "--val-slices", "last:1", "--learning-rate", "1e-9", *FAST])  # fmt: skip
+    assert code == 0
+    model = load_model(out)
+    assert model.metadata.provenance["base_model"].endswith("emsr-em-x3.safetensors")  # the x3 default
+    assert "random weights" not in capsys.readouterr().err
+    out2 = tmp_path / "scratch.safetensors"
+    code = main(["finetune", "--lr", str(stacks / "lr.tif"), "--hr", str(stacks / "hr_field.tif"), "--out", str(out2),
+                 "--base", "none", "--preset", "lite", "--val-slices", "last:1", *FAST])  # fmt: skip
+    assert code == 0
+    assert "from random weights" in capsys.readouterr().err
+    assert "base_model" not in load_model(out2).metadata.provenance
+
+
+def test_minutes_alone_is_a_budget_the_run_uses(stacks, tmp_path, capsys):
+    out = tmp_path / "budget.safetensors"
+    code = main(["train", "--hr", str(stacks / "hr.tif"), "--strategy", "synthetic-ii", "--preset", "lite",
+                 "--out", str(out), "--minutes", "0.2", "--patch", "16", "--val-every", "1000", "--seed", "1"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "0.2 min budget:" in err  # the steps were planned from the measured step time
+    planned = int(err.split("0.2 min budget: ")[1].split(" steps")[0])
+    steps = load_model(out).metadata.provenance["steps"]
+    assert planned > 20 and steps > 20  # not the 20,000-step default, not stopped at calibration
+    assert steps <= planned

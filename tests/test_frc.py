@@ -16,6 +16,8 @@ from napari_emsr.metrics import (
     frc_resolution,
     frc_threshold,
     half_bit_threshold,
+    iter_reference_free,
+    pool_pairs,
     reference_free_resolution,
 )
 from napari_emsr.metrics._fourier import ring_map
@@ -320,6 +322,33 @@ def test_reference_free_input_errors(rng):
         even_odd_halves(a[:1])
     with pytest.raises(ValueError, match="stack"):
         even_odd_halves(a[0])
+
+
+def test_reference_free_job_scores_the_current_pair_first_and_pools_as_the_function(rng):
+    """The Compare panel's reference-free job: pair by pair as events, pooled as reference_free_resolution."""
+    signal = shaped_signal(rng, (64, 64), lambda r: (r <= 12).astype(float))
+    stack = np.stack([signal + 0.3 * rng.standard_normal(signal.shape) for _ in range(7)])
+    events = list(iter_reference_free(stack, compared="even vs odd", pixel_size=10.0, current=3))
+    assert [e.kind for e in events] == ["start", "slice", "slice", "slice", "done"]
+    assert [e.payload.z for e in events[1:4]] == [2, 0, 4] and events[1].unit == "slice pair"
+    pooled = events[-1].payload
+    assert pooled.scope == "stack" and pooled.slices == 3
+    expected = reference_free_resolution(*even_odd_halves(stack), compared="even vs odd", pixel_size=10.0)
+    result = pooled.results["even vs odd"]
+    np.testing.assert_array_equal(result.curve.frc, expected.curve.frc)
+    assert result.resolution == expected.resolution and result.frc_mean == expected.frc_mean
+    assert result.n_pairs == expected.n_pairs == 3
+    assert pool_pairs([events[i].payload.results["even vs odd"] for i in (2, 1, 3)]).resolution == result.resolution
+    # two acquisitions: slice z with slice z; only the current pair
+    other = stack + 0.3 * rng.standard_normal(stack.shape)
+    one = list(iter_reference_free(stack, other, compared="two", current=5, whole_stack=False))
+    assert [e.kind for e in one] == ["start", "slice", "done"] and one[-1].payload.z == 5
+    alone = reference_free_resolution(stack[5], other[5], compared="two")
+    assert one[-1].payload.results["two"].resolution == alone.resolution
+    with pytest.raises(ValueError, match="at least two slices"):
+        list(iter_reference_free(stack[:1], compared="x"))
+    with pytest.raises(ValueError, match="same shape"):
+        list(iter_reference_free(stack, other[:3], compared="x"))
 
 
 def test_curve_is_a_frozen_record(rng):

@@ -216,3 +216,47 @@ def test_chunk_temporaries_of_interrupted_zarr_writes_do_not_reach_the_output(pl
     assert [p for p in path.rglob("*") if p.name.endswith(".partial")] == []
     with open_volume(path) as vol:
         np.testing.assert_array_equal(vol.data.compute(), planes)
+
+
+def test_ngff_multiscale_of_a_layer_and_of_a_super_resolved_output():
+    """One builder for both NGFF entries: a layer keeps its translate, an output centres its pixels."""
+    from napari_emsr.io import ngff_multiscale
+
+    layer = ngff_multiscale("l.ome.zarr", 3, (40.0, 3.0, 3.0), translate=(0.0, 6.0, 9.0))
+    assert layer["version"] == "0.4" and layer["name"] == "l.ome.zarr" and "metadata" not in layer
+    scale, shift = layer["datasets"][0]["coordinateTransformations"]
+    assert scale["scale"] == [40.0, 3.0, 3.0] and shift["translation"] == [0.0, 6.0, 9.0]
+    plain = ngff_multiscale("p.ome.zarr", 2, None)
+    assert plain["datasets"][0]["coordinateTransformations"] == [{"type": "scale", "scale": [1.0, 1.0]}]
+    assert [a.get("unit") for a in plain["axes"]] == [None, None]
+    output = ngff_multiscale("sr", 3, (None, 10.0, 10.0), scale=2, offset=(4, 6), metadata={"scale": 2})
+    axes, transforms = ngff_transforms((None, 10.0, 10.0), 3, scale=2, offset=(4, 6))
+    assert output["axes"] == axes and output["datasets"][0]["coordinateTransformations"] == transforms
+    assert output["metadata"] == {"scale": 2}
+
+
+@pytest.mark.parametrize("name", ["o.ome.tif", "o.ome.zarr"])
+def test_iter_write_is_an_export_job_that_leaves_nothing_when_closed(planes, tmp_path, name):
+    from napari_emsr.errors import OutputExistsError
+    from napari_emsr.io import WriteTarget, iter_write
+
+    path = tmp_path / name
+    events = list(iter_write(planes, path, pixel_size_nm=(40.0, 3.0, 3.0)))
+    assert [e.kind for e in events] == ["start", "slice", "slice", "slice", "done"]
+    assert {e.job for e in events} == {"export"} and {e.unit for e in events} == {"slice"}
+    assert events[0].payload == WriteTarget(path, output_kind(path), (3, 40, 36), "uint16")
+    assert [e.payload for e in events[1:-1]] == [0, 1, 2] and [e.done for e in events] == [0, 1, 2, 3, 3]
+    assert events[2].message == "slice 2/3" and events[-1].payload == path and events[-1].fraction == 1.0
+    with open_volume(path) as vol:
+        np.testing.assert_array_equal(np.asarray(vol.data), planes)
+        assert vol.pixel_size_nm == pytest.approx((40.0, 3.0, 3.0))
+    with pytest.raises(OutputExistsError, match="exists: pass overwrite=True to replace it"):
+        next(iter_write(planes, path))
+    again = iter_write(planes[::-1].copy(), path, overwrite=True)
+    for event in again:
+        if event.kind == "slice":
+            break
+    again.close()  # cancelled after one slice: the old output stays, nothing else is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    with open_volume(path) as vol:
+        np.testing.assert_array_equal(np.asarray(vol.data), planes)

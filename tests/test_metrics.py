@@ -8,12 +8,21 @@ import pytest
 from skimage.filters import gaussian
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from napari_emsr.errors import Hint, HintedValueError
 from napari_emsr.metrics import (
+    DataRange,
+    EvaluationOptions,
+    ScoringError,
+    StackEvaluation,
     common_region,
     evaluate_stack,
+    find_data_range,
     frc_curve,
     frc_pool,
     frc_resolution,
+    iter_compare,
+    iter_evaluate_stack,
+    pool_stack,
     psnr,
     resolve_data_range,
     ssim,
@@ -103,11 +112,19 @@ def stacks(rng):
 
 def test_stack_evaluation_is_the_per_slice_metrics(stacks):
     reference, prediction = stacks
-    calls = []
-    result = evaluate_stack(
-        reference, prediction, data_range=255, pixel_size=8.0, label="noisy", progress=lambda d, t: calls.append((d, t))
-    )
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    options = EvaluationOptions(data_range=255, pixel_size=8.0)
+    events = list(iter_evaluate_stack(reference, prediction, options, label="noisy"))
+    assert [(e.job, e.kind, e.done, e.total, e.unit) for e in events] == [
+        ("evaluate", "start", 0, 3, "slice"), ("evaluate", "slice", 1, 3, "slice"),
+        ("evaluate", "slice", 2, 3, "slice"), ("evaluate", "slice", 3, 3, "slice"), ("evaluate", "done", 3, 3, "slice"),
+    ]  # fmt: skip
+    assert events[0].payload == DataRange(255.0, "given")
+    assert events[2].payload.psnr.tolist() == [psnr(reference[1], prediction[1])]  # the slice's own scores
+    result = events[-1].payload
+    assert isinstance(result, StackEvaluation) and result.label == "noisy"
+    again = evaluate_stack(reference, prediction, data_range=255, pixel_size=8.0, label="noisy")
+    np.testing.assert_array_equal(again.psnr, result.psnr)
+    assert again.resolution == result.resolution
     for z in range(3):
         assert result.psnr[z] == psnr(reference[z], prediction[z])
         assert result.ssim[z] == ssim(reference[z], prediction[z])
@@ -155,6 +172,10 @@ def test_crop_to_the_common_region(stacks):
         common_region((100, 100), (50, 100))
     with pytest.raises(ValueError, match="anchor"):
         common_region((10, 10), (10, 10), anchor="middle")
+    with pytest.raises(ValueError, match="crop must be None or one of"):
+        evaluate_stack(reference, prediction, crop="middle")
+    with pytest.raises(TypeError):
+        evaluate_stack(reference, prediction, progress=print)  # an unknown option
 
 
 def test_stack_errors(stacks):
@@ -163,3 +184,76 @@ def test_stack_errors(stacks):
         evaluate_stack(reference, prediction[:2], data_range=255)
     with pytest.raises(ValueError, match="2D image or a"):
         evaluate_stack(reference[None], prediction[None], data_range=255)
+
+
+def test_the_data_range_rule_for_uint8_uint16_and_float(rng):
+    """One rule: a given range, else the integer dtype's, else the float pixels' max - min (read plane by plane)."""
+    assert find_data_range(np.uint8) == DataRange(255.0, "from the reference's dtype (uint8)")
+    assert find_data_range(np.uint16, lambda: pytest.fail("an integer dtype needs no pixels")).value == 65535.0
+    assert find_data_range(np.uint16, given=4095).value == 4095.0 and find_data_range(np.uint16, given=4095).given
+    stack = rng.random((3, 16, 16)).astype(np.float32) * 2 - 0.5
+    found = find_data_range(stack.dtype, lambda: stack)  # the training helper's call: planes of a stack
+    assert found.value == pytest.approx(float(stack.max() - stack.min())) and not found.given
+    assert "float32 reference: its max - min" in found.source
+    assert found.describe() == f"{found.source}; pass data_range=L to override"
+    # psnr, evaluate_stack and iter_compare all follow it
+    assert resolve_data_range(np.zeros(3, np.uint16)) == find_data_range(np.uint16).value
+    scored = evaluate_stack(stack, stack[::-1].copy())
+    assert scored.psnr[0] == pytest.approx(psnr(stack[0], stack[2], data_range=found.value), rel=1e-12)
+    with pytest.raises(HintedValueError, match="data_range is required for a float64 reference") as caught:
+        find_data_range(np.float64)
+    assert caught.value.hints[0].option == "data_range"
+    with pytest.raises(ValueError, match="constant: it has no data range: pass data_range=L to set one"):
+        find_data_range(np.float32, lambda: [np.ones((4, 4), np.float32)] * 2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        find_data_range(np.float32, lambda: [np.array([0.0, np.nan], np.float32)])
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="positive finite"):
+            find_data_range(np.uint8, given=bad)
+
+
+def test_mismatched_shapes_give_hints_not_flags(stacks):
+    reference, prediction = stacks
+    with pytest.raises(ScoringError) as caught:
+        evaluate_stack(reference, prediction[:, :-2, 1:], data_range=255, label="noisy")
+    exc = caught.value
+    assert exc.label == "noisy" and isinstance(exc, ValueError)
+    assert exc.hints == (
+        Hint("crop", "top-left", "if they differ only by a border at the bottom and right"),
+        Hint("crop", "centre", "if they differ by a border all round"),
+    )
+    assert str(exc) == (
+        "slice shapes differ: reference (40, 48), noisy (38, 47): pass crop='top-left' if they differ only by a "
+        "border at the bottom and right, or pass crop='centre' if they differ by a border all round"
+    )
+    assert "--" not in str(exc)
+    # an error of the metrics on one slice names the method and the slice
+    tiny = np.zeros((3, 6, 6), np.uint8)
+    with pytest.raises(ScoringError, match="prediction, slice 0: ") as caught:
+        evaluate_stack(tiny, tiny + 1, data_range=255)
+    assert caught.value.label == "prediction"
+
+
+def test_compare_scores_the_current_slice_first_and_pools_as_evaluate_stack(stacks):
+    reference, prediction = stacks
+    noisier = np.clip(prediction.astype(int) + 9, 0, 255).astype(np.uint8)
+    methods = {"a": prediction, "b": noisier}
+    events = list(iter_compare(reference, methods, EvaluationOptions(pixel_size=8.0), current=2))
+    assert [e.kind for e in events] == ["start", "slice", "slice", "slice", "done"]
+    assert [e.payload.z for e in events[1:4]] == [2, 0, 1] and events[1].payload.scope == "slice"
+    assert events[0].payload.value == 255.0 and events[-1].payload.data_range.value == 255.0
+    assert events[-1].fraction == 1.0 and events[1].message == "1/3 slices"
+    stack = events[-1].payload
+    assert stack.scope == "stack" and stack.slices == 3 and list(stack.results) == ["a", "b"]
+    for label, other in (("a", prediction), ("b", noisier)):
+        alone = evaluate_stack(reference, other, pixel_size=8.0, label=label)
+        pooled = stack.results[label]
+        np.testing.assert_array_equal(pooled.psnr, alone.psnr)  # in slice order, whatever the order scored
+        np.testing.assert_array_equal(pooled.resolution_curve.frc, alone.resolution_curve.frc)
+        assert pooled.resolution == alone.resolution and pooled.summary() == alone.summary()
+    # the slices pooled by hand: the same function
+    parts = [events[i].payload.results["a"] for i in (2, 3, 1)]
+    assert pool_stack(parts).summary() == stack.results["a"].summary()
+    only = list(iter_compare(reference, {"a": prediction}, whole_stack=False, current=1))
+    assert [e.kind for e in only] == ["start", "slice", "done"]
+    assert only[-1].payload.scope == "slice" and only[-1].payload.z == 1

@@ -79,3 +79,125 @@ def test_bad_shapes(acquisition):
         prepare_pair(lr[:, :30, :30], hr_full[:, :150, :150], scale=3)
     with pytest.raises(PairError, match="give the LR and HR pixel sizes"):
         prepare_pair(lr, hr_full)
+
+
+# -- the fine-tune job, composed once in the library ------------------------------------------------
+from napari_emsr.cli._progress import cli_message  # noqa: E402
+from napari_emsr.config import TrainingConfig  # noqa: E402
+from napari_emsr.errors import HintedValueError  # noqa: E402
+from napari_emsr.training import FineTuneJob, PairSpec, iter_finetune_pair, iter_locate  # noqa: E402
+
+from .conftest import TINY  # noqa: E402
+
+
+def _field(acquisition):
+    lr, hr_full = acquisition
+    return lr, hr_full[2:10, 60:210, 45:216]  # the HR field lies at LR (z, y, x) = (2, 20, 15)
+
+
+def test_pair_spec_validates_on_creation(acquisition):
+    lr, hr = _field(acquisition)
+    with pytest.raises(ValueError, match=r"lr.tif has shape \(83, 83\): fine-tuning needs a \(z, y, x\) stack"):
+        PairSpec(lr[0], hr, lr_name="lr.tif")
+    with pytest.raises(ValueError, match="at least 2 slices"):
+        PairSpec(lr, hr[:1])
+    with pytest.raises(ValueError, match="the LR pixel size must be a positive number of nm, got -30"):
+        PairSpec(lr, hr, lr_pixel_size=-30, hr_pixel_size=10)
+    with pytest.raises(ValueError, match="the scale must be a whole number from 1 to 4"):
+        PairSpec(lr, hr, scale=5)
+    with pytest.raises(ValueError, match="the offset must be three whole numbers"):
+        PairSpec(lr, hr, scale=3, offset=(1, 2))
+    with pytest.raises(PairError, match=r"make a x3 pair, but scale 2 was asked for"):
+        PairSpec(lr, hr, lr_pixel_size=30, hr_pixel_size=10, scale=2)
+    with pytest.raises(PairError, match="outside the x1..x4"):
+        PairSpec(lr, hr, lr_pixel_size=100, hr_pixel_size=10)
+    spec = PairSpec(lr, hr, lr_pixel_size=30, hr_pixel_size=10, offset=np.array([2, 20, 15]))
+    assert spec.offset == (2, 20, 15) and spec.known_scale == 3
+
+
+def test_the_scale_comes_from_the_base_model_or_is_refused_with_hints(acquisition, tmp_path):
+    from napari_emsr import build_emsr, save_model
+
+    lr, hr = _field(acquisition)
+    unknown = PairSpec(lr, hr, lr_pixel_size=30, lr_name="lr.tif", hr_name="hr.tif")
+    with pytest.raises(HintedValueError) as info:
+        unknown.for_base(None)
+    assert str(info.value) == (
+        "the pixel size of hr.tif is unknown, so the pair's scale is not known: pass hr_pixel_size=NM, or pass scale=S"
+    )
+    assert cli_message(info.value).endswith("give --hr-pixel-size NM, or give --scale S")
+    base = save_model(build_emsr(scale=2, **TINY), tmp_path / "x2.safetensors")
+    assert unknown.for_base(base).scale == 2  # a model file: its header says its scale
+    with pytest.raises(ValueError, match=r"the base model is x2, but the pixel sizes \(30 and 10 nm\) make a x3 pair"):
+        FineTuneJob(PairSpec(lr, hr, lr_pixel_size=30, hr_pixel_size=10), out=tmp_path / "m.safetensors", base=base)
+
+
+def test_fine_tune_job_validates_on_creation(acquisition, tmp_path):
+    lr, hr = _field(acquisition)
+    pair = PairSpec(lr, hr, scale=3)
+    job = FineTuneJob(pair, out=str(tmp_path / "m.safetensors"))
+    assert job.out == tmp_path / "m.safetensors" and job.config == TrainingConfig() and job.preset == "lite"
+    with pytest.raises(ValueError, match="must lie within 0..7"):
+        FineTuneJob(pair, out=tmp_path / "m.safetensors", val_slices="20:30")
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        FineTuneJob(pair, out=tmp_path / "m.safetensors", preset="huge")
+    with pytest.raises(ValueError, match="no output model file given"):
+        FineTuneJob(pair, out="")
+    with pytest.raises(TypeError, match="config must be a TrainingConfig"):
+        FineTuneJob(pair, out=tmp_path / "m.safetensors", config={"steps": 3})  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        job.resume = True  # type: ignore[misc]  # frozen: what was validated stays so
+
+
+def test_locate_yields_the_pair_and_the_reference_check(acquisition):
+    lr, hr = _field(acquisition)
+    events = list(iter_locate(PairSpec(lr, hr, lr_pixel_size=30, hr_pixel_size=10)))
+    assert [e.kind for e in events] == ["start", "pair", "noise", "done"]
+    assert all(e.job == "locate" for e in events) and events[-1].fraction == 1.0
+    report, noise = events[-1].payload
+    assert report.offset == (2, 20, 15) and events[1].payload is report and noise is events[2].payload
+    assert noise.slices == [0, 2, 5, 7]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_fine_tune_on_a_pair_end_to_end(acquisition, tmp_path):
+    """Checks once, locates, checks the reference, trains with the pair in the provenance, shows previews."""
+    from napari_emsr import build_emsr, load_model, save_model
+
+    lr, hr = _field(acquisition)
+    torch.manual_seed(0)
+    base = save_model(build_emsr(scale=3, **TINY), tmp_path / "base.safetensors", trained=True)
+    out = tmp_path / "ft.safetensors"
+    config = TrainingConfig(steps=4, val_every=2, patch=16, val_crop=24, val_count=2, device="cpu")
+    job = FineTuneJob(PairSpec(lr, hr, lr_pixel_size=30, hr_pixel_size=10), out=out, config=config, base=base,
+                      val_slices="last:2", previews=True, provenance={"command": "test"})  # fmt: skip
+    events = list(iter_finetune_pair(job))
+    kinds = [e.kind for e in events]
+    assert kinds[:3] == ["start", "pair", "noise"] and kinds[-1] == "done" and kinds.count("step") == 4
+    assert kinds.count("validation") == 2 and kinds.count("preview") == 2 and all(e.job == "finetune" for e in events)
+    assert kinds.index("preview") == kinds.index("validation") + 1  # each preview follows its validation
+    preview = next(e.payload for e in events if e.kind == "preview")
+    assert preview.step == 2 and preview.image.shape == (1, 72, 72) and preview.offset == (2 + 7, 20 + 13, 15 + 16)
+    assert events[-1].payload.model == out and events[-1].payload.steps == 4
+    prov = load_model(out).metadata.provenance
+    assert prov["command"] == "test" and prov["base_model"] == str(base)
+    assert prov["pair"]["offset_zyx"] == [2, 20, 15] and prov["pair"]["scale"] == 3 and prov["pair"]["match_score"] > 0.8
+    assert load_model(out).metadata.input_pixel_size_nm == 30
+    # a second run into the same file is refused before the (slow) search
+    gen = iter_finetune_pair(job)
+    with pytest.raises(FileExistsError, match="exists"):
+        next(gen)
+
+
+def test_fine_tune_names_non_finite_data_before_training(acquisition, tmp_path):
+    from napari_emsr.training.data import NonFiniteDataError
+
+    lr, hr = _field(acquisition)
+    broken = hr.copy()
+    broken[3, 4, 5] = np.nan
+    job = FineTuneJob(PairSpec(lr, broken, scale=3, hr_name="hr.tif"), out=tmp_path / "m.safetensors")
+    events = []
+    with pytest.raises(NonFiniteDataError, match=r"hr.tif: slice 3 has 1 NaN or infinite value"):
+        for event in iter_finetune_pair(job):
+            events.append(event)
+    assert [e.kind for e in events] == ["start"] and not list(tmp_path.iterdir())

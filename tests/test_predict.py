@@ -1,5 +1,6 @@
 """Tiled prediction: equal to whole-slice prediction, blending, self-ensemble, intensities, progress."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -8,7 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from napari_emsr import EMSR, iter_super_resolve, save_model, super_resolve
-from napari_emsr.predict import DIHEDRAL, IntensityMap, IntensityWarning, PixelSizeWarning, UntrainedModelWarning
+from napari_emsr.errors import HintedMemoryError
+from napari_emsr.predict import (
+    DIHEDRAL,
+    IntensityMap,
+    IntensityWarning,
+    PixelSizeWarning,
+    PlanSummary,
+    SliceDone,
+    UntrainedModelWarning,
+    make_plan,
+)
 from napari_emsr.predict.engine import OutOfMemoryWarning
 
 from ._predict_models import sensitive_model
@@ -24,7 +35,7 @@ def whole(model, x):
 
 
 def tiles_of(x, model, **options):
-    return next(iter_super_resolve(x, model, **options)).plan["tiles_per_slice"]
+    return next(iter_super_resolve(x, model, **options)).payload.tiles_per_slice
 
 
 @pytest.mark.parametrize("scale, shape", [(1, (173, 131)), (2, (150, 101)), (4, (117, 149))])
@@ -183,26 +194,31 @@ def test_progress_events(em_slice):
     model = sensitive_model(2)
     stack = np.stack([em_slice[:100, :90], em_slice[100:200, :90], em_slice[200:300, :90]])
     events = list(iter_super_resolve(stack, model, tile=16, overlap="exact"))
-    stages = [e.stage for e in events]
-    assert stages[0] == "start" and stages[-1] == "done" and stages.count("slice") == 3
-    assert events[0].plan["exact"] and events[0].plan["tiles_per_slice"] == 2
-    plan = events[0].plan  # the default halo is the receptive radius, on the window grid
-    assert plan["halo"] >= plan["receptive_radius"] == 34 and plan["halo"] % 4 == 0
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("slice") == 3
+    assert {e.job for e in events} == {"predict"} and {e.unit for e in events} == {"tile"}
+    plan = events[0].payload  # the default halo is the receptive radius, on the window grid
+    assert isinstance(plan, PlanSummary) and plan.exact and plan.tiles_per_slice == 2
+    assert plan.halo >= plan.receptive_radius == 34 and plan.halo % 4 == 0
+    assert plan.slices_total == 3 and plan.slices_reused == 0
     done = [e.done for e in events]
     assert done == sorted(done) and done[-1] == events[-1].total == 6
     assert all(e.eta is None or e.eta >= 0 for e in events) and events[-1].fraction == 1.0
-    slices = [e for e in events if e.stage == "slice"]
-    assert [e.slice_index for e in slices] == [0, 1, 2] and [e.slices_done for e in slices] == [1, 2, 3]
-    np.testing.assert_array_equal(slices[1].preview, events[-1].result[1])
-    assert events[-1].output_shape == (3, 200, 180)
+    slices = [e.payload for e in events if e.kind == "slice"]
+    assert all(isinstance(s, SliceDone) for s in slices)
+    assert [s.index for s in slices] == [0, 1, 2] and [s.slices_done for s in slices] == [1, 2, 3]
+    assert {s.slices_total for s in slices} == {3}
+    assert [e.message for e in events if e.kind == "slice"] == ["slice 1/3", "slice 2/3", "slice 3/3"]
+    np.testing.assert_array_equal(slices[1].image, events[-1].payload[1])
+    assert plan.output_shape == events[-1].payload.shape == (3, 200, 180)
 
 
 def test_first_slice_comes_first(em_slice):
     stack = np.stack([em_slice[i * 30 : i * 30 + 30, :40] for i in range(5)])
     events = list(iter_super_resolve(stack, sensitive_model(2), first_slice=3))
-    order = [e.slice_index for e in events if e.stage == "slice"]
+    order = [e.payload.index for e in events if e.kind == "slice"]
     assert order[0] == 3 and sorted(order) == [0, 1, 2, 3, 4]
-    np.testing.assert_array_equal(events[-1].result, super_resolve(stack, sensitive_model(2)))
+    np.testing.assert_array_equal(events[-1].payload, super_resolve(stack, sensitive_model(2)))
     with pytest.raises(ValueError, match="first_slice 9"):
         super_resolve(stack, sensitive_model(2), first_slice=9)
 
@@ -218,24 +234,38 @@ class OutOfMemoryBeyond(EMSR):
         return super().forward(y)
 
 
-def test_out_of_memory_halves_batch_then_tile(em_slice):
+def test_out_of_memory_halves_batch_then_tile(em_slice, monkeypatch):
     reference = sensitive_model(2)
     model = OutOfMemoryBeyond(reference.config)
     model.load_state_dict(reference.state_dict())
     x = em_slice[:200, :200].astype(np.float32) / 255
+    import napari_emsr.predict.api as api
+
+    plans = []
+    monkeypatch.setattr(api, "make_plan", lambda *a, **k: plans.append(make_plan(*a, **k)) or plans[-1])
     with pytest.warns(OutOfMemoryWarning) as caught:
         events = list(iter_super_resolve(x, model.eval(), tile=64, batch=8, overlap="exact"))
+    [plan] = plans  # the run's plan is frozen, and still says what was planned after the shrink
+    assert plan.geometry.tile == 64
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.geometry = plan.geometry.halved()  # type: ignore[misc]
     messages = " ".join(str(w.message) for w in caught)
     assert "1 tile(s) per forward pass" in messages and "continuing with tile 32" in messages
     assert events[-1].done == events[-1].total
-    assert np.abs(events[-1].result - whole(reference, x)).max() <= 1e-4  # still exact
+    assert np.abs(events[-1].payload - whole(reference, x)).max() <= 1e-4  # still exact
+    # the shrink is the run's own state: the plan it announced is not changed under it
+    assert events[0].payload.tile == 64 and events[0].total < events[-1].total
 
 
 def test_out_of_memory_at_every_size_is_a_clear_error(em_slice):
     model = OutOfMemoryBeyond(sensitive_model(2).config)
     model.limit = 0
-    with pytest.warns(OutOfMemoryWarning), pytest.raises(MemoryError, match="even with one 8-pixel tile.*--device cpu"):
+    with pytest.warns(OutOfMemoryWarning), pytest.raises(HintedMemoryError, match="even with one 8-pixel tile") as caught:
         super_resolve(em_slice[:64, :64], model.eval(), tile=64, overlap="exact")
+    assert isinstance(caught.value, MemoryError)
+    # on the CPU already: the advice is less context per tile, phrased for Python (halo 36 -> 16)
+    assert [h.option for h in caught.value.hints] == ["overlap"]
+    assert "pass overlap=16 (less context per tile needs less memory" in str(caught.value)
 
 
 def test_model_warnings(em_slice, tmp_path):
@@ -280,14 +310,14 @@ def test_auto_halo_is_close_to_whole_and_cheaper(em_slice):
     model = sensitive_model(2)
     x = em_slice
     events = list(iter_super_resolve(x, model, tile=64))
-    plan = events[0].plan
-    assert plan["halo_mode"].startswith("auto: effective radius") and not plan["exact"]
-    assert 0 < plan["halo"] < plan["receptive_radius"]
+    plan = events[0].payload
+    assert plan.halo_mode.startswith("auto: effective radius") and not plan.exact
+    assert 0 < plan.halo < plan.receptive_radius
     exact = super_resolve(x, model, tile=64, overlap="exact")
-    assert np.abs(events[-1].result.astype(int) - exact).max() <= 1
-    exact_plan = next(iter_super_resolve(x, model, tile=64, overlap="exact")).plan
-    cost = plan["tiles_per_slice"] * plan["window_span"] ** 2  # input pixels through the network
-    assert cost < 0.9 * exact_plan["tiles_per_slice"] * exact_plan["window_span"] ** 2
+    assert np.abs(events[-1].payload.astype(int) - exact).max() <= 1
+    exact_plan = next(iter_super_resolve(x, model, tile=64, overlap="exact")).payload
+    cost = plan.tiles_per_slice * plan.window_span**2  # input pixels through the network
+    assert cost < 0.9 * exact_plan.tiles_per_slice * exact_plan.window_span**2
 
 
 def test_effective_radius_grows_as_the_tolerance_shrinks(em_slice):
@@ -305,8 +335,8 @@ def test_a_radius_stored_with_the_model_is_used(em_slice, tmp_path):
     model = sensitive_model(2)
     model.metadata = model.metadata.updated(effective_radius_px=9)
     path = save_model(model, tmp_path / "m.safetensors")
-    plan = next(iter_super_resolve(em_slice[:100, :100], path, tile=32)).plan
-    assert plan["halo"] == 12 and "the model's effective radius 9 px" in plan["halo_mode"]
+    plan = next(iter_super_resolve(em_slice[:100, :100], path, tile=32)).payload
+    assert plan.halo == 12 and "the model's effective radius 9 px" in plan.halo_mode
     with pytest.raises(ValueError, match="overlap must be 'auto', 'exact'"):
         super_resolve(em_slice[:40, :40], model, overlap="big")
 
@@ -321,11 +351,11 @@ def test_a_tile_off_the_window_grid_is_snapped_up_and_said(em_slice, tile, used,
     x, model = em_slice[:40, :40], sensitive_model(2)
     with pytest.warns(TileSizeWarning, match=rf"tile {tile} {why}: using tile {used}") as caught:
         events = iter_super_resolve(x, model, tile=tile, overlap=4)
-        plan = next(events).plan
+        plan = next(events).payload
         events.close()
-    assert plan["tile"] == used and len([w for w in caught if w.category is TileSizeWarning]) == 1
+    assert plan.tile == used and len([w for w in caught if w.category is TileSizeWarning]) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error", TileSizeWarning)
         events = iter_super_resolve(x, model, tile=used, overlap=4)  # on the grid: nothing to say
-        assert next(events).plan["tile"] == used
+        assert next(events).payload.tile == used
         events.close()

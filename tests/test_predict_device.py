@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from napari_emsr.cli._progress import cli_message
 from napari_emsr.device import default_batch, default_tile, is_out_of_memory, select_device
 
 
@@ -24,8 +25,10 @@ def test_explicit_cpu():
 
 def test_missing_cuda_says_what_to_do(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match=r"no CUDA GPU is usable.*install a CUDA build of PyTorch.*--device cpu"):
+    with pytest.raises(ValueError, match=r"no CUDA GPU is usable.*install a CUDA build of PyTorch.*device='cpu'") as caught:
         select_device("cuda")
+    assert "--device" not in str(caught.value)  # the library names its options; the CLI phrases them as flags
+    assert cli_message(caught.value).endswith("nvidia-smi: give --device cpu to run on the CPU instead")
 
 
 def test_cuda_index_out_of_range(monkeypatch):
@@ -37,8 +40,9 @@ def test_cuda_index_out_of_range(monkeypatch):
 
 def test_missing_mps_says_what_to_do(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="MPS.*not available.*--device cpu"):
+    with pytest.raises(ValueError, match="MPS.*not available.*pass device='cpu', or pass device='auto'") as caught:
         select_device("mps")
+    assert cli_message(caught.value).endswith("give --device cpu, or give --device auto")
 
 
 @pytest.mark.parametrize("name", ["gpu", "tpu", "cuda:x", ""])

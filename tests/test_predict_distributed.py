@@ -161,11 +161,14 @@ def test_equals_single_process_and_loads_the_model_once_per_worker(files, client
     client.run(_cached_runner.cache_clear)
     target = tmp_path / "sr.ome.zarr"
     events = list(iter_super_resolve_distributed(lr, model, output=target, scheduler=client, **OPTIONS))
-    assert [e.stage for e in events][0] == "start" and events[-1].stage == "done"
-    assert events[0].plan["workers"] == 2 and events[0].plan["device"] == "cpu"
-    progress = [e.slices_done for e in events if e.stage == "tiles"]
-    assert progress == sorted(progress) and progress[-1] == 8 and events[-1].done == events[-1].total > 0
-    assert events[-1].result == target.resolve() and not partial_path(target).exists()
+    assert [e.kind for e in events][0] == "start" and events[-1].kind == "done"
+    plan = events[0].payload
+    assert plan.cluster.workers == 2 and plan.device == "cpu" and plan.cluster.scheduler.startswith("tcp://")
+    progress = [e.payload.slices_done for e in events if e.kind == "slice"]
+    assert progress == list(range(1, 9)) and events[-1].done == events[-1].total > 0
+    assert sorted(e.payload.index for e in events if e.kind == "slice") == list(range(8))
+    assert all(e.payload.image is None for e in events if e.kind == "slice")  # the workers wrote them
+    assert events[-1].payload == target.resolve() and not partial_path(target).exists()
     _assert_same(target, reference)
     loads = client.run(lambda: _cached_runner.cache_info().misses)
     calls = client.run(lambda: _cached_runner.cache_info().hits + _cached_runner.cache_info().misses)
@@ -177,7 +180,7 @@ def test_equals_single_process_and_loads_the_model_once_per_worker(files, client
 def test_cuda_on_workers_without_a_gpu_is_refused_before_planning(files, client, tmp_path):
     lr, model, _ = files
     target = tmp_path / "sr.ome.zarr"
-    with pytest.raises(ValueError, match="have no usable CUDA GPU"):
+    with pytest.raises(ValueError, match="have no usable CUDA GPU .*: pass device='auto' \\(each worker uses its GPU"):
         super_resolve_distributed(lr, model, output=target, scheduler=client, tile=32, overlap=8, device="cuda")
     assert not target.exists() and not partial_path(target).exists()
 
@@ -187,7 +190,7 @@ def test_closed_run_keeps_its_slices_and_resume_completes_it(files, client, tmp_
     target = tmp_path / "sr.ome.zarr"
     events = iter_super_resolve_distributed(lr, model, output=target, scheduler=client, **OPTIONS)
     for event in events:
-        if event.stage == "tiles":
+        if event.kind == "slice":
             break
     events.close()  # cancels the tasks not yet finished
     assert not target.exists() and partial_path(target).is_dir()
@@ -197,8 +200,10 @@ def test_closed_run_keeps_its_slices_and_resume_completes_it(files, client, tmp_
         super_resolve_distributed(lr, model, output=target, scheduler=client, **OPTIONS)
     done_before = int(_done_flags(partial_path(target)).sum())
     events = list(iter_super_resolve_distributed(lr, model, output=target, scheduler=client, resume=True, **OPTIONS))
-    assert events[0].slices_done == done_before and events[-1].slices_done == 8
-    assert events[-1].total == (8 - done_before) * events[0].plan["tiles_per_slice"]
+    slices = [e.payload for e in events if e.kind == "slice"]
+    assert events[0].payload.slices_reused == done_before and slices[-1].slices_done == 8
+    assert len(slices) == 8 - done_before and events[-1].message == "slice 8/8"
+    assert events[-1].total == (8 - done_before) * events[0].payload.tiles_per_slice
     _assert_same(target, reference)
 
 
@@ -210,11 +215,11 @@ def test_a_killed_worker_loses_nothing(files, tmp_path):
         with distributed.Client(cl) as client:
             killed = None
             for event in iter_super_resolve_distributed(lr, model, output=target, scheduler=client, **OPTIONS):
-                if event.stage == "tiles" and killed is None:
+                if event.kind == "slice" and killed is None:
                     killed = _kill_a_busy_worker(client)
                     assert not target.exists()
             assert killed is not None and killed not in client.run(os.getpid).values()
-    assert event.stage == "done" and not partial_path(target).exists()
+    assert event.kind == "done" and not partial_path(target).exists()
     assert _done_flags(target).all()
     _assert_same(target, reference)
 
@@ -229,10 +234,10 @@ def test_a_run_that_fails_on_a_killed_worker_is_completed_by_resume(files, tmp_p
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:
-        with pytest.raises(RuntimeError, match="rerun with resume=True"):
+        with pytest.raises(RuntimeError, match="then rerun: pass resume=True to continue"):
             killed = None
             for event in iter_super_resolve_distributed(lr, model, output=target, scheduler=client, **OPTIONS):
-                if event.stage == "tiles" and killed is None:
+                if event.kind == "slice" and killed is None:
                     killed = _kill_a_busy_worker(client)
         assert not target.exists() and _done_flags(partial_path(target)).sum() < 8
         client.wait_for_workers(2, timeout=60)

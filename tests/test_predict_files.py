@@ -8,6 +8,7 @@ import pytest
 import tifffile
 
 from napari_emsr import iter_super_resolve, open_volume, save_model, super_resolve
+from napari_emsr.errors import OutputExistsError, PartialOutputError
 from napari_emsr.io import partial_path
 from napari_emsr.predict import prepare_tasks, run_task
 
@@ -47,7 +48,7 @@ def out_dir(tmp_path):
 def _advance_to_slice(events, count):
     """Consume events until `count` slices are finished; returns the last event."""
     for event in events:
-        if event.stage == "slice" and event.slices_done == count:
+        if event.kind == "slice" and event.payload.slices_done == count:
             return event
     raise AssertionError("the run ended early")
 
@@ -84,13 +85,14 @@ def test_resume_gives_the_same_result(input_tif, out_dir, stack, model):
     events = iter_super_resolve(input_tif, model, output=target, tile=16)
     _advance_to_slice(events, 3)
     events.close()
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(PartialOutputError, match="pass resume=True to continue it, or pass overwrite=True") as caught:
         super_resolve(input_tif, model, output=target, tile=16)
+    assert isinstance(caught.value, FileExistsError) and {h.option for h in caught.value.hints} == {"resume", "overwrite"}
     with pytest.raises(ValueError, match="other settings"):
         super_resolve(input_tif, model, output=target, tile=16, overlap=8, resume=True)
     events = list(iter_super_resolve(input_tif, model, output=target, tile=16, resume=True))
-    assert events[0].slices_done == 3 and [e.slice_index for e in events if e.stage == "slice"] == [3, 4]
-    assert events[-1].result == target and not partial_path(target).exists()
+    assert events[0].payload.slices_reused == 3 and [e.payload.index for e in events if e.kind == "slice"] == [3, 4]
+    assert events[-1].payload == target and not partial_path(target).exists()
     with open_volume(target) as vol:
         np.testing.assert_array_equal(vol.data.compute(), super_resolve(stack, model, tile=16))
 
@@ -106,7 +108,7 @@ def test_a_failing_run_leaves_no_file(stack, out_dir, model):
 def test_overwrite_replaces_only_when_complete(input_tif, out_dir, model):
     target = out_dir / "sr.ome.tif"
     target.write_bytes(b"previous result")
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(OutputExistsError, match="exists: pass overwrite=True to replace it"):
         super_resolve(input_tif, model, output=target)
     events = iter_super_resolve(input_tif, model, output=target, overwrite=True, tile=16)
     _advance_to_slice(events, 1)
@@ -170,13 +172,14 @@ def test_resume_refuses_an_input_whose_content_changed(input_tif, out_dir, stack
 def test_resume_of_an_unchanged_input_reports_the_slices_reused(input_tif, out_dir, stack, model):
     target = out_dir / "sr.ome.zarr"
     events = iter_super_resolve(input_tif, model, output=target, tile=16)
-    assert next(events).plan["slices_reused"] == 0
+    assert next(events).payload.slices_reused == 0
     _advance_to_slice(events, 3)
     events.close()
     tifffile.imwrite(input_tif, stack, ome=True, metadata={"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02})
     events = list(iter_super_resolve(input_tif, model, output=target, tile=16, resume=True))  # rewritten, same pixels
-    assert events[0].plan["slices_reused"] == 3 and events[0].slices_done == 3
-    assert events[-1].result == target
+    assert events[0].payload.slices_reused == 3 and events[0].payload.slices_to_do == 2
+    assert [e.payload.slices_done for e in events if e.kind == "slice"] == [4, 5] and events[0].message == "slice 3/5"
+    assert events[-1].payload == target
 
 
 def test_a_full_disk_during_an_ome_tiff_run_leaves_the_folder_as_it_was(input_tif, out_dir, model):

@@ -8,6 +8,8 @@ from skimage.io import imread
 from napari_emsr import build_emsr, load_model
 from napari_emsr.config import TrainingConfig
 from napari_emsr.training import checkpoint_path, finetune, iter_finetune
+from napari_emsr.cli._progress import cli_message
+from napari_emsr.errors import OutputExistsError
 from napari_emsr.training.checkpoint import load_checkpoint
 
 from .conftest import TINY
@@ -36,11 +38,19 @@ def test_events_files_and_validation(stack, tmp_path):
     events = list(iter_finetune([stack], out=out, config=config, base=_tiny(), val_slices="last:2"))
     kinds = [e.kind for e in events]
     assert kinds.count("step") == 6 and kinds.count("validation") == 2 and kinds[-1] == "done"
+    assert all(e.job == "train" and e.unit == "step" and e.total == 6 for e in events)
     step = next(e for e in events if e.kind == "step")
-    assert set(step.losses) == {"ref", "noisier_ref", "consistency", "total"}
-    assert step.learning_rate == 1e-4 and step.eta_s is not None
-    val = next(e for e in events if e.kind == "validation").validation
+    assert set(step.payload.losses) == {"ref", "noisier_ref", "consistency", "total"}
+    assert step.payload.learning_rate == 1e-4 and step.eta is not None and step.done == 1
+    assert step.message.startswith("step 1/6, loss ")
+    validation = next(e for e in events if e.kind == "validation")
+    val = validation.payload.scores
+    assert validation.done == validation.payload.step == 3 and validation.payload.improved
+    assert validation.payload.best["step"] == 3 and validation.payload.best["ssim"] == val["ssim"]
     assert {"psnr", "ssim", "frc_mean"} <= set(val) and {"psnr", "ssim", "frc_mean"} <= set(val["bicubic"])
+    result = events[-1].payload
+    assert result.model == out and result.last_state == checkpoint_path(out) and result.steps == 6
+    assert result.best["step"] in (3, 6) and events[-1].fraction == 1.0
     model = load_model(out)
     assert model.metadata.trained
     prov = model.metadata.provenance
@@ -52,19 +62,19 @@ def test_events_files_and_validation(stack, tmp_path):
 def test_without_noisier_branch_only_the_first_term(stack, tmp_path):
     config = TrainingConfig(strategy="synthetic-i", steps=2, val_every=2, noisier_branch=False, loss="l2", **FAST)
     events = list(iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()))
-    assert set(next(e for e in events if e.kind == "step").losses) == {"ref", "total"}
+    assert set(next(e for e in events if e.kind == "step").payload.losses) == {"ref", "total"}
 
 
 def test_learning_rate_halves(stack, tmp_path):
     config = TrainingConfig(strategy="synthetic-i", steps=5, val_every=5, halve_every=2, **FAST)
-    rates = [e.learning_rate for e in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()) if e.kind == "step"]
+    rates = [e.payload.learning_rate for e in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()) if e.kind == "step"]
     assert rates == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5]
 
 
 @pytest.mark.slow  # 60 optimisation steps
 def test_training_reduces_the_loss(stack, tmp_path):
     config = TrainingConfig(strategy="synthetic-i", steps=60, val_every=60, learning_rate=2e-3, **FAST)
-    losses = [e.losses["ref"] for e in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()) if e.kind == "step"]
+    losses = [e.payload.losses["ref"] for e in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()) if e.kind == "step"]
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
 
 
@@ -73,7 +83,7 @@ def test_resume_continues_exactly(stack, tmp_path):
     finetune([stack], out=tmp_path / "straight.safetensors", config=config, base=_tiny())
     gen = iter_finetune([stack], out=tmp_path / "split.safetensors", config=config, base=_tiny())
     for event in gen:
-        if event.kind == "step" and event.step == 4:
+        if event.kind == "step" and event.done == 4:
             break
     gen.close()  # cancelled after step 4: the last state is saved
     assert load_checkpoint(checkpoint_path(tmp_path / "split.safetensors"))[3]["step"] == 4
@@ -90,7 +100,7 @@ def test_cancel_keeps_a_best_model(stack, tmp_path):
     config = TrainingConfig(strategy="synthetic-ii", steps=50, val_every=100, **FAST)
     gen = iter_finetune([stack], out=out, config=config, base=_tiny())
     for event in gen:
-        if event.kind == "step" and event.step == 2:
+        if event.kind == "step" and event.done == 2:
             gen.close()
     assert out.exists() and load_model(out).metadata.provenance["steps"] == 2
 
@@ -99,16 +109,22 @@ def test_refuses_to_overwrite_and_resume_without_checkpoint(stack, tmp_path):
     out = tmp_path / "m.safetensors"
     out.write_bytes(b"user data")
     config = TrainingConfig(strategy="synthetic-i", steps=1, **FAST)
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite") as info:
         next(iter_finetune([stack], out=out, config=config, base=_tiny()))
     assert out.read_bytes() == b"user data"
+    # the hints name the library's options; each front end phrases them
+    assert isinstance(info.value, OutputExistsError) and "--" not in str(info.value)
+    assert [h.option for h in info.value.hints] == ["overwrite", "resume"]
+    assert str(info.value) == f"{out} exists: pass overwrite=True to replace it, or pass resume=True to continue its run"
+    assert cli_message(info.value) == f"{out} exists: use --overwrite to replace it, or use --resume to continue its run"
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         next(iter_finetune([stack], out=tmp_path / "new.safetensors", config=config, resume=True))
 
 
 def test_real_strategy_needs_lr(stack, tmp_path):
-    with pytest.raises(ValueError, match="needs LR volumes"):
+    with pytest.raises(ValueError, match="needs LR volumes") as info:
         next(iter_finetune([stack], out=tmp_path / "m.safetensors", config=TrainingConfig(strategy="real", **FAST)))
+    assert "--lr" not in str(info.value) and "give --lr LR" in cli_message(info.value)
 
 
 # -- exact resume after an interruption at any point ------------------------------------------------
@@ -192,7 +208,7 @@ def test_resume_after_cancel_before_the_first_validation(stack, tmp_path, straig
     out = tmp_path / "m.safetensors"
     gen = iter_finetune([stack], out=out, config=TrainingConfig(**RESUME), base=_tiny())
     for event in gen:
-        if event.kind == "step" and event.step == 2:
+        if event.kind == "step" and event.done == 2:
             break
     gen.close()
     assert load_model(out).metadata.provenance["steps"] == 2
@@ -234,3 +250,47 @@ def test_non_finite_training_data_is_named_before_training(stack, tmp_path, bad)
     assert not [e for e in events if e.kind == "step"] and not list(tmp_path.iterdir())
     assert isinstance(info.value, NonFiniteDataError) and (info.value.role, info.value.index, info.value.z) == ("hr", 1, 7)
     assert "learning rate" not in str(info.value)
+
+
+def test_divergence_says_to_lower_the_learning_rate(stack, tmp_path, monkeypatch):
+    """A loss that stops being finite (the data are finite): a hint to lower the learning rate, per front end."""
+    from napari_emsr._napari.common.run_panel import gui_message
+    from napari_emsr.training import trainer
+    from napari_emsr.training.trainer import TrainingDivergedError
+
+    real = trainer.emsr_loss
+
+    def diverging(*args, **kwargs):
+        loss, terms = real(*args, **kwargs)
+        return loss * float("nan"), terms
+
+    monkeypatch.setattr(trainer, "emsr_loss", diverging)
+    config = TrainingConfig(strategy="synthetic-i", steps=3, val_every=3, learning_rate=2e-3, **FAST)
+    with pytest.raises(TrainingDivergedError) as info:
+        finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny())
+    error = info.value
+    assert isinstance(error, FloatingPointError) and isinstance(error, ValueError)
+    assert str(error) == "the loss became nan at step 1: training diverged: pass learning_rate=0.0002 and start again"
+    assert cli_message(error).endswith("training diverged: give --learning-rate 0.0002 and start again")
+    assert gui_message(error).endswith("training diverged: lower the learning rate and start again")
+
+
+def test_write_error_hints_are_steps_in_order(tmp_path):
+    """A full disk: free some space, then resume (when a last state is on disk), phrased per front end."""
+    import errno
+
+    from napari_emsr._napari.common.run_panel import gui_message
+    from napari_emsr.model_io import ModelWriteError
+    from napari_emsr.training.trainer import TrainingWriteError
+
+    cause = ModelWriteError(tmp_path / "m.safetensors", OSError(errno.ENOSPC, "No space left on device"))
+    ckpt = tmp_path / "m.last.safetensors"
+    error = TrainingWriteError(cause, ckpt)
+    assert isinstance(error, ModelWriteError) and isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert str(error).startswith(f"{tmp_path / 'm.safetensors'}: the disk is full")
+    assert cli_message(error).endswith(
+        f"no partial file was left: free some disk space, then use --resume to continue from the last state saved "
+        f"(in {ckpt})"
+    )
+    assert 'free some disk space, then press "Resume"' in gui_message(error)
+    assert cli_message(TrainingWriteError(cause, None)).endswith("no partial file was left: free some disk space")

@@ -49,7 +49,7 @@ def test_synthetic_em_training_on_two_volumes_in_bf16_from_a_base_at_another_sca
     events = list(iter_finetune(two_volumes, out=out, config=config, base=base_path, scale=2, transfer_scale=True,
                                 input_pixel_size_nm=20, val_slices="last:1"))  # fmt: skip
     steps = [e for e in events if e.kind == "step"]
-    assert len(steps) == 6 and all(np.isfinite(v) for e in steps for v in e.losses.values())
+    assert len(steps) == 6 and all(np.isfinite(v) for e in steps for v in e.payload.losses.values())
     assert any(e.kind == "validation" for e in events) and events[-1].kind == "done"
     model = load_model(out)
     assert model.config.scale == 2 and model.metadata.trained and model.metadata.input_pixel_size_nm == 20

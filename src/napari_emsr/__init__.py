@@ -24,11 +24,15 @@ _API = {
     "load_model": "napari_emsr.model_io",
     "ModelFileError": "napari_emsr.model_io",
     "describe_model": "napari_emsr.describe",
+    "PredictOptions": "napari_emsr.predict",
+    "PlanSummary": "napari_emsr.predict",
     "iter_super_resolve": "napari_emsr.predict",
     "super_resolve": "napari_emsr.predict",
     "iter_super_resolve_distributed": "napari_emsr.predict",
     "super_resolve_distributed": "napari_emsr.predict",
     "open_volume": "napari_emsr.io",
+    "iter_write": "napari_emsr.io",
+    "Event": "napari_emsr.events",
     "export_bioimageio": "napari_emsr.bmz",
     "iter_finetune": "napari_emsr.training",
     "finetune": "napari_emsr.training",
@@ -55,11 +59,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_emsr.bmz import export_bioimageio
     from napari_emsr.config import PRESETS, ConfigError, EMSRConfig, TrainingConfig
     from napari_emsr.describe import describe_model
-    from napari_emsr.io import open_volume
+    from napari_emsr.events import Event
+    from napari_emsr.io import iter_write, open_volume
     from napari_emsr.model.emsr import EMSR, build_emsr
     from napari_emsr.model.metadata import ModelMetadata, Normalization
     from napari_emsr.model_io import ModelFileError, load_model, save_model
     from napari_emsr.predict import (
+        PlanSummary,
+        PredictOptions,
         iter_super_resolve,
         iter_super_resolve_distributed,
         super_resolve,

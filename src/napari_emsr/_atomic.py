@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from napari_emsr.errors import Hint, OutputExistsError
+
 __all__ = ["atomic_path", "temporary_sibling", "remove_stale_temporaries", "remove_path", "SPACE_ERRNOS"]
 
 #: errors that mean "no room to write": a full disk, a full quota, a file-size limit (ulimit -f)
@@ -101,12 +103,13 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     """Yield a temporary path to write to; on success it replaces ``path``, on error it is removed.
 
     Works for files and folders (e.g. a Zarr store). With ``overwrite=False`` an existing ``path``
-    is an error raised before any work starts. Temporaries of ``path`` left by killed processes
+    is an error raised before any work starts (:class:`napari_emsr.errors.OutputExistsError`).
+    Temporaries of ``path`` left by killed processes
     are removed first.
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise OutputExistsError(f"{path} exists", Hint("overwrite", True, "to replace it"))
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent} does not exist; create the folder first")
     remove_stale_temporaries(path)

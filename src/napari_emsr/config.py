@@ -21,7 +21,9 @@ class ConfigError(ValueError):
 #: training strategies: the paper's four (III-B: acquired pairs, bicubic LR, blur+noise LR, denoised
 #: HR) and ``synthetic-em``, LR simulated by a physical EM acquisition model with scale augmentation
 #: (``napari_emsr.training.acquisition``)
-STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised", "synthetic-em")
+STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised", "synthetic-em", "fitted", "real+fitted")
+#: the strategies that simulate LR inputs through a degradation fitted to the user's pair
+FITTED_STRATEGIES = ("fitted", "real+fitted")
 
 #: Named presets: overrides applied to the defaults (the defaults are the paper's settings).
 #: ``paper``: section III-B-1 of the paper (C=64, k=3, m=4, n=1, 16 heads, window 4, MLP ratio 2).
@@ -156,12 +158,18 @@ class TrainingConfig:
     Defaults here are a short fine-tune; set ``steps`` and ``halve_every`` for a full run.
     """
 
-    #: how LR inputs are obtained: real, synthetic-i, synthetic-ii or denoised
+    #: how LR inputs are obtained: real, synthetic-i, synthetic-ii, denoised, synthetic-em, or through the
+    #: degradation fitted to the pair: fitted (only simulated inputs) or real+fitted (a mix)
     strategy: str = "real"
+    #: with real+fitted: the share of patches whose input is simulated through the fitted degradation
+    fitted_share: float = 0.5
     #: optimisation steps (a run stops at ``steps`` or after ``minutes``, whichever comes first)
     steps: int = 2000
     #: wall-clock budget of this run in minutes (None: no limit)
     minutes: float | None = None
+    #: with ``minutes``: use the budget, not only cap the run by it. After a few steps the step time is
+    #: measured and ``steps`` (and ``halve_every``, in proportion) are set to what fits in the budget
+    budget: bool = False
     #: patches per step
     batch: int = 2
     #: LR patch size in pixels (HR patches are scale times larger)
@@ -212,8 +220,12 @@ class TrainingConfig:
                 raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
         if self.patch < 8:
             raise ConfigError(f"patch must be at least 8 LR pixels, got {self.patch}")
+        if not 0.0 <= self.fitted_share <= 1.0:
+            raise ConfigError(f"fitted_share must be between 0 and 1, got {self.fitted_share}")
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
+        if self.budget and self.minutes is None:
+            raise ConfigError("budget needs minutes: the time the run may use")
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         for name in ("weights", "input_noise", "noisier_noise"):

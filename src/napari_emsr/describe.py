@@ -9,6 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from napari_emsr.config import EMSRConfig
+from napari_emsr.errors import Hint, HintedValueError
 from napari_emsr.model.emsr import EMSR, build_emsr, receptive_radius
 
 __all__ = ["count_flops", "describe_model", "format_description"]
@@ -72,7 +73,10 @@ def describe_model(
 
         net, source = load_model(model), str(model)
     if scale is not None and scale != net.config.scale:
-        raise ValueError(f"{source} is a x{net.config.scale} model; --scale {scale} does not apply to it")
+        raise HintedValueError(
+            f"{source} is a x{net.config.scale} model; scale {scale} does not apply to it",
+            Hint("scale", net.config.scale, "or leave it out"),
+        )
     config: EMSRConfig = net.config
     flops = count_flops(net)
     meta = net.metadata

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from napari_emsr.errors import Hint, HintedValueError
+
 __all__ = ["select_device", "is_out_of_memory", "release_memory", "default_tile", "default_batch"]
 
 
@@ -40,9 +42,11 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
     if resolved.type == "cuda":
         _check_cuda(resolved)
     elif resolved.type == "mps" and not _mps_available():
-        raise ValueError(
+        raise HintedValueError(
             "device 'mps' was requested but Apple's Metal (MPS) backend is not available here (it needs "
-            "an Apple-silicon Mac and a PyTorch build with MPS); use --device cpu or --device auto"
+            "an Apple-silicon Mac and a PyTorch build with MPS)",
+            Hint("device", "cpu"),
+            Hint("device", "auto"),
         )
     elif resolved.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device type {resolved.type!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
@@ -52,10 +56,11 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
 def _check_cuda(device: torch.device) -> None:
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-        raise ValueError(
+        raise HintedValueError(
             f"device {str(device)!r} was requested but no CUDA GPU is usable (PyTorch {torch.__version__} is "
             f"{build}); install a CUDA build of PyTorch (see https://pytorch.org/get-started/locally/) and "
-            "check the NVIDIA driver with nvidia-smi, or use --device cpu"
+            "check the NVIDIA driver with nvidia-smi",
+            Hint("device", "cpu", "to run on the CPU instead"),
         )
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:

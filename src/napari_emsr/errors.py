@@ -7,7 +7,8 @@ phrases the hints its own way:
 
 - Python: ``str(error)`` says ``pass overwrite=True to replace it``;
 - the CLI (:func:`napari_emsr.cli.main`) says ``use --overwrite to replace it``;
-- napari (:class:`~napari_emsr._napari.common.run_panel.RunPanel`) says ``tick "Overwrite" to replace it``.
+- napari (:class:`~napari_emsr._napari.common.run_panel.RunPanel`) says
+  ``tick "Replace an existing output" to replace it``.
 
 The concrete classes also derive from the built-in exception a caller would catch
 (:class:`FileExistsError`, :class:`ValueError`, :class:`MemoryError`), so existing ``except``

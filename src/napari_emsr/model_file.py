@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from napari_emsr.errors import EMSRError, Hint
+
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "TRAIN_STATE_PREFIX", "SELF_CHECK_PREFIX", "ModelFileError", "read_model_header",
 ]  # fmt: skip
@@ -27,29 +29,33 @@ SELF_CHECK_PREFIX = "self_check."
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, foreign, corrupt, truncated or does not match its own config."""
+class ModelFileError(EMSRError, ValueError):
+    """A model file is missing, foreign, corrupt, truncated or does not match its own config.
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+    ``path`` is the file, ``problem`` what is wrong with it; ``hints`` (if any) what to give instead.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str, *hints: Hint) -> None:
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        super().__init__(f"{path}: {problem}", *hints)
 
 
-def _sniff_foreign(path: Path, head: bytes) -> str | None:
-    """Return a hint for well-known files that are not safetensors."""
+def _sniff_foreign(path: Path, head: bytes) -> tuple[str, tuple[Hint, ...]] | None:
+    """Return (what the file is, hints) for well-known files that are not safetensors."""
     if head[:2] == b"PK":
         return (
             "this is a zip archive (a PyTorch .pt/.pth checkpoint or a bioimage.io package), not a "
             "napari-emsr model file; napari-emsr never unpickles model files. Save the weights as "
             "safetensors with napari_emsr.save_model"
-        )
+        ), ()
     if head[:1] == b"\x80":
-        return "this is a Python pickle, not a napari-emsr model file; napari-emsr never unpickles model files"
+        return "this is a Python pickle, not a napari-emsr model file; napari-emsr never unpickles model files", ()
     if head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "this is an HDF5 file (e.g. a Keras model), not a napari-emsr model file"
+        return "this is an HDF5 file (e.g. a Keras model), not a napari-emsr model file", ()
     if head[:4] in (b"II*\x00", b"MM\x00*", b"\x89PNG"):
-        return "this is an image, not a model file; give the image as input and the model with --model"
+        what = "this is an image, not a model file; give the image as the input, and the model"
+        return what, (Hint("model", "FILE"),)
     return None
 
 
@@ -74,9 +80,9 @@ def read_model_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str
         # one is sniffed for other formats: a header length can start with the bytes of a pickle
         # (0x80) or a zip ("PK") by chance.
         if head[8:9] != b"{" or header_len > min(_MAX_HEADER, size - 8):
-            hint = _sniff_foreign(path, head)
-            if hint:
-                raise ModelFileError(path, hint)
+            foreign = _sniff_foreign(path, head)
+            if foreign is not None:
+                raise ModelFileError(path, foreign[0], *foreign[1])
         if header_len > min(_MAX_HEADER, size - 8):
             raise ModelFileError(path, "not a safetensors file (its first 8 bytes give no valid header length)")
         fh.seek(8)

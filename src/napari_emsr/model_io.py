@@ -33,6 +33,7 @@ import torch
 
 from napari_emsr._atomic import atomic_path
 from napari_emsr.config import ConfigError, EMSRConfig
+from napari_emsr.errors import EMSRError, Hint
 from napari_emsr.model.emsr import EMSR
 from napari_emsr.model.metadata import ModelMetadata
 from napari_emsr.model_file import (
@@ -82,7 +83,7 @@ def resolve_model_path(path: str | os.PathLike | None, *, scale: int | None = No
     """Return the model file to load for ``path``.
 
     None: the zoo's default model for ``scale`` (default 3). A zoo name (``"default"``, ``"em-x2"``,
-    see ``emsr info --zoo``) that is not also an existing file: that shipped model. Anything else is
+    see :func:`napari_emsr.zoo.zoo_models`) that is not also an existing file: that shipped model. Anything else is
     a path. A clear error when the zoo has no model for the request.
     """
     from napari_emsr import zoo
@@ -95,12 +96,16 @@ def resolve_model_path(path: str | os.PathLike | None, *, scale: int | None = No
     if default is None:
         have = sorted({m.scale for m in zoo.zoo_models()})
         what = f"no shipped model for x{scale}" if scale is not None and have else "no shipped default model"
-        raise FileNotFoundError(
+        raise NoModelError(
             f"no model given and this napari-emsr build has {what}"
-            + (f" (it has x{', x'.join(map(str, have))})" if have else "")
-            + "; give a model file (CLI: --model FILE), e.g. one made with 'emsr train' or 'emsr finetune'"
+            + (f" (it has x{', x'.join(map(str, have))})" if have else ""),
+            Hint("model", "FILE", "(a model file, e.g. one made by training or fine-tuning)"),
         )
     return default
+
+
+class NoModelError(EMSRError, FileNotFoundError):
+    """No model was given and none ships for the request."""
 
 
 class ModelWriteError(OSError):

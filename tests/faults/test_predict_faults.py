@@ -150,7 +150,8 @@ def test_sigkill_mid_ome_zarr_run_resumes_to_the_same_result(source, reference, 
     assert _stop(process, signal.SIGKILL)[0] == -signal.SIGKILL
     assert not out.exists() and partial_path(out).is_dir()
     assert main(["predict", str(source), str(out)]) == 2  # without --resume the work is not thrown away
-    assert "rerun with --resume to continue it" in capsys.readouterr().err
+    assert "holds the partial result of an interrupted run: use --resume to continue it, or use --overwrite" in (
+        capsys.readouterr().err)
     assert main(["predict", str(source), str(out), "--resume"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     reused = int(re.search(r"resumed: (\d+) slice\(s\) reused", summary).group(1))
@@ -295,7 +296,7 @@ def test_a_full_disk_keeps_an_ome_zarrs_finished_slices_for_resume(source, refer
     if disk.tmpfs:
         assert line.startswith("emsr predict: error: the disk is full"), err
         assert re.search(r"the output needs up to \d+\.\d KiB", line)
-        assert re.search(r"the [1-9] finished slice\(s\) are kept in .*: make room and rerun with --resume$", line), err
+        assert re.search(r"the [1-9] finished slice\(s\) are kept in .*: use --resume after making room$", line), err
         disk.grow()
         assert main(["predict", str(source), str(out), "--resume"]) == 0
         assert "reused from the interrupted run" in capsys.readouterr().out

@@ -42,13 +42,39 @@ def _record(widget, method, scope):
     return next(r for r in widget.records if r["method"] == method and r["scope"].startswith(scope))
 
 
-def test_agrees_with_emsr_evaluate(sample, qtbot, tmp_path):
+def _spy_pooling(monkeypatch):
+    """Record every stack the one pooling function pools: (label, slices, PSNR mean)."""
+    import napari_emsr.metrics.stack as stack
+
+    pooled, pool = [], stack.pool_stack
+
+    def spy(parts, **options):
+        result = pool(parts, **options)
+        pooled.append((result.label, len(result.psnr), float(np.mean(result.psnr))))
+        return result
+
+    monkeypatch.setattr(stack, "pool_stack", spy)
+    return pooled
+
+
+def test_agrees_with_emsr_evaluate(sample, qtbot, tmp_path, monkeypatch):
     viewer = sample
     prediction = _add_prediction(viewer)
     viewer.dims.set_point(0, 50.0)  # slice 5 on screen
     widget = _panel(viewer, qtbot)
+    pooled = _spy_pooling(monkeypatch)
+    events = []
+    widget.run_panel.progressed.connect(events.append)
     assert run_and_wait(qtbot, widget.run_panel, widget.run, timeout=120_000) == "done"
     assert "16 slice(s) of 240 x 240 px" in widget.run_panel.status.text()
+    # the library's job, as events: the slice on screen first, then the stack, pooled by the one function
+    assert events[0].kind == "start" and events[-1].kind == "done" and events[-1].payload.scope == "stack"
+    assert events[1].kind == "slice" and events[1].done == 1
+    assert widget._job.field.z[events[1].payload.z] == 5  # an index into the field: the layer's slice on screen
+    assert _record(widget, SR, "slice")["scope"] == "slice 5"
+    assert [e.done for e in events if e.kind == "slice"] == list(range(1, 17))
+    panel_pooled, pooled[:] = list(pooled), []
+    assert [label for label, _, _ in panel_pooled] == [SR, f"bicubic x3 ({LR})"]
 
     # the same pixels as files, scored by the command line
     files = {"reference": viewer.layers[HR].data, "prediction": prediction.data[:, FIELD, FIELD],
@@ -60,6 +86,10 @@ def test_agrees_with_emsr_evaluate(sample, qtbot, tmp_path):
             str(tmp_path / "lr.tif"), "--pixel-size", "10", "--json", str(out)]  # fmt: skip
     assert main(argv) == 0
     report = json.loads(out.read_text())
+    # the command line pools with the same function: the same slices, the same numbers
+    assert [n for _, n, _ in pooled] == [n for _, n, _ in panel_pooled] == [16, 16]
+    assert [p for _, _, p in pooled] == pytest.approx([p for _, _, p in panel_pooled], rel=1e-12)
+    assert [label for label, _, _ in pooled] == ["prediction", "bicubic x3"]
     assert report["frc_resolution_nm"] is not None and report["bicubic"]["frc_resolution_nm"] is not None
     for method, expected in ((SR, report), (f"bicubic x3 ({LR})", report["bicubic"])):
         stack, current = _record(widget, method, "stack"), _record(widget, method, "slice")

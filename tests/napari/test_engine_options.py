@@ -6,6 +6,7 @@ from qtpy.QtCore import Qt
 
 from napari_emsr import build_emsr, save_model
 from napari_emsr._napari.common.engine_options import NO_DEFAULT_MODEL, EngineOptions
+from napari_emsr.predict import PredictOptions
 
 from ..conftest import TINY
 from ..test_zoo import small_zoo, use_zoo
@@ -32,13 +33,14 @@ def test_without_a_default_model_it_asks_for_a_file_and_says_why(qtbot, monkeypa
         cuda = form.device.findData("cuda")
         assert not form.device.model().item(cuda).isEnabled() and form.device.itemText(cuda) == "cuda (not available)"
         assert "CUDA" in form.device.model().item(cuda).toolTip()
-    assert form.options() == {"device": "auto", "tile": None, "overlap": "auto", "self_ensemble": False}
+    assert form.options() == PredictOptions(device="auto", tile=None, overlap="auto", self_ensemble=False)
+    assert form.options(first_slice=3, overwrite=True) == PredictOptions(first_slice=3, overwrite=True)
     assert form.overlap.text() == "auto (measured effective radius)"
     form.overlap.setValue(form.overlap.EXACT)
-    assert form.options()["overlap"] == "exact" and form.overlap.text() == "exact (receptive radius)"
+    assert form.options().overlap == "exact" and form.overlap.text() == "exact (receptive radius)"
     form.tile.setValue(256)
     form.overlap.setValue(0)
-    assert form.options()["tile"] == 256 and form.options()["overlap"] == 0
+    assert form.options().tile == 256 and form.options().overlap == 0
 
 
 def test_a_default_model_outside_the_zoo_is_offered_and_used_first(qtbot, tmp_path, monkeypatch):

@@ -52,8 +52,8 @@ def test_cancel_midway_leaves_no_file(sample, qtbot, tmp_path, model_file, fmt, 
     slices = []
 
     def on_event(event):
-        if event.stage == "slice":
-            slices.append(event.slice_index)
+        if event.kind == "slice":
+            slices.append(event.payload.index)
             widget.cancel()  # one slice is already on disk, under a temporary name
 
     widget.run_panel.progressed.connect(on_event)

@@ -107,7 +107,7 @@ def test_moved_field_cancel_and_resume(sample, qtbot, model_file, tmp_path):
     assert widget.field_offset() == (0, 48, 43) and "(0, 48, 43)" in widget.offset_status.text()
 
     def cancel_at_step_6(event):
-        if getattr(event, "kind", "") == "step" and event.step == 6:
+        if event.kind == "step" and event.done == 6:
             widget.run_panel.cancel()
 
     widget.run_panel.progressed.connect(cancel_at_step_6)
@@ -227,3 +227,42 @@ def test_training_keeps_the_viewer_responsive(sample, qtbot, model_file, tmp_pat
     print(f"event-loop lateness while training: {figures}")
     assert figures["ticks"] > 100
     assert figures["median_ms"] < 25 and figures["p95_ms"] < 250, figures
+
+
+def test_the_panel_and_emsr_finetune_run_the_same_library_job(sample, qtbot, model_file, tmp_path, monkeypatch):
+    """The panel and ``emsr finetune`` build the same FineTuneJob for the same inputs and run it through
+    the one library generator; only the provenance's names of the data and of the command differ."""
+    import dataclasses
+
+    from napari_emsr.cli import main
+    from napari_emsr.events import Event
+    from napari_emsr.samples import em_pair_file
+    from napari_emsr.training import finetune_pair
+
+    jobs = []
+
+    def recorded(job):
+        jobs.append(job)
+        yield Event("finetune", "start", total=job.config.steps, unit="step", payload=job)
+
+    monkeypatch.setattr(finetune_pair, "iter_finetune_pair", recorded)
+    out = tmp_path / "same.safetensors"
+    widget = _panel(sample, qtbot, model_file, out)
+    widget.form.val_slices.setText("last:2")
+    assert run_and_wait(qtbot, widget.run_panel, widget.train, timeout=60_000) in ("done", "cancelled")
+    with em_pair_file("lr") as lr, em_pair_file("hr") as hr:
+        argv = ["finetune", "--lr", str(lr), "--hr", str(hr), "--base", str(model_file), "--out", str(out),
+                "--steps", "12", "--val-every", "6", "--patch", "16", "--device", "cpu", "--val-slices", "last:2"]
+        assert main(argv) == 0
+    panel, cli = jobs
+    assert panel.config == cli.config and panel.base == cli.base == model_file
+    for name in ("out", "preset", "val_slices", "resume", "overwrite"):
+        assert getattr(panel, name) == getattr(cli, name), name
+    facts = ("lr_pixel_size", "hr_pixel_size", "scale", "min_score", "match_contrast")
+    assert [getattr(panel.pair, k) for k in facts] == [getattr(cli.pair, k) for k in facts] == [30, 10, None, 0.5, True]
+    np.testing.assert_array_equal(np.asarray(panel.pair.hr), np.asarray(cli.pair.hr))
+    np.testing.assert_array_equal(np.asarray(panel.pair.lr), np.asarray(cli.pair.lr))
+    assert set(panel.provenance) == set(cli.provenance) == {"data", "command"}
+    assert panel.previews and not cli.previews  # the panel shows previews; the CLI has nowhere to
+    assert dataclasses.replace(panel, pair=cli.pair, provenance=cli.provenance, previews=False,
+                               check_noise=False) == cli  # fmt: skip

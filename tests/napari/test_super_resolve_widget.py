@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from napari_emsr._napari.common.engine_options import explain_memory_errors
 from napari_emsr._napari.common.layers import region_in_view
 
 from ..test_zoo import small_zoo, use_zoo
@@ -44,7 +43,7 @@ def test_current_slice_then_whole_stack(sample, qtbot, model_file, notes):
 
     widget.scope.setCurrentText("Whole stack (current slice first)")
     seen = []
-    widget.run_panel.progressed.connect(lambda e: seen.append(e.slice_index) if e.stage == "slice" else None)
+    widget.run_panel.progressed.connect(lambda e: seen.append(e.payload.index) if e.kind == "slice" else None)
     assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
     stack = widget.result_layer
     assert stack.data.shape == (16, 519, 519) and stack.name == "EM LR 30 nm SR x3 [random weights]"
@@ -114,13 +113,14 @@ def test_cancel_midway_leaves_no_layer(sample, qtbot, model_file):
 
     def on_event(event):
         events.append(event)
-        if event.stage == "slice":
+        if event.kind == "slice":
             widget.cancel()  # after the first slice (a live result layer exists by now)
 
     widget.run_panel.progressed.connect(on_event)
     assert run_and_wait(qtbot, widget.run_panel, widget.run) == "cancelled"
     assert [layer.name for layer in viewer.layers] == before  # the half-made result layer is gone
-    assert events[-1].slices_done < 16 and all(e.stage != "done" for e in events)
+    assert [e.payload for e in events if e.kind == "slice"][-1].slices_done < 16
+    assert all(e.kind != "done" for e in events) and events[0].job == "predict"
     assert widget.result_layer is None and "Cancelled" in widget.run_panel.status.text()
     assert widget.run_panel.run_button.isEnabled() and not widget.run_panel.running
 
@@ -165,12 +165,20 @@ def test_engine_error_in_worker_is_a_notification(make_napari_viewer, qtbot, mod
     assert "Failed" in widget.run_panel.status.text() and widget.run_panel.run_button.isEnabled()
 
 
-def test_out_of_memory_message_says_what_to_do():
-    def events():
-        yield 1
-        raise MemoryError("out of memory on cuda even with one 64-pixel tile per pass")
+def test_out_of_memory_message_says_what_to_do(monkeypatch):
+    """A result too large for memory: the library's hints, phrased in the panels' terms (not as CLI flags)."""
+    import napari_emsr.predict.api as api
+    from napari_emsr._napari.common.run_panel import gui_message
+    from napari_emsr.cli._progress import cli_message
+    from napari_emsr.errors import HintedMemoryError
 
-    stream = explain_memory_errors(events())
-    assert next(stream) == 1
-    with pytest.raises(MemoryError, match="smaller tile.*Export"):
-        next(stream)
+    def no_room(shape, dtype):
+        raise MemoryError("Unable to allocate 40.0 GiB")
+
+    monkeypatch.setattr(api.np, "zeros", no_room)
+    with pytest.raises(HintedMemoryError) as caught:
+        api._ArrayWriter((4000, 4000, 2000), np.dtype(np.uint8))
+    said = gui_message(caught.value)
+    assert "does not fit in memory" in said and 'use the Export panel ("Super-resolve to disk")' in said
+    assert 'choose a Scope with "region in view"' in said and "--" not in said and "output=" not in said
+    assert "give --output PATH" in cli_message(caught.value) and "pass output=PATH" in str(caught.value)

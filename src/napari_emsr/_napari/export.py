@@ -1,7 +1,8 @@
 """Dock widget "Export": write a layer, or super-resolve a whole LR volume straight to disk.
 
 "Write the layer" saves an image layer (e.g. a Super-resolve result) slice by slice with its pixel
-size. "Super-resolve to disk" runs :func:`napari_emsr.iter_super_resolve` with ``output=``: slices
+size (the library's export job, :func:`napari_emsr.io.iter_write`). "Super-resolve to disk" runs
+:func:`napari_emsr.iter_super_resolve` with ``output=``: slices
 are read lazily from the layer's (dask) data and written as they finish, so the result is never
 held in memory. Both write under a temporary name; Cancel stops between tiles / slices and leaves
 no file behind.
@@ -24,13 +25,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixel_size, explain_memory_errors
+from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixel_size
 from napari_emsr._napari.common.layers import LayerCombo, image_data, layer_pixel_size, physical_geometry
-from napari_emsr._napari.common.run_panel import RunPanel
-from napari_emsr._napari.io.writer import discard_partial, iter_write
+from napari_emsr._napari.common.run_panel import RunPanel, gui_message
 
 if TYPE_CHECKING:
     import napari
+    from napari_emsr.events import Event
 
 __all__ = ["ExportWidget", "MODES", "FORMATS"]
 
@@ -117,14 +118,16 @@ class ExportWidget(QWidget):
         try:
             make_events = self._prepare()
         except (ValueError, OSError) as exc:  # LayerError, ModelFileError and bad paths are ValueErrors / OSErrors
-            show_error(f"Export: {exc}")
-            self.run_panel.status.setText(f"Not started: {exc}")
+            message = gui_message(exc)
+            show_error(f"Export: {message}")
+            self.run_panel.status.setText(f"Not started: {message}")
             return
         self._started = False
         self.run_panel.start(make_events, self._on_event, self._on_end)
 
     def _prepare(self) -> Callable[[], Generator[Any, None, None]]:
         from napari_emsr import iter_super_resolve
+        from napari_emsr.io import iter_write
 
         layer = self.layer_combo.layer()
         data = image_data(layer)
@@ -142,27 +145,28 @@ class ExportWidget(QWidget):
             sizes, shift = physical_geometry(layer.scale, layer.translate, layer.units)
             return lambda: iter_write(data, output, pixel_size_nm=sizes, translate=shift, overwrite=replace)
         model = self.engine.model()
-        options = {**self.engine.options(), "pixel_size": engine_pixel_size(layer_pixel_size(layer))}
-        options.update(output=output, overwrite=replace)
-        return lambda: explain_memory_errors(iter_super_resolve(data, model, **options))
+        options = self.engine.options(pixel_size=engine_pixel_size(layer_pixel_size(layer)), overwrite=replace)
+        return lambda: iter_super_resolve(data, model, output=output, options=options)
 
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: Event) -> None:
         assert self._output is not None  # set when the run starts
-        if event.stage == "start":
+        if event.kind == "start":
             self._started = True
-            if event.plan:
-                plan = event.plan
+            if event.job == "predict":
+                plan = event.payload
                 self.run_panel.status.setText(
-                    f"Super-resolving {plan['input_shape']} -> {plan['output_shape']} on {plan['device']} "
+                    f"Super-resolving {list(plan.input_shape)} -> {list(plan.output_shape)} on {plan.device} "
                     f"into {self._output.name}"
                 )
             else:
-                self.run_panel.status.setText(f"Writing {event.output_shape} into {self._output.name}")
+                self.run_panel.status.setText(f"Writing {event.payload.shape} into {self._output.name}")
 
     def _on_end(self, outcome: str, error: BaseException | None) -> None:
         if outcome == "done":
             self.run_panel.status.setText(f"Wrote {self._output}")
         elif self._started and self._output is not None:
+            from napari_emsr.io import discard_partial
+
             discard_partial(self._output)  # the engine keeps an OME-Zarr's partial folder for resuming; not here
 
     def cancel(self) -> None:

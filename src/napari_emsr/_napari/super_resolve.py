@@ -1,8 +1,10 @@
 """Dock widget "Super-resolve": an LR image layer in, a super-resolved layer out, in the background.
 
 A thin adapter over :func:`napari_emsr.iter_super_resolve`: the scope becomes the engine's
-input (a lazily sliced dask array for the current slice), ``region`` and ``first_slice``; its
-events drive a progress bar and fill the result layer slice by slice, the slice on screen first.
+input (a lazily sliced dask array for the current slice) and the options' ``region`` and
+``first_slice``; its events drive the run panel's progress bar, and their payloads (the
+:class:`~napari_emsr.predict.PlanSummary`, each :class:`~napari_emsr.predict.SliceDone`) fill the
+result layer slice by slice, the slice on screen first.
 The result is named after its input and placed (scale / s, translate) to overlay it exactly.
 """
 
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QPushButton, QVBoxLayout, QWidget
 
-from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixel_size, explain_memory_errors
+from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixel_size
 from napari_emsr._napari.common.layers import (
     LayerCombo,
     LayerError,
@@ -25,10 +27,12 @@ from napari_emsr._napari.common.layers import (
     overlay_transform,
     region_in_view,
 )
-from napari_emsr._napari.common.run_panel import RunPanel, format_seconds
+from napari_emsr._napari.common.run_panel import RunPanel, format_seconds, gui_message
 
 if TYPE_CHECKING:
     import napari
+    from napari_emsr.events import Event
+    from napari_emsr.predict import PlanSummary
 
 __all__ = ["SuperResolveWidget", "SCOPES_2D", "SCOPES_3D"]
 
@@ -50,7 +54,7 @@ class _Job:
     offset: list[int]
     suffix: str
     started: float = field(default_factory=time.perf_counter)
-    plan: dict[str, Any] | None = None
+    plan: PlanSummary | None = None
     output: Any = None
     model: dict[str, Any] = field(default_factory=dict)  # which model: its file and zoo name (if shipped)
 
@@ -106,8 +110,9 @@ class SuperResolveWidget(QWidget):
         try:
             self._job, make_events = self._prepare()
         except (ValueError, OSError) as exc:  # LayerError, ModelFileError and bad options are ValueErrors
-            show_error(f"Super-resolve: {exc}")
-            self.run_panel.status.setText(f"Not started: {exc}")
+            message = gui_message(exc)
+            show_error(f"Super-resolve: {message}")
+            self.run_panel.status.setText(f"Not started: {message}")
             return
         self.run_panel.start(make_events, self._on_event, self._on_end)
 
@@ -118,59 +123,60 @@ class SuperResolveWidget(QWidget):
         data = image_data(layer)
         model = self.engine.model()
         whole, in_view = self.scope.currentData() or (True, False)
-        options = self.engine.options()
-        options["pixel_size"] = engine_pixel_size(layer_pixel_size(layer))
+        chosen: dict[str, Any] = {"pixel_size": engine_pixel_size(layer_pixel_size(layer))}
         offset, suffix, volume = [0] * data.ndim, "", data
         if data.ndim == 3 and not whole:
             z = current_slice(self.viewer, layer)
             volume, offset[0], suffix = data[z : z + 1], z, f" (slice {z})"
         elif data.ndim == 3:
             try:  # the slice on screen first, as a preview
-                options["first_slice"] = current_slice(self.viewer, layer)
+                chosen["first_slice"] = current_slice(self.viewer, layer)
             except LayerError:  # 3D view, other axes on screen, or off the stack: plain order
                 pass
         if in_view:
             rows, cols = region_in_view(self.viewer, layer)
-            options["region"] = (rows, cols)
+            chosen["region"] = (rows, cols)
             offset[-2:] = [rows.start, cols.start]
             suffix += f" (region y {rows.start}:{rows.stop}, x {cols.start}:{cols.stop})"
+        options = self.engine.options(**chosen)
         path, shipped = self.engine.model_path(), self.engine.zoo_model()
         used = {"model_file": str(path) if path is not None else None, "zoo_model": shipped.name if shipped else None}
         job = _Job(layer, offset, suffix, model=used)
-        return job, lambda: explain_memory_errors(iter_super_resolve(volume, model, **options))
+        return job, lambda: iter_super_resolve(volume, model, options=options)
 
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: Event) -> None:
         job = self._job
         assert job is not None  # events only come while a job runs
-        if event.stage == "start":
-            job.plan = plan = event.plan
-            exact = "exact" if plan["exact"] else "approximate"
+        if event.kind == "start":
+            job.plan = plan = event.payload
+            exact = "exact" if plan.exact else "approximate"
             self.run_panel.status.setText(
-                f"Running on {plan['device']}: {plan['input_shape']} -> {plan['output_shape']}, tile {plan['tile']}, "
-                f"halo {plan['halo']} ({exact}), {plan['tiles_per_slice']} tile(s) per slice"
-                + (", self-ensemble" if plan["self_ensemble"] else "")
+                f"Running on {plan.device}: {list(plan.input_shape)} -> {list(plan.output_shape)}, tile {plan.tile}, "
+                f"halo {plan.halo} ({exact}), {plan.tiles_per_slice} tile(s) per slice"
+                + (", self-ensemble" if plan.self_ensemble else "")
             )
-        elif event.stage == "slice":
+        elif event.kind == "slice":
+            done = event.payload
             if job.output is None:
-                job.output = self._add_result(job, event)
-            if event.slice_index is None:
-                job.output.data[...] = event.preview
+                job.output = self._add_result(job)
+            if done.index is None:
+                job.output.data[...] = done.image
             else:
-                job.output.data[event.slice_index] = event.preview
+                job.output.data[done.index] = done.image
             job.output.refresh()
-        elif event.stage == "done" and job.output is not None:
-            job.output.data = event.result
+        elif event.kind == "done" and job.output is not None:
+            job.output.data = event.payload
 
-    def _add_result(self, job: _Job, event: Any) -> Any:
-        """Return the result layer, empty but for the first finished slice, placed over its input."""
+    def _add_result(self, job: _Job) -> Any:
+        """Return the result layer, empty (the first finished slice is filled in next), placed over its input."""
         plan, layer = job.plan, job.layer
         assert plan is not None  # the "start" event came first
-        factor = int(plan["scale"])
-        name = f"{layer.name} SR x{factor}{job.suffix}" + ("" if plan["trained"] else " [random weights]")
-        source = {"source_layer": layer.name, "trained": bool(plan["trained"]), "scale": factor, **job.model,
-                  "plan": plan}  # fmt: skip
+        factor = plan.scale
+        name = f"{layer.name} SR x{factor}{job.suffix}" + ("" if plan.trained else " [random weights]")
+        source = {"source_layer": layer.name, "trained": plan.trained, "scale": factor, **job.model,
+                  "plan": plan.to_dict()}  # fmt: skip
         return self.viewer.add_image(
-            np.zeros(event.output_shape, dtype=plan["dtype"]),
+            np.zeros(plan.output_shape, dtype=plan.dtype),
             name=name,
             contrast_limits=layer.contrast_limits,
             colormap=layer.colormap,
@@ -189,7 +195,7 @@ class SuperResolveWidget(QWidget):
         self.result_layer = job.output
         self.compare_button.setEnabled(True)
         seconds = format_seconds(time.perf_counter() - job.started)
-        note = "" if job.plan["trained"] else " Random weights: this is NOT a super-resolution result."
+        note = "" if job.plan.trained else " Random weights: this is NOT a super-resolution result."
         self.run_panel.status.setText(f"Done in {seconds}: '{job.output.name}' {job.output.data.shape}.{note}")
 
     def cancel(self) -> None:

@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 from napari_emsr._atomic import atomic_path
+from napari_emsr.errors import Hint, OutputExistsError
 from napari_emsr.model.emsr import EMSR, receptive_radius
+from napari_emsr.predict.intensity import IntensityMap, resolve_intensity
 
 __all__ = ["export_bioimageio", "BIOIMAGEIO_EXTRA", "PAPER", "sample_lr_slice"]
 
@@ -78,20 +80,29 @@ def _centre_crop(image: np.ndarray, side: int) -> np.ndarray:
     return image[y0 : y0 + side, x0 : x0 + side]
 
 
-def _bounds(model: EMSR, raw: np.ndarray) -> tuple[float, float]:
+def _intensity(model: EMSR, raw: np.ndarray) -> IntensityMap:
+    """Return the package's intensity mapping of ``raw`` as the engine's :class:`IntensityMap`.
+
+    Mode ``range``: the model's range, fixed (``scale_linear`` both ways, as the engine maps data in
+    the model's units); mode ``percentile``: the engine's percentiles of the image (``scale_range``).
+    """
     norm = model.metadata.normalization
-    low, high = norm.bounds(raw) if norm.mode == "percentile" else (norm.low, norm.high)
-    return float(low), float(high)
+    fixed = None if norm.mode == "percentile" else norm.bounds()
+    return resolve_intensity(raw.astype(np.float32, copy=False), norm, intensity_range=fixed)
 
 
 def _predict(model: EMSR, raw: np.ndarray) -> np.ndarray:
-    """Return the package's computation: pre-processing, the whole-image network, post-processing."""
-    low, high = _bounds(model, raw)
-    x = (raw.astype(np.float32) - low) / (high - low)
+    """Return the package's computation: pre-processing, the whole-image network, post-processing.
+
+    A ``percentile`` model's output stays in the network's 0 .. 1: the package cannot describe the
+    inverse of a per-image ``scale_range`` (the engine maps it back to the input's units).
+    """
+    intensity = _intensity(model, raw)
+    x = intensity.to_network(raw)
     with torch.inference_mode():
         y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None])[0, 0].numpy()
     if model.metadata.normalization.mode == "range":
-        y = y * (high - low) + low
+        y = intensity.from_network(y)
     return y.astype(np.float32)
 
 
@@ -304,7 +315,16 @@ def export_bioimageio(
     Returns
     -------
     Path
-        ``output``. Raises ValueError if bioimageio.spec does not validate the package.
+        ``output``.
+
+    Raises
+    ------
+    OutputExistsError
+        (a FileExistsError) If ``output`` exists and ``overwrite`` is False; its hint is ``overwrite``.
+    ValueError
+        If the output is not a .zip, the sample is not 2D, or bioimageio.spec does not validate the package.
+    ImportError
+        Without the optional ``bioimageio`` extra.
     """
     spec = _import_spec()
     from napari_emsr.model_io import load_model
@@ -312,6 +332,8 @@ def export_bioimageio(
     model_path, output = Path(model_path), Path(output)
     if output.suffix.lower() != ".zip":
         raise ValueError(f"{output}: a bioimage.io package is a .zip; name the output *.zip")
+    if output.exists() and not overwrite:  # before any work (atomic_path checks again when it writes)
+        raise OutputExistsError(f"{output} exists", Hint("overwrite", True, "to replace it"))
     model = load_model(model_path)
     name = name or _default_name(model)
     raw = sample_lr_slice() if sample is None else np.asarray(sample)

@@ -58,6 +58,11 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
 
 def _os_error(exc: OSError) -> str:
     """One line for an operating-system error, naming the file where it is known."""
+    from napari_emsr.cli._progress import cli_message
+    from napari_emsr.errors import EMSRError
+
+    if isinstance(exc, EMSRError):  # the library's own, with hints: phrase them for the command line
+        return cli_message(exc)
     where = f"{exc.filename}: " if getattr(exc, "filename", None) and str(exc.filename) not in str(exc) else ""
     if exc.errno == errno.ENOSPC and "disk is full" not in str(exc):
         return f"{where}the disk is full (no space left on the device): {exc}"
@@ -86,10 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_attach_negative_values(argv))
     args.argv = argv
     module = importlib.import_module(SUBCOMMANDS[args.command])
+    from napari_emsr.cli._progress import cli_message
     from napari_emsr.config import ConfigError
     from napari_emsr.model_io import ModelFileError
-
-    from napari_emsr.cli._progress import cli_message
 
     try:
         return int(module.run(args) or 0)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import sys
 import time
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
+from napari_emsr.cli._progress import Writer, cli_message, drive
 from napari_emsr.config import STRATEGIES, TrainingConfig
+from napari_emsr.events import Event
+
+__all__ = ["three_numbers", "lambdas", "add_common", "training_config", "command_line", "ValidationTable",
+           "run_training"]  # fmt: skip
 
 
 def three_numbers(cast: type, example: str, meaning: str, *, minimum: float | None = None):
@@ -54,9 +60,16 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
     p.add_argument("--out", required=True, metavar="MODEL",
                    help="model file to write (.safetensors); the best by validation SSIM")
     p.add_argument("--strategy", choices=STRATEGIES, default=default_strategy,
-                   help=f"training strategy (default: {default_strategy})")
-    p.add_argument("--steps", type=int, default=default_steps, help=f"optimisation steps (default: {default_steps})")
-    p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time, whichever comes first")
+                   help=f"training strategy (default: {default_strategy}); fitted and real+fitted simulate LR "
+                        "inputs through the degradation fitted to the pair (docs/training.md)")
+    p.add_argument("--fitted-share", type=float, default=0.5, metavar="F",
+                   help="with --strategy real+fitted: the share of patches with simulated inputs (default: 0.5)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"optimisation steps (default: {default_steps}; with --minutes alone, as many as fit)")
+    p.add_argument("--minutes", type=float,
+                   help="time budget in minutes: alone, the run plans as many steps as fit (from the measured step "
+                        "time, learning-rate schedule scaled to match); with --steps, whichever ends first")
+    p.set_defaults(default_steps=default_steps)
     p.add_argument("--loss", choices=["l1", "l2"], default="l1", help="pixel loss (default: l1)")
     p.add_argument("--lambdas", type=lambdas, default=(1.0, 1.0, 1.0), metavar="L1,L2,L3",
                    help="weights of l(f(y),x), l(f(y'),x), l(f(y),f(y')) (default: 1,1,1)")
@@ -81,10 +94,11 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
 
 def training_config(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig(
-        strategy=args.strategy, steps=args.steps, minutes=args.minutes, batch=args.batch, patch=args.patch,
+        strategy=args.strategy, steps=args.steps or args.default_steps, minutes=args.minutes,
+        budget=args.minutes is not None and args.steps is None, batch=args.batch, patch=args.patch,
         learning_rate=args.learning_rate, halve_every=args.halve_every, loss=args.loss, weights=args.lambdas,
         noisier_branch=not args.no_noisier, val_every=args.val_every, seed=args.seed, device=args.device,
-        precision=args.precision,
+        precision=args.precision, fitted_share=args.fitted_share,
     )
 
 
@@ -93,84 +107,77 @@ def command_line(args: argparse.Namespace) -> str:
     return "emsr " + " ".join(shlex.quote(a) for a in args.argv)
 
 
-def _row(name: str, scores: dict) -> str:
+def _row(name: str, scores: Mapping[str, Any]) -> str:
     return f"  {name:<22}{scores['psnr']:>8.2f}{scores['ssim']:>8.4f}{scores['frc_mean']:>10.4f}"
 
 
-def run_training(events: Iterator, args: argparse.Namespace, sources: dict | None = None) -> int:
-    """Run ``events`` (from ``iter_finetune``) with :func:`show_progress`, problems as one-line errors.
+class ValidationTable:
+    """What ``emsr train`` and ``emsr finetune`` show beside the progress bar, and the table at the end.
 
-    ``sources`` maps ``(role, index)`` of the training volumes to the files they came from, so that
-    non-finite data are named by file. Returns the exit status.
+    :meth:`on_event` is :func:`~napari_emsr.cli._progress.drive`'s callback: it writes the pair found
+    (on standard output, as a result) and a line per validation; :meth:`print` prints the validation
+    table (standard output) once the run is done.
     """
-    import sys
 
+    def __init__(self) -> None:
+        self.history: list[Any] = []
+        self.best: Mapping[str, Any] | None = None
+
+    def on_event(self, event: Event, write: Writer) -> None:
+        """Show one training event (``write`` prints a line without breaking the bar)."""
+        if event.kind in ("pair", "degradation"):
+            from tqdm import tqdm
+
+            tqdm.write(event.payload.summary(), file=sys.stdout)
+        elif event.kind == "validation":
+            v = event.payload
+            s = v.scores
+            self.history.append(v)
+            self.best = v.best
+            write(f"step {v.step}: SSIM {s['ssim']:.4f} PSNR {s['psnr']:.2f} FRC {s['frc_mean']:.4f} "
+                  f"(bicubic SSIM {s['bicubic']['ssim']:.4f})" + (" new best model saved" if v.improved else ""))
+        elif event.kind == "done":
+            self.best = event.payload.best
+
+    def print(self) -> None:
+        """Print the validation table: bicubic, then the model at each validation (the best marked)."""
+        if not self.history:
+            return
+        print("\nvalidation (held-out slices)      PSNR    SSIM  mean FRC")
+        print(_row("bicubic", self.history[-1].scores["bicubic"]))
+        best_step = self.best["step"] if self.best else None
+        for v in self.history:
+            print(_row(f"EMSR step {v.step}" + (" *best" if v.step == best_step else ""), v.scores))
+
+
+def run_training(events: Iterator[Event], args: argparse.Namespace, sources: Mapping | None = None) -> int:
+    """Run a training job's ``events`` with the CLI's progress bar; problems as one-line errors.
+
+    ``events`` come from :func:`~napari_emsr.training.iter_finetune` or
+    :func:`~napari_emsr.training.iter_finetune_pair`. ``sources`` maps ``(role, index)`` of the
+    training volumes to the files they came from, so that non-finite data are named by file.
+    Returns the exit status.
+    """
     from napari_emsr.cli import CLIError
-    from napari_emsr.model_io import ModelWriteError
     from napari_emsr.training import checkpoint_path
     from napari_emsr.training.data import NonFiniteDataError
+    from napari_emsr.training.trainer import TrainingWriteError
 
     ckpt, start = checkpoint_path(args.out), time.time()
-
-    def resumable() -> bool:  # a last state of this run (or of the one it resumes) is on disk
-        return ckpt.exists() and (args.resume or ckpt.stat().st_mtime >= start - 1)
-
+    table = ValidationTable()
     try:
-        show_progress(events)
+        drive(events, desc=f"emsr {args.command}", on_event=table.on_event)
     except NonFiniteDataError as exc:
         source = (sources or {}).get((exc.role, exc.index))
         raise CLIError(str(exc) if source is None else f"{source}: {exc.detail}") from None
-    except FloatingPointError as exc:  # diverged (the data were checked to be finite before training)
-        raise CLIError(f"{exc} (--learning-rate), and start again") from None
-    except ModelWriteError as exc:
-        then = f"; then continue with --resume (the last state saved is in {ckpt})" if resumable() else ""
-        raise CLIError(f"{exc}. Free some space{then}") from None
+    except TrainingWriteError as exc:  # the disk is full: its hints say what to do
+        raise CLIError(cli_message(exc)) from None
     except KeyboardInterrupt:
-        if resumable():
+        # a last state of this run (or of the one it resumes) is on disk
+        if ckpt.exists() and (args.resume or ckpt.stat().st_mtime >= start - 1):
             print(f"emsr {args.command}: interrupted; the last state is in {ckpt}: continue with --resume",
                   file=sys.stderr)
             return 130
         raise
+    table.print()
     return 0
-
-
-def show_progress(events: Iterator, *, quiet: bool = False) -> dict | None:
-    """Drive the training generator with a tqdm bar; print the validation table at the end.
-
-    The generator is closed on the way out, also on Ctrl-C here, so that it saves its last state
-    before the command ends.
-    """
-    from tqdm import tqdm
-
-    bar, best, history = None, None, []
-    try:
-        for event in events:
-            if bar is None:
-                bar = tqdm(total=event.total_steps, initial=event.step, unit="step", disable=quiet, dynamic_ncols=True)
-            if event.kind == "step":
-                bar.update(event.step - bar.n)
-                postfix = {k: f"{v:.4f}" for k, v in event.losses.items()} | {"lr": f"{event.learning_rate:.1e}"}
-                if event.eta_s is not None:  # honours --minutes, unlike the bar's own step-based estimate
-                    postfix["left"] = tqdm.format_interval(event.eta_s)
-                bar.set_postfix(postfix)
-            elif event.kind == "validation":
-                v = event.validation
-                history.append((event.step, v))
-                bar.write(f"step {event.step}: SSIM {v['ssim']:.4f} PSNR {v['psnr']:.2f} FRC {v['frc_mean']:.4f} "
-                          f"(bicubic SSIM {v['bicubic']['ssim']:.4f}) {event.message}".rstrip())
-            elif event.message:
-                bar.write(event.message)
-            best = event.best or best
-    finally:
-        try:
-            if hasattr(events, "close"):
-                events.close()  # stopped here (Ctrl-C): the generator saves its last state now
-        finally:
-            if bar is not None:
-                bar.close()
-    if history:
-        print("\nvalidation (held-out slices)      PSNR    SSIM  mean FRC")
-        print(_row("bicubic", history[-1][1]["bicubic"]))
-        for step, v in history:
-            print(_row(f"EMSR step {step}" + (" *best" if best and best["step"] == step else ""), v))
-    return best

@@ -7,9 +7,15 @@ import json
 import math
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from napari_emsr.cli._progress import cli_option
+from napari_emsr.errors import Hint
+
+if TYPE_CHECKING:
+    from napari_emsr.metrics import DataRange
 
 _THRESHOLDS = ("1/7", "half-bit")
 _WINDOWS = ("none", "hann", "tukey")
@@ -91,7 +97,7 @@ class _Checked:
         self.shape, self.dtype = tuple(data.shape), data.dtype
         self.ndim = len(self.shape)
 
-    def _check(self, image: np.ndarray, z: int, *, constant: bool = True) -> np.ndarray:
+    def _check(self, image: np.ndarray, z: int) -> np.ndarray:
         from napari_emsr.cli import CLIError
 
         where = f"{self.name}: slice {z}" if self.ndim == 3 else self.name
@@ -99,7 +105,7 @@ class _Checked:
             bad = int(np.count_nonzero(~np.isfinite(image)))
             if bad:
                 raise CLIError(f"{where} has {bad} NaN or infinite value(s); replace or mask them first")
-        if constant and image.size and image.min() == image.max():
+        if image.size and image.min() == image.max():
             raise CLIError(
                 f"{where} is constant (every pixel is {image.flat[0]:g}): it has no structure to compare, and its "
                 "FRC is undefined"
@@ -113,11 +119,6 @@ class _Checked:
         image = self._check(np.asarray(self.data), 0) if self.ndim == 2 else np.asarray(self.data)
         return image if dtype is None else image.astype(dtype, copy=False)
 
-    def first_non_finite(self) -> None:
-        """Read every slice, raising for the first one with NaN or inf values."""
-        for z in range(self.shape[0] if self.ndim == 3 else 1):
-            self._check(np.asarray(self.data[z] if self.ndim == 3 else self.data), z, constant=False)
-
 
 def _names(args: argparse.Namespace) -> dict[str, str]:
     """How messages name the user's inputs: the file and its role."""
@@ -127,49 +128,52 @@ def _names(args: argparse.Namespace) -> dict[str, str]:
     return names
 
 
-def _evaluate(reference, other, *, what: str, names: dict[str, str], **options):
-    """evaluate_stack, with any remaining problem stated in terms of the user's files."""
-    from napari_emsr.cli import CLIError
-    from napari_emsr.metrics import evaluate_stack
+def _cli_hint(hint: Hint) -> str:
+    """Phrase a library hint as this command's options (``crop="centre"`` is ``--crop --crop-anchor centre``)."""
+    if hint.option == "crop":
+        return "use --crop" + ("" if hint.value == "top-left" else f" --crop-anchor {hint.value}")
+    return cli_option(hint)
 
-    try:
-        return evaluate_stack(reference, other, **options)
-    except ValueError as exc:
-        raise CLIError(f"scoring {what} against {names['reference']}: {exc}") from None
+
+def _range_text(data_range: DataRange) -> str:
+    return "given with --data-range" if data_range.given else data_range.describe(cli_option)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``emsr evaluate`` with the parsed ``args``; return the exit status."""
+    from napari_emsr.cli import CLIError
+    from napari_emsr.cli._progress import drive
     from napari_emsr.io import open_volume
+    from napari_emsr.metrics import EvaluationOptions, ScoringError, iter_compare
 
     names = _names(args)
     with ExitStack() as files:
         ref = files.enter_context(_checked(open_volume(args.reference)))
         pred = files.enter_context(_checked(open_volume(args.prediction)))
-        crop = args.crop_anchor if args.crop else None
-        _check_shapes(ref, pred.data, "PREDICTION", crop)
-        ref_data = _Checked(ref.data, names["reference"])
-        pred_data = _Checked(pred.data, names["prediction"])
-        data_range, range_note = _data_range(ref_data, args.data_range)
-        pixel_size = args.pixel_size if args.pixel_size is not None else _in_plane(ref)
-        options = dict(
-            data_range=data_range,
-            pixel_size=pixel_size,
-            threshold=args.threshold,
-            crop=crop,
-            window=None if args.window == "none" else args.window,
-            resolution_window=None if args.resolution_window == "none" else args.resolution_window,
-        )
-        results = [_evaluate(ref_data, pred_data, label="prediction", what=names["prediction"], names=names, **options)]
+        methods: dict[str, Any] = {"prediction": _Checked(pred.data, names["prediction"])}
+        whats = {"prediction": names["prediction"]}
         scale = None
         if args.lr:
             lr = files.enter_context(_checked(open_volume(args.lr)))
             scale = _scale(pred.data.shape, lr.data.shape, args.lr)
-            bicubic = _Bicubic(_Checked(lr.data, names["lr"]), scale)
-            _check_shapes(ref, bicubic, f"bicubic x{scale} of LR_FILE", crop)
-            results.append(_evaluate(ref_data, bicubic, label=f"bicubic x{scale}", names=names,
-                                     what=f"bicubic x{scale} of {names['lr']}", **options))
-    report = _report(args, results, data_range, range_note, pixel_size, scale)
+            methods[f"bicubic x{scale}"] = _Bicubic(_Checked(lr.data, names["lr"]), scale)
+            whats[f"bicubic x{scale}"] = f"bicubic x{scale} of {names['lr']}"
+        pixel_size = args.pixel_size if args.pixel_size is not None else _in_plane(ref)
+        options = EvaluationOptions(
+            data_range=args.data_range, pixel_size=pixel_size, threshold=args.threshold,
+            crop=args.crop_anchor if args.crop else None, window=None if args.window == "none" else args.window,
+            resolution_window=None if args.resolution_window == "none" else args.resolution_window,
+        )  # fmt: skip
+        events = iter_compare(_Checked(ref.data, names["reference"]), methods, options)
+        try:
+            _, last = drive(events, desc="emsr evaluate")
+        except ScoringError as exc:
+            what = f"scoring {whats[exc.label]} against {names['reference']}"
+            raise CLIError(f"{what}: {exc.phrased(_cli_hint)}") from None
+    assert last is not None and last.kind == "done"  # the job ends with its result
+    scores = last.payload
+    results = list(scores.results.values())
+    report = _report(args, results, scores.data_range, pixel_size, scale)
     print(_table(report, results))
     if args.json:
         Path(args.json).write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
@@ -189,28 +193,6 @@ def _checked(volume):
     return volume
 
 
-def _check_shapes(ref, other, name: str, crop: str | None) -> None:
-    from napari_emsr.cli import CLIError
-    from napari_emsr.metrics import common_region
-
-    z_ref = ref.data.shape[0] if ref.data.ndim == 3 else 1
-    z_other = other.shape[0] if len(other.shape) == 3 else 1
-    if z_ref != z_other:
-        raise CLIError(f"REFERENCE has {z_ref} slice(s) but {name} has {z_other}; they must show the same slices")
-    yx_ref, yx_other = tuple(ref.data.shape[-2:]), tuple(other.shape[-2:])
-    if yx_ref == yx_other:
-        return
-    if crop is None:
-        raise CLIError(
-            f"REFERENCE slices are {yx_ref[0]} x {yx_ref[1]} but {name} slices are {yx_other[0]} x {yx_other[1]}; "
-            "use --crop if they differ only by a border"
-        )
-    try:
-        common_region(yx_ref, yx_other, anchor=crop)
-    except ValueError as exc:
-        raise CLIError(f"{name}: {exc}") from None
-
-
 def _scale(pred_shape, lr_shape, lr_path: str) -> int:
     from napari_emsr.cli import CLIError
 
@@ -222,31 +204,6 @@ def _scale(pred_shape, lr_shape, lr_path: str) -> int:
             f"LR slices ({lr_shape[-2]} x {lr_shape[-1]}), same on both axes; ratio {ratios[0]:.4g} x {ratios[1]:.4g}"
         )
     return scale
-
-
-def _data_range(data, given: float | None) -> tuple[float, str]:
-    from napari_emsr.cli import CLIError
-    from napari_emsr.metrics._checks import dtype_data_range
-
-    if given is not None:
-        if not given > 0:
-            raise CLIError(f"--data-range must be positive, got {given}")
-        return float(given), "given with --data-range"
-    from_dtype = dtype_data_range(data.dtype)
-    if from_dtype is not None:
-        return from_dtype, f"from the reference's dtype ({data.dtype})"
-    import dask
-
-    raw = data.data if isinstance(data, _Checked) else data
-    name = data.name if isinstance(data, _Checked) else "the reference"
-    low, high = (float(v) for v in dask.compute(raw.min(), raw.max()))  # one pass over the volume
-    if not (math.isfinite(low) and math.isfinite(high)):
-        if isinstance(data, _Checked):
-            data.first_non_finite()  # names the first slice with NaN or inf values
-        raise CLIError(f"{name} contains NaN or infinite values; replace them first")
-    if not high > low:
-        raise CLIError(f"{name} is constant; give --data-range")
-    return high - low, f"{data.dtype} reference: its max - min ({low:g} .. {high:g}); set --data-range to override"
 
 
 def _in_plane(volume) -> float | None:
@@ -269,7 +226,7 @@ def _in_plane(volume) -> float | None:
     return known[-1]
 
 
-def _report(args, results, data_range, range_note, pixel_size, scale) -> dict[str, Any]:
+def _report(args, results, data_range: DataRange, pixel_size, scale) -> dict[str, Any]:
     prediction = results[0].summary()
     report = {
         "reference": str(args.reference),
@@ -278,8 +235,8 @@ def _report(args, results, data_range, range_note, pixel_size, scale) -> dict[st
         "scale": scale,
         "compared_shape": list(results[0].curve.shape),
         "crop": args.crop_anchor if args.crop else None,
-        "data_range": data_range,
-        "data_range_source": range_note,
+        "data_range": data_range.value,
+        "data_range_source": _range_text(data_range),
         "pixel_size_nm": pixel_size,
         **prediction,
     }

@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_emsr.bmz.export import export_bioimageio
 
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise CLIError(f"{output} exists; pass --overwrite to replace it")
+    output = Path(args.output)  # an existing one: the library's OutputExistsError, phrased as --overwrite
     sample = None
     if args.sample is not None:
         from napari_emsr.io import open_volume

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from napari_emsr.cli._training import add_common, command_line, run_training, three_numbers, training_config
 
@@ -21,9 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", required=True, metavar="LR", help="the LR volume (large field)")
     p.add_argument("--hr", required=True, metavar="HR", help="the HR volume (small field inside the LR field)")
     p.add_argument("--base", metavar="MODEL",
-                   help="model to start from: a model file, or 'default' for the shipped default model "
-                   "(without --base: random weights of --preset)")
-    p.add_argument("--preset", default="lite", help="network preset without --base (default: lite)")
+                   help="model to start from: a model file or a shipped model's name (emsr info --zoo); 'none' for "
+                   "random weights of --preset (default: the shipped default model for the pair's scale)")
+    p.add_argument("--preset", default="lite", help="network preset with --base none (default: lite)")
     p.add_argument("--lr-pixel-size", type=float, metavar="NM", help="LR pixel size in nm (default: from the file)")
     p.add_argument("--hr-pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: from the file)")
     p.add_argument("--scale", type=int, choices=[1, 2, 3, 4], help="ratio when pixel sizes are unknown")
@@ -31,49 +32,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="HR field origin in LR pixels (skips the search)")
     p.add_argument("--min-score", type=float, default=0.5, help="refuse matches below this correlation (default: 0.5)")
     p.add_argument("--no-contrast-match", action="store_true", help="keep HR intensities as they are")
+    p.add_argument("--register", action="store_true",
+                   help="register the HR field finely: sub-pixel offset, a rotation of up to 5 degrees, the pixel-size "
+                        "ratio refined around the stated one, per-slice drift (the HR is resampled onto the LR grid)")
+    p.add_argument("--z-step", type=float, default=1.0, metavar="N",
+                   help="with --register: LR slices per HR slice, for HR sections of another thickness (default: 1)")
     add_common(p, default_strategy="real", default_steps=2000)
+
+
+def make_job(args: argparse.Namespace) -> Any:
+    """Return the :class:`~napari_emsr.training.FineTuneJob` of the parsed ``args`` (files opened, not read)."""
+    from napari_emsr.cli.train import _yx
+    from napari_emsr.io import open_volume
+    from napari_emsr.model_io import default_model_path, resolve_model_path
+    from napari_emsr.training import FineTuneJob, PairSpec
+
+    lr, hr = open_volume(args.lr), open_volume(args.hr)
+    pair = PairSpec(
+        lr.data, hr.data, lr_pixel_size=args.lr_pixel_size or _yx(lr.pixel_size_nm),
+        hr_pixel_size=args.hr_pixel_size or _yx(hr.pixel_size_nm), scale=args.scale, offset=args.offset,
+        min_score=args.min_score, match_contrast=not args.no_contrast_match, lr_name=str(lr.path), hr_name=str(hr.path),
+        register=args.register, z_step=args.z_step,
+    )  # fmt: skip
+    if args.base is not None and args.base.lower() == "none":
+        base = None
+    elif args.base is not None:
+        base = resolve_model_path(args.base)
+    else:  # the best shipped model for the pair's scale (none for a scale the zoo has no model of)
+        base = default_model_path(pair.known_scale) if pair.known_scale else None
+    return FineTuneJob(
+        pair, out=args.out, config=training_config(args), base=base,
+        preset=args.preset, val_slices=args.val_slices, resume=args.resume, overwrite=args.overwrite,
+        check_noise=False, previews=False,
+        provenance={"data": {"lr": str(lr.path), "hr": str(hr.path)}, "command": command_line(args)},
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``emsr finetune`` with the parsed ``args``; return the exit status."""
-    from napari_emsr.cli import CLIError
-    from napari_emsr.cli.train import _yx
-    from napari_emsr.io import open_volume
-    from napari_emsr.model_io import load_model, resolve_model_path
-    from napari_emsr.training import iter_finetune, prepare_pair
-    from napari_emsr.training.data import NonFiniteDataError, check_finite
+    from napari_emsr.training import finetune_pair
 
-    config = training_config(args)
-    lr, hr = open_volume(args.lr), open_volume(args.hr)
-    for v in (lr, hr):
-        if v.data.ndim != 3:
-            raise CLIError(f"{v.path}: fine-tuning needs a 3D stack (z, y, x), got shape {v.data.shape}")
-        try:  # before the pair is located and matched, which NaN or inf values would spoil
-            check_finite(v.data, str(v.path))
-        except NonFiniteDataError as exc:
-            raise CLIError(str(exc)) from None
-    base = load_model(resolve_model_path(args.base)) if args.base else None
-    scale = args.scale or (base.config.scale if base is not None and not args.lr_pixel_size else None)
-    lr_px = args.lr_pixel_size or _yx(lr.pixel_size_nm)
-    hr_px = args.hr_pixel_size or _yx(hr.pixel_size_nm)
-    if not (lr_px and hr_px) and scale is None:
-        raise CLIError("the pixel sizes are not in the files: give --lr-pixel-size and --hr-pixel-size (or --scale)")
-    lr_part, hr_part, report = prepare_pair(
-        lr.data, hr.data, lr_pixel_nm=lr_px if hr_px else None, hr_pixel_nm=hr_px if lr_px else None,
-        scale=scale, offset=args.offset, min_score=args.min_score, match_contrast=not args.no_contrast_match,
-    )
-    print(report.summary())
-    if base is None:
-        print(f"no --base model: training the '{args.preset}' preset from random weights")
-    provenance = {
-        "data": {"lr": str(lr.path), "hr": str(hr.path)},
-        "pair": {"offset_zyx": list(report.offset), "match_score": round(report.score, 4), "scale": report.scale,
-                 "gain": round(report.gain, 4), "intensity_offset": round(report.intensity_offset, 3)},
-        "command": command_line(args),
-    }
-    events = iter_finetune(
-        [hr_part], [lr_part], out=args.out, config=config, base=base, preset=args.preset, scale=report.scale,
-        val_slices=args.val_slices, input_pixel_size_nm=lr_px, provenance=provenance,
-        resume=args.resume, overwrite=args.overwrite,
-    )
-    return run_training(events, args)  # the files were checked above; the prepared pair's slices differ
+    return run_training(finetune_pair.iter_finetune_pair(make_job(args)), args)

@@ -10,9 +10,14 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from napari_emsr.cli import CLIError
+
+if TYPE_CHECKING:
+    from napari_emsr.cli._progress import Writer
+    from napari_emsr.events import Event
+    from napari_emsr.predict import PlanSummary, PredictOptions
 
 _DESCRIPTION = """\
 Super-resolve INPUT slice by slice with a model file and write OUTPUT chunk by chunk.
@@ -135,7 +140,7 @@ def _warnings_as_lines(write) -> Iterator[None]:
     """Show each warning once, as one 'emsr predict: warning: ...' line."""
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        warnings.showwarning = lambda message, *rest, **kw: write(f"emsr predict: warning: {message}")
+        warnings.showwarning = lambda message, *rest, **kw: write(f"emsr predict: warning: {_phrase(message)}")
         yield
 
 
@@ -206,52 +211,57 @@ def _interrupted(args: argparse.Namespace, exc: BaseException) -> str:
     )
 
 
-def _library_error(exc: BaseException) -> CLIError | None:
-    """Return the CLI's phrasing of a library error that carries a hint (flags instead of keywords)."""
-    from napari_emsr.io.writers import OutputSpaceError, PartialOutputExists, ResumeError
+def predict_options(args: argparse.Namespace) -> PredictOptions:
+    """Return the :class:`~napari_emsr.predict.PredictOptions` of the parsed ``emsr predict`` arguments.
 
-    if isinstance(exc, OutputSpaceError):
-        return CLIError(f"{exc.problem()}; {exc.advice('--resume')}")
-    if isinstance(exc, ResumeError):
-        return CLIError(f"{exc.problem}; start again with --overwrite, or delete {exc.partial}")
-    if isinstance(exc, PartialOutputExists):
-        return CLIError(
-            f"{exc.partial} holds the partial result of an interrupted run: rerun with --resume to continue it, "
-            "or with --overwrite to start again"
-        )
-    return None
+    The one place the command line becomes the library's options (a bad value is a ValueError:
+    one line, exit status 2).
+    """
+    from napari_emsr.predict.options import PredictOptions
+
+    return PredictOptions(
+        tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device, pixel_size=args.pixel_size,
+        self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+
+
+#: hint phrasing of this command: the library's options as its flags (``--intensity-range`` takes two values)
+_HINTS = {"intensity_range": lambda hint: "give --intensity-range LOW HIGH"}
+
+
+def _phrase(exc: BaseException) -> str:
+    """Return a library error's or warning's message with its hints phrased as this command's options."""
+    from napari_emsr.cli._progress import cli_option
+    from napari_emsr.errors import EMSRError, phrase_with
+
+    if isinstance(exc, EMSRError):
+        return exc.phrased(phrase_with(_HINTS, cli_option))
+    return str(exc)
 
 
 def _run_local(args: argparse.Namespace) -> int:
+    from napari_emsr.errors import EMSRError
     from napari_emsr.io import open_volume
     from napari_emsr.model_io import load_model
     from napari_emsr.predict import iter_super_resolve
 
     started = time.perf_counter()
+    options = predict_options(args)
     volume = open_volume(args.input, pixel_size=args.pixel_size)
     with volume:
         model = load_model(_model_path(args))
-        options = dict(
-            output=args.output, tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device,
-            self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,
-            overwrite=args.overwrite,
-        )  # fmt: skip
-        bar, write = _progress_bar()
         try:
-            first, last = _drive(iter_super_resolve(volume, model, **options), bar, write)
-        except (OSError, ValueError) as exc:
-            phrased = _library_error(exc)
-            if phrased is not None:
-                raise phrased from None
+            first, last = _drive(iter_super_resolve(volume, model, output=args.output, options=options))
+        except (EMSRError, OSError, ValueError) as exc:
+            if isinstance(exc, EMSRError):
+                raise CLIError(_phrase(exc)) from None
             if isinstance(exc, ValueError):
                 raise
             raise CLIError(f"reading or writing failed: {exc}") from None
         except MemoryError as exc:
-            raise CLIError(str(exc) or "out of memory") from None
-        finally:
-            bar.close()
-    seconds = time.perf_counter() - started
-    _summary(last, last.slices_done - first.slices_done, args.output, seconds, first.slices_done)
+            raise CLIError(_phrase(exc) or "out of memory") from None
+    _summary(first, args.output, time.perf_counter() - started)
     return 0
 
 
@@ -263,7 +273,7 @@ def _model_path(args: argparse.Namespace):
     try:
         path = resolve_model_path(args.model, scale=args.scale)
     except FileNotFoundError as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(_phrase(exc)) from None
     if args.model is not None and args.scale is not None and path.suffix == ".safetensors" and path.is_file():
         _, emsr = read_model_header(path)
         if int(emsr.get("scale", args.scale)) != args.scale:
@@ -276,57 +286,64 @@ def _model_path(args: argparse.Namespace):
 
 def _run_distributed(args: argparse.Namespace) -> int:
     """``--scheduler``: the same run as dask tasks; workers read INPUT and write OUTPUT themselves."""
+    from napari_emsr.errors import EMSRError
     from napari_emsr.predict.distributed import iter_super_resolve_distributed
 
     started = time.perf_counter()
-    options = dict(
-        output=args.output, scheduler=args.scheduler, tile=args.tile, overlap=args.overlap, batch=args.batch,
-        device=args.device, pixel_size=args.pixel_size, self_ensemble=args.self_ensemble,
-        intensity_range=args.intensity_range, resume=args.resume, overwrite=args.overwrite,
-        connect_timeout=args.scheduler_timeout,
-    )  # fmt: skip
-    bar, write = _progress_bar()
+    options = predict_options(args)
     try:
-        events = iter_super_resolve_distributed(args.input, _model_path(args), **options)
-        first, last = _drive(events, bar, write, on_start=lambda plan: _show_cluster(plan, write))
+        events = iter_super_resolve_distributed(
+            args.input, _model_path(args), output=args.output, scheduler=args.scheduler, options=options,
+            connect_timeout=args.scheduler_timeout,
+        )  # fmt: skip
+        first, last = _drive(events)
     except ImportError as exc:
         raise CLIError(str(exc)) from None
-    except (RuntimeError, OSError, ValueError) as exc:
-        phrased = _library_error(exc)
-        if phrased is not None:
-            raise phrased from None
+    except (EMSRError, RuntimeError, OSError, ValueError) as exc:
+        if isinstance(exc, EMSRError):
+            raise CLIError(_phrase(exc)) from None
         if isinstance(exc, ValueError):
             raise
         raise CLIError(f"the distributed run failed: {exc}") from None
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - started
-    _summary(last, last.slices_done - first.slices_done, args.output, seconds, first.slices_done)
+    _summary(first, args.output, time.perf_counter() - started)
     return 0
 
 
-def _drive(events, bar, write, on_start=None) -> tuple:
-    """Run the progress events to the end, showing them; the first and the last event."""
-    first = last = None
-    try:
-        with _warnings_as_lines(write):
-            for last in events:
-                first = first or last
-                if on_start is not None and last.stage == "start":
-                    on_start(last.plan)
-                _show(bar, last, write)
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()  # stopped between two events (Ctrl-C, SIGTERM): the run cleans up now, not at exit
+def _drive(events: Iterator[Event]) -> tuple[Event, Event]:
+    """Run the events to the end with the CLI's progress bar and this command's lines; the first and the last event."""
+    from tqdm import tqdm
+
+    from napari_emsr.cli._progress import drive
+
+    with _warnings_as_lines(lambda line: tqdm.write(line, file=sys.stderr)):
+        first, last = drive(events, desc="emsr predict", on_event=_show)
+    if first is None or last is None or last.kind != "done":  # the generator ends with "done" unless it raised
+        raise RuntimeError("the run ended without a result")
     return first, last
 
 
-def _show_cluster(plan: dict, write) -> None:
-    dashboard = f", dashboard {plan['dashboard']}" if plan.get("dashboard") else ""
+def _show(event: Event, write: Writer) -> None:
+    """Write the run's plan (and its cluster) when it starts."""
+    if event.kind != "start":
+        return
+    plan: PlanSummary = event.payload
+    if plan.cluster is not None:
+        cluster = plan.cluster
+        dashboard = f", dashboard {cluster.dashboard}" if cluster.dashboard else ""
+        write(
+            f"emsr predict: dask cluster {cluster.scheduler}: {cluster.workers} worker(s), "
+            f"{cluster.worker_gpus} GPU(s), device {plan.device} chosen on each worker{dashboard}"
+        )
+    exact = "exact" if plan.exact else f"{plan.halo_mode}; receptive radius {plan.receptive_radius}"
     write(
-        f"emsr predict: dask cluster {plan['scheduler']}: {plan['workers']} worker(s), "
-        f"{plan['worker_gpus']} GPU(s), device {plan['device']} chosen on each worker{dashboard}"
+        f"emsr predict: {list(plan.input_shape)} {plan.dtype} -> {list(plan.output_shape)} on {plan.device}, "
+        f"tile {plan.tile}, halo {plan.halo} ({exact}), batch {plan.batch}"
+        + (", self-ensemble" if plan.self_ensemble else "")
+        + (
+            f"; resuming: {plan.slices_reused} of {plan.slices_total} slice(s) already done"
+            if plan.slices_reused
+            else ""
+        )
     )
 
 
@@ -334,40 +351,13 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _progress_bar():
-    """Return a tqdm bar on stderr (off when stderr is not a terminal) and a line writer that keeps it intact."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, unit="tile", desc="emsr predict", file=sys.stderr, dynamic_ncols=True, disable=None)
-    return bar, ((lambda line: tqdm.write(line, file=sys.stderr)) if not bar.disable else _stderr)
-
-
-def _show(bar, event, write) -> None:
-    if event.stage == "start":
-        plan = event.plan
-        exact = "exact" if plan["exact"] else f"{plan['halo_mode']}; receptive radius {plan['receptive_radius']}"
-        write(
-            f"emsr predict: {plan['input_shape']} {plan['dtype']} -> {plan['output_shape']} on {plan['device']}, "
-            f"tile {plan['tile']}, halo {plan['halo']} ({exact}), batch {plan['batch']}"
-            + (", self-ensemble" if plan["self_ensemble"] else "")
-            + (
-                f"; resuming: {plan['slices_reused']} of {event.slices_total} slice(s) already done"
-                if plan.get("slices_reused")
-                else ""
-            )
-        )
-    if bar.total != event.total:
-        bar.total = event.total
-    bar.update(event.done - bar.n)
-    bar.set_postfix_str(f"slice {event.slices_done}/{event.slices_total}", refresh=False)
-
-
-def _summary(event, computed: int, output: str, seconds: float, reused: int = 0) -> None:
-    """Return the final line: slices, output shape, seconds, output megapixels per second, slices reused."""
+def _summary(first: Event, output: str, seconds: float) -> None:
+    """Print the final line: slices, output shape, seconds, output megapixels per second, slices reused."""
     import numpy as np
 
-    shape = tuple(event.output_shape)
-    slices = event.slices_total
+    plan: PlanSummary = first.payload
+    shape, slices = tuple(plan.output_shape), plan.slices_total
+    computed, reused = plan.slices_to_do, plan.slices_reused
     if computed == 0:
         print(f"emsr predict: {output} is already complete ({slices} slice(s), output {shape}); nothing to do")
         return

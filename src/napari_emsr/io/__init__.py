@@ -1,9 +1,11 @@
 """Reading and writing EM volumes.
 
 Lazy readers (TIFF, OME-TIFF, ImageJ TIFF, slices, Zarr, OME-Zarr) and atomic, slice-by-slice
-writers (OME-TIFF, resumable OME-Zarr).
+writers (OME-TIFF, resumable OME-Zarr), and the export job that writes an array slice by slice
+(:func:`iter_write`).
 """
 
+from napari_emsr.io.export import WriteTarget, discard_partial, iter_write, write_image
 from napari_emsr.io.readers import (
     SLICE_SUFFIXES,
     TIFF_SUFFIXES,
@@ -16,6 +18,7 @@ from napari_emsr.io.readers import (
 from napari_emsr.io.writers import (
     OmeTiffWriter,
     OmeZarrWriter,
+    ngff_multiscale,
     ngff_transforms,
     open_writer,
     output_kind,
@@ -38,4 +41,9 @@ __all__ = [
     "partial_path",
     "write_zarr_slice",
     "ngff_transforms",
+    "ngff_multiscale",
+    "iter_write",
+    "write_image",
+    "discard_partial",
+    "WriteTarget",
 ]

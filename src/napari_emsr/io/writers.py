@@ -6,7 +6,7 @@ every slice is written, so a cancelled or failed run never leaves a file that lo
 - OME-TIFF: a hidden ``.NAME.<pid>-<id>.partial`` file, deleted if the run does not finish.
 - OME-Zarr (NGFF 0.4, zarr format 2): a hidden ``.NAME.partial`` folder that is *kept* when the run
   stops early. It records which slices are done (the ``emsr_done`` array) and a fingerprint of the
-  run's settings, so that ``resume=True`` (``--resume``) continues it. Each slice is its own set of
+  run's settings, so that ``resume=True`` continues it. Each slice is its own set of
   chunks: slices can be written by independent processes (e.g. dask workers) without locking.
 """
 
@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from napari_emsr._atomic import SPACE_ERRNOS, remove_path, remove_stale_temporaries, temporary_sibling
+from napari_emsr.errors import EMSRError, Hint, HintedValueError, OutputExistsError, PartialOutputError
 
 __all__ = [
     "output_kind",
@@ -37,6 +38,9 @@ __all__ = [
     "open_writer",
     "write_zarr_slice",
     "ngff_transforms",
+    "ngff_multiscale",
+    "human_bytes",
+    "read_done",
 ]
 
 _TIFF_ENDINGS = (".ome.tif", ".ome.tiff", ".tif", ".tiff")
@@ -46,37 +50,38 @@ _ATTR = "napari_emsr"
 _BIGTIFF_ABOVE = 2**31  # bytes; classic TIFF offsets are 32-bit
 
 
-class ResumeError(ValueError):
+class ResumeError(HintedValueError):
     """A partial OME-Zarr cannot be continued: it was made from another input, model or settings.
 
-    ``problem`` says what differs; ``hint`` is ``"start-again"`` (the caller phrases how: the
-    library says ``overwrite=True``, the CLI ``--overwrite``); ``partial`` is the store.
+    ``detail`` says what differs; the hint is to start again (``overwrite``), or to delete
+    ``partial``, the store.
     """
 
-    def __init__(self, problem: str, *, partial: Path, hint: str = "start-again") -> None:
-        self.problem, self.partial, self.hint = problem, Path(partial), hint
-        super().__init__(f"{problem}; start again with overwrite=True, or delete {self.partial}")
+    def __init__(self, problem: str, *, partial: Path) -> None:
+        self.problem, self.partial = problem, Path(partial)
+        super().__init__(problem, Hint("overwrite", True, f"to start again (or delete {self.partial})"))
 
 
-class PartialOutputExists(FileExistsError):
-    """A partial result of an interrupted run is in the way: resume it or overwrite it.
+class PartialOutputExists(PartialOutputError):
+    """A partial result of an interrupted run is in the way: resume it or overwrite it (``partial``: the store)."""
 
-    ``hint`` is ``"resume-or-overwrite"`` (the caller phrases how); ``partial`` is the store.
-    """
+    def __init__(self, partial: Path) -> None:
+        self.partial = Path(partial)
+        super().__init__(
+            f"{self.partial} holds the partial result of an interrupted run",
+            Hint("resume", True, "to continue it"),
+            Hint("overwrite", True, "to start again"),
+        )
 
-    def __init__(self, message: str, *, partial: Path) -> None:
-        super().__init__(message)
-        self.partial, self.hint = Path(partial), "resume-or-overwrite"
 
-
-class OutputSpaceError(OSError):
+class OutputSpaceError(EMSRError, OSError):
     """No room to write the output: a full disk or quota, or a file-size limit (``ulimit -f``).
 
     Nothing is left under the output's name and an OME-TIFF's temporary file is removed; an
-    OME-Zarr's finished slices are kept in its partial store (``kept``, with ``hint`` ``"resume"``)
-    so that the run can be resumed once there is room. ``needed`` is the output's size in bytes
-    (an upper bound for a compressed OME-Zarr), ``free`` the space left on its file system (None
-    where unknown).
+    OME-Zarr's finished slices are kept in its partial store (``kept``; the hint is then to
+    resume once there is room). ``needed`` is the output's size in bytes (an upper bound for a
+    compressed OME-Zarr), ``free`` the space left on its file system (None where unknown);
+    ``errno`` is the error's code (ENOSPC, EDQUOT or EFBIG).
     """
 
     def __init__(
@@ -85,12 +90,15 @@ class OutputSpaceError(OSError):
     ) -> None:  # fmt: skip
         self.code, self.path, self.needed, self.exact, self.free = code, Path(path), needed, exact, free
         self.kept, self.slices_kept = kept, slices_kept
-        self.hint = "resume" if kept is not None else None
-        self.detail = detail or os.strerror(code)
-        super().__init__(code, self.problem() + "; " + self.advice("resume=True"))
-
-    def __str__(self) -> str:  # OSError's default adds "[Errno N]"
-        return self.args[1]
+        self.reason = detail or os.strerror(code)
+        if kept is not None:
+            what = f"{self.problem()}; the {slices_kept} finished slice(s) are kept in {kept}"
+            super().__init__(what, Hint("resume", True, "after making room"))
+        else:
+            super().__init__(
+                f"{self.problem()}; nothing was left behind: make room, or write the output elsewhere, and run again"
+            )
+        self.errno = code
 
     def problem(self) -> str:
         """Say what happened and how much was needed, without advice."""
@@ -100,7 +108,7 @@ class OutputSpaceError(OSError):
             what = f"the disk quota is full: writing {self.path} failed"
         else:
             what = f"the disk is full: writing {self.path} failed"
-        what += f" ({self.detail})"
+        what += f" ({self.reason})"
         if self.needed is not None:
             what += f"; the output needs {'' if self.exact else 'up to '}{human_bytes(self.needed)}"
             if self.free is not None:
@@ -108,14 +116,6 @@ class OutputSpaceError(OSError):
         elif self.free is not None:
             what += f"; {human_bytes(self.free)} free on its disk"
         return what
-
-    def advice(self, resume: str) -> str:
-        """Say what to do, naming the way to resume (``resume=True`` or ``--resume``)."""
-        if self.kept is not None:
-            return (
-                f"the {self.slices_kept} finished slice(s) are kept in {self.kept}: make room and rerun with {resume}"
-            )
-        return "nothing was left behind: make room, or write the output elsewhere, and run again"
 
 
 def human_bytes(n: float) -> str:
@@ -192,7 +192,7 @@ def partial_path(path: str | os.PathLike) -> Path:
 
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise OutputExistsError(f"{path} exists", Hint("overwrite", True, "to replace it"))
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent} does not exist; create the output folder first")
 
@@ -348,6 +348,53 @@ def ngff_transforms(pixel_size_nm: Sequence[float | None] | None, ndim: int, *, 
     return axes, transforms
 
 
+def ngff_multiscale(
+    name: str,
+    ndim: int,
+    pixel_size_nm: Sequence[float | None] | None,
+    *,
+    scale: int = 1,
+    offset: Sequence[int] | None = None,
+    translate: Sequence[float] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the NGFF 0.4 multiscale entry of a one-level image (the ``multiscales`` item of an OME-Zarr).
+
+    Parameters
+    ----------
+    name : str
+        The image's name.
+    ndim : int
+        2 (y, x) or 3 (z, y, x).
+    pixel_size_nm : sequence of (float or None), optional
+        The *source's* pixel size per axis (None: unknown, written as 1 without a unit).
+    scale : int
+        Up-sampling of y and x from the source to this image (1: the image itself, e.g. a layer).
+    offset : (int, int), optional
+        Source pixels (y, x) where the image starts (a region of interest); see :func:`ngff_transforms`.
+    translate : sequence of float, optional
+        A further shift per axis in physical units (e.g. a napari layer's ``translate``).
+    metadata : dict, optional
+        Stored as the entry's ``metadata``.
+    """
+    axes, transforms = ngff_transforms(pixel_size_nm, ndim, scale=scale, offset=offset)
+    shift = list(transforms[1]["translation"])
+    if translate is not None:
+        shift = [a + float(b) for a, b in zip(shift, ([0.0] * ndim + list(translate))[-ndim:], strict=True)]
+    kept: list[dict[str, Any]] = [transforms[0]]
+    if any(shift):  # a zero translation is NGFF's default: left out
+        kept.append({"type": "translation", "translation": shift})
+    entry: dict[str, Any] = {
+        "version": "0.4",
+        "name": name,
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": kept}],
+    }
+    if metadata is not None:
+        entry["metadata"] = dict(metadata)
+    return entry
+
+
 class OmeZarrWriter:
     """Write an OME-Zarr (NGFF 0.4) slice by slice, resumable, renamed into place when complete."""
 
@@ -381,13 +428,9 @@ class OmeZarrWriter:
                 self.already_complete = True
                 return
         if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+            raise OutputExistsError(f"{self.path} exists", Hint("overwrite", True, "to replace it"))
         if self.partial.exists() and not (self.resume or self.overwrite):
-            raise PartialOutputExists(
-                f"{self.partial} holds the partial result of an interrupted run: pass resume=True (CLI: --resume) "
-                "to continue it, or overwrite=True (--overwrite) to start again",
-                partial=self.partial,
-            )
+            raise PartialOutputExists(self.partial)
         if self.partial.exists() and self.resume:
             self._matches(self.partial, strict=True)
 
@@ -571,7 +614,7 @@ def open_writer(path: str | os.PathLike, **options: Any) -> OmeTiffWriter | OmeZ
     kind = output_kind(path)
     if kind == "ome-tiff":
         if options.get("resume"):
-            raise ValueError(f"{path}: only OME-Zarr outputs can be resumed; write to a .ome.zarr to use --resume")
+            raise ValueError(f"{path}: only OME-Zarr outputs can be resumed; write to a .ome.zarr to be able to resume")
         keep = {k: options[k] for k in ("shape", "dtype", "pixel_size_nm", "overwrite") if k in options}
         return OmeTiffWriter(path, **keep)
     names = ("shape", "dtype", "multiscale", "fingerprint", "overwrite", "resume", "chunk")

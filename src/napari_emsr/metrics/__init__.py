@@ -7,11 +7,16 @@
 - :func:`reference_free_resolution`, :func:`even_odd_halves`: resolution from two independent halves,
   when there is no HR reference.
 - :func:`noise_check`: the no-clean-reference conditions (eq. 8-9, Fig. 6).
-- :func:`evaluate_stack`: all of the above over a stack, slice by slice.
+- :func:`evaluate_stack`, :func:`iter_evaluate_stack`: all of the above over a stack, slice by
+  slice; :func:`iter_compare`: several methods against one reference (the job of ``emsr evaluate``
+  and of the napari Compare panel), :func:`iter_reference_free` without one; :func:`pool_stack`,
+  :func:`pool_pairs`: the one pooling of per-slice scores.
+- :func:`find_data_range`: the one rule for PSNR's and SSIM's data range.
 
 See docs/evaluation.md for the conventions.
 """
 
+from napari_emsr.metrics.data_range import DataRange, find_data_range
 from napari_emsr.metrics.frc import (
     ONE_SEVENTH,
     WINDOWS,
@@ -26,13 +31,32 @@ from napari_emsr.metrics.frc import (
 )
 from napari_emsr.metrics.noise import DENOISERS, NoiseCheck, denoise, noise_check, noise_sigma
 from napari_emsr.metrics.quality import psnr, resolve_data_range, ssim
-from napari_emsr.metrics.reference_free import ReferenceFreeResolution, even_odd_halves, reference_free_resolution
-from napari_emsr.metrics.stack import ANCHORS, StackEvaluation, common_region, evaluate_stack
+from napari_emsr.metrics.reference_free import (
+    ReferenceFreeResolution,
+    even_odd_halves,
+    iter_reference_free,
+    pool_pairs,
+    reference_free_resolution,
+)
+from napari_emsr.metrics.stack import (
+    ANCHORS,
+    EvaluationOptions,
+    Scores,
+    ScoringError,
+    StackEvaluation,
+    common_region,
+    evaluate_stack,
+    iter_compare,
+    iter_evaluate_stack,
+    pool_stack,
+)
 
 __all__ = [
     "psnr",
     "ssim",
     "resolve_data_range",
+    "find_data_range",
+    "DataRange",
     "FRCCurve",
     "FRCResolution",
     "frc_curve",
@@ -46,6 +70,8 @@ __all__ = [
     "ReferenceFreeResolution",
     "even_odd_halves",
     "reference_free_resolution",
+    "iter_reference_free",
+    "pool_pairs",
     "NoiseCheck",
     "noise_check",
     "noise_sigma",
@@ -53,6 +79,12 @@ __all__ = [
     "DENOISERS",
     "StackEvaluation",
     "evaluate_stack",
+    "iter_evaluate_stack",
+    "EvaluationOptions",
+    "iter_compare",
+    "pool_stack",
+    "Scores",
+    "ScoringError",
     "common_region",
     "ANCHORS",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_emsr.metrics._checks import as_pair, dtype_data_range
+from napari_emsr.metrics._checks import as_pair
+from napari_emsr.metrics.data_range import find_data_range
 
 __all__ = ["psnr", "ssim", "resolve_data_range"]
 
 
 def resolve_data_range(reference, data_range: float | None = None) -> float:
-    """Return the data range L used by PSNR and SSIM.
+    """Return the data range L used by PSNR and SSIM (the rule of :func:`~napari_emsr.metrics.find_data_range`).
 
     Parameters
     ----------
@@ -30,19 +31,9 @@ def resolve_data_range(reference, data_range: float | None = None) -> float:
     ------
     ValueError
         If ``data_range`` is not positive and finite, or if it is None and ``reference`` is a
-        floating-point image (its range cannot be read from the dtype).
+        floating-point image (one image's range is not the range of its possible intensities).
     """
-    if data_range is None:
-        data_range = dtype_data_range(np.asarray(reference).dtype)
-        if data_range is None:
-            raise ValueError(
-                f"data_range is required for a {np.asarray(reference).dtype} reference: give the "
-                "range of possible intensities (e.g. 1.0 for images in [0, 1], 255 for 8-bit data)"
-            )
-    data_range = float(data_range)
-    if not np.isfinite(data_range) or data_range <= 0:
-        raise ValueError(f"data_range must be a positive finite number, got {data_range}")
-    return data_range
+    return find_data_range(np.asarray(reference).dtype, given=data_range).value
 
 
 def psnr(reference, test, *, data_range: float | None = None) -> float:

@@ -1,79 +1,68 @@
-"""Public prediction API: a generator that yields progress, and a function that runs it to the end.
+"""Public prediction API: a generator of progress events, and a function that runs it to the end.
 
 A GUI drives :func:`iter_super_resolve` from a worker thread (e.g. napari's ``thread_worker``):
 every event can update a progress bar; closing the generator (``worker.quit()``) stops the run
 between two forward passes, and the output file, if any, is not left looking complete.
+
+The events are :class:`napari_emsr.events.Event` objects of job ``"predict"``, counted in tiles
+(forward-pass tiles; with self-ensemble each tile counts 8 times; slices reused by a resumed run
+are not counted). Their kinds and payloads:
+
+- ``"start"`` (before the first tile): a :class:`~napari_emsr.predict.plan.PlanSummary`, slices
+  reused by a resumed run included;
+- ``"tiles"`` (after a forward pass): no payload;
+- ``"slice"`` (a slice is finished and written): a :class:`SliceDone`;
+- ``"done"`` (everything is written): the result, the output array or the written path.
+
+The ``message`` of every event of a stack says how many slices are finished (``"slice 3/10"``).
 """
 
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generator, Iterator, Sequence
+from typing import Any, Generator, Iterator
 
 import numpy as np
-import torch
 
+from napari_emsr.errors import Hint, HintedMemoryError
+from napari_emsr.events import Clock, Event
 from napari_emsr.predict.chunks import SlabReader, plan_units, slices_per_unit
-from napari_emsr.predict.engine import ModelRunner, OutOfMemoryWarning, TileOutOfMemory, predict_block
+from napari_emsr.predict.engine import Geometry, ModelRunner, OutOfMemoryWarning, TileOutOfMemory, predict_block
+from napari_emsr.predict.options import PredictOptions, build_options
 from napari_emsr.predict.plan import Plan, make_plan
 
-__all__ = ["Progress", "iter_super_resolve", "super_resolve"]
+__all__ = ["SliceDone", "iter_super_resolve", "super_resolve", "JOB"]
+
+#: the ``job`` of a prediction's events
+JOB = "predict"
 
 
 @dataclass(frozen=True)
-class Progress:
-    """One progress event of :func:`iter_super_resolve`.
+class SliceDone:
+    """The payload of a ``"slice"`` event: one output slice is finished.
 
     Attributes
     ----------
-    stage : str
-        ``"start"`` (before the first tile; ``plan`` is set), ``"tiles"`` (after a forward pass),
-        ``"slice"`` (a slice is finished; ``slice_index`` and ``preview`` are set) or ``"done"``
-        (everything is written; ``result`` is set).
-    done, total : int
-        Tiles finished and to do in this run (with self-ensemble each tile counts 8 times; slices
-        done by an interrupted run that is resumed are not counted). ``total`` can grow if an
-        out-of-memory error forces smaller tiles.
-    eta : float or None
-        Estimated seconds left (None before the first forward pass).
-    elapsed : float
-        Seconds since the run started.
+    index : int or None
+        The slice's index (z) in the output; None for a 2D image.
+    image : numpy.ndarray or None
+        The slice's output, ready to display (None in a distributed run: the workers wrote it).
     slices_done, slices_total : int
         Output slices finished (resumed ones included) and in all (1 for a 2D image).
-    output_shape : tuple of int
-        Shape of the whole output.
-    slice_index : int or None
-        Index (z) of the slice just finished (``"slice"`` events of a stack).
-    preview : numpy.ndarray or None
-        That slice's output, ready to display (``"slice"`` events).
-    plan : dict or None
-        What the run does (device, tile, halo, exact, batch, intensities, pixel sizes, ...), and
-        ``slices_reused``: the slices an interrupted run finished that a resumed one reuses.
-    result : numpy.ndarray, Path or None
-        The output array (in-memory run) or the written path (``"done"``).
     """
 
-    stage: str
-    done: int
-    total: int
-    eta: float | None
-    elapsed: float
+    index: int | None
+    image: np.ndarray | None
     slices_done: int
     slices_total: int
-    output_shape: tuple[int, ...]
-    slice_index: int | None = None
-    preview: np.ndarray | None = None
-    plan: dict[str, Any] | None = None
-    result: Any = None
 
-    @property
-    def fraction(self) -> float:
-        """Share of the tiles done, 0..1."""
-        return self.done / self.total if self.total else 1.0
+
+def slice_message(slices_done: int, slices_total: int) -> str:
+    """Return the ``message`` of a prediction's events: ``"slice 3/10"`` for a stack, empty for an image."""
+    return f"slice {slices_done}/{slices_total}" if slices_total > 1 else ""
 
 
 class _ArrayWriter:
@@ -83,7 +72,15 @@ class _ArrayWriter:
     already_complete = False
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.array = np.zeros(shape, dtype=dtype)
+        try:
+            self.array = np.zeros(shape, dtype=dtype)
+        except MemoryError:
+            size = int(np.prod(shape)) * np.dtype(dtype).itemsize / 2**30
+            raise HintedMemoryError(
+                f"the result, {shape} {np.dtype(dtype).name} ({size:.1f} GiB), does not fit in memory",
+                Hint("output", "PATH", "to write it to disk slice by slice"),
+                Hint("region", "(ROWS, COLUMNS)", "to predict only a part of each slice"),
+            ) from None
 
     def open(self) -> np.ndarray:
         return np.zeros(self.array.shape[0] if self.array.ndim == 3 else 1, dtype=bool)
@@ -101,7 +98,8 @@ class _ArrayWriter:
         self.array = None  # type: ignore[assignment]  # dropped: the aborted result is never returned
 
 
-def _writer(plan: Plan, output: Any, *, overwrite: bool, resume: bool, first_slice: int | None):
+def _writer(plan: Plan, output: Any, options: PredictOptions):
+    overwrite, resume, first_slice = options.overwrite, options.resume, options.first_slice
     if output is None:
         if resume:
             raise ValueError("resume needs an output file (an OME-Zarr) to resume")
@@ -124,38 +122,15 @@ def _writer(plan: Plan, output: Any, *, overwrite: bool, resume: bool, first_sli
     )  # fmt: skip
 
 
-class _Clock:
-    """Elapsed time and an ETA from the rate of this run's forward passes."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def eta(self, done: int, total: int) -> float | None:
-        return (total - done) * self.elapsed() / done if done > 0 else None
-
-
 def iter_super_resolve(
     volume: Any,
     model: Any = None,
     *,
     output: str | os.PathLike | None = None,
-    tile: int | None = None,
-    overlap: int | str | None = None,
-    blend: int | None = None,
-    batch: int | None = None,
-    device: str | torch.device | None = "auto",
-    pixel_size: float | Sequence[float] | None = None,
-    self_ensemble: bool = False,
-    intensity_range: Sequence[float] | None = None,
-    region: Any = None,
-    first_slice: int | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> Generator[Progress, None, None]:
-    """Super-resolve an image or a stack slice by slice, yielding :class:`Progress` events.
+    options: PredictOptions | None = None,
+    **keywords: Any,
+) -> Generator[Event, None, None]:
+    """Super-resolve an image or a stack slice by slice, yielding :class:`~napari_emsr.events.Event` objects.
 
     Parameters
     ----------
@@ -163,68 +138,50 @@ def iter_super_resolve(
         (z, y, x) stack or (y, x) image; a path is opened with :func:`napari_emsr.open_volume`.
         Lazily sliced dask arrays work too (e.g. ``data[z]`` for one slice of a large stack).
     model : EMSR, path or None
-        A network (it is copied, never modified) or a model file; None: the pretrained default
-        model shipped with napari-emsr.
+        A network (it is copied, never modified), a model file or a zoo name; None: the pretrained
+        default model shipped with napari-emsr.
     output : path, optional
         ``*.ome.tif`` / ``*.ome.tiff`` / ``*.tif`` or ``*.ome.zarr`` / ``*.zarr``, written slice by
         slice under a temporary name and renamed when complete. None: the result is an array.
-    tile : int, optional
-        Core size of a tile in input pixels (snapped up to the attention window); default 256 on
-        the CPU, 1024 on a GPU. The network sees tile + 2 x (halo + blend) pixels per tile.
-    overlap : int, "auto" or "exact", optional
-        The halo: context every output pixel has on each side, in input pixels (rounded up to the
-        window). Default ``"auto"``: the network's effective receptive radius measured on this
-        input (see :mod:`napari_emsr.predict.halo`; tiled output within about a quarter grey level
-        of whole-slice output, at a fraction of the cost). ``"exact"``: the theoretical receptive
-        radius, so tiled == whole-slice output up to float rounding. A number: that many pixels.
-    blend : int, optional
-        Half-width of the cross-fade between neighbouring tiles (default 2 attention windows).
-    batch : int, optional
-        Tiles per forward pass (default 1 on the CPU, 4 on a GPU); halved on out-of-memory errors,
-        then the tile is halved.
-    device : str or torch.device
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-    pixel_size : float or sequence of float, optional
-        Input pixel size in nm (one number for y and x, or one per axis), overriding the file's.
-    self_ensemble : bool
-        Average the predictions of the 8 flips / rotations (8 x slower).
-    intensity_range : (float, float), optional
-        Raw intensities mapped to the network's 0 and 1, overriding the model's normalisation.
-    region : (slice, slice), optional
-        Only this (rows, columns) region of every slice, predicted with context read around it
-        (identical to the same region of a whole-slice prediction).
-    first_slice : int, optional
-        Predict the unit holding this slice first, e.g. the slice on screen as a preview.
-    resume : bool
-        Continue an interrupted OME-Zarr run (same input, model and options; the input's content
-        is compared too, by a digest of sampled slices recorded when the run started).
-    overwrite : bool
-        Replace an existing output (only once the new one is complete).
+    options : PredictOptions, optional
+        Tiling, device, intensities, region, resume / overwrite (see
+        :class:`~napari_emsr.predict.options.PredictOptions`); default: all defaults.
+    **keywords
+        Fields of :class:`~napari_emsr.predict.options.PredictOptions` (``tile=64``,
+        ``overlap="exact"``, ``device="cpu"``, ...), a convenience that replaces those of ``options``.
 
     Yields
     ------
-    Progress
-        ``"start"``, then ``"tiles"`` after each forward pass and ``"slice"`` as slices finish,
-        then ``"done"`` with the result.
+    Event
+        Job ``"predict"``: ``"start"``, then ``"tiles"`` after each forward pass and ``"slice"`` as
+        slices finish, then ``"done"`` with the result (see the module docstring for the payloads).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For options that cannot work (before any file is read or written).
+    napari_emsr.errors.OutputExistsError, napari_emsr.errors.PartialOutputError
+        When the output, or an interrupted run's partial result, is in the way.
+    napari_emsr.errors.HintedMemoryError
+        When even the smallest tile does not fit in the device's memory.
     """
-    plan = make_plan(
-        volume, model, tile=tile, overlap=overlap, blend=blend, batch=batch, device=device, pixel_size=pixel_size,
-        self_ensemble=self_ensemble, intensity_range=intensity_range, region=region,
-    )  # fmt: skip
+    options = build_options(options, **keywords)
+    plan = make_plan(volume, model, options)
     try:
-        if first_slice is not None and (plan.volume.ndim != 3 or not 0 <= first_slice < plan.volume.shape[0]):
-            raise ValueError(f"first_slice {first_slice} is not a slice of the input (shape {plan.volume.shape})")
-        writer = _writer(plan, output, overwrite=overwrite, resume=resume, first_slice=first_slice)
-        yield from _run(plan, writer, first_slice)
+        first = options.first_slice
+        if first is not None and (plan.volume.ndim != 3 or not 0 <= first < plan.volume.shape[0]):
+            raise ValueError(f"first_slice {first} is not a slice of the input (shape {plan.volume.shape})")
+        writer = _writer(plan, output, options)
+        yield from _run(plan, writer, first)
     finally:
         plan.close()
 
 
-def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Progress]:
+def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Event]:
     try:
         done_mask = writer.open()
         state = _State(plan, done_mask)
-        yield state.event("start", plan={**plan.summary(), "slices_reused": state.slices_done})
+        yield state.event("start", plan.summary(slices_reused=state.slices_done))
         per_unit = slices_per_unit(plan.tiles_per_slice(), plan.batch, int(np.prod(plan.out_shape[-2:])) * 4)
         reader = SlabReader(plan.volume.data, plan.block)
         runner = ModelRunner(plan.model, plan.device, plan.batch)
@@ -233,7 +190,7 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Progress]
             for z, plane in zip(unit, out, strict=True):
                 writer.write(z, plane)
                 state.slices_done += 1
-                yield state.event("slice", slice_index=z, preview=plane)
+                yield state.event("slice", SliceDone(z, plane, state.slices_done, state.slices_total))
         result = writer.commit()
     except BaseException as exc:
         writer.abort()  # nothing is left under the output's name; a temporary file is removed
@@ -241,7 +198,7 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Progress]
         if no_room is not None:
             raise no_room from exc
         raise
-    yield state.event("done", result=result)
+    yield state.event("done", result)
 
 
 def _space_error(exc: BaseException, writer: Any) -> Exception | None:
@@ -253,20 +210,21 @@ def _space_error(exc: BaseException, writer: Any) -> Exception | None:
 
 
 class _State:
-    """Counters of a run, and the events built from them."""
+    """What changes while a run goes: counters, the clock, and the tiling (smaller after an out-of-memory error)."""
 
     def __init__(self, plan: Plan, done_mask: np.ndarray) -> None:
-        self.plan, self.clock = plan, _Clock()
+        self.plan, self.clock = plan, Clock()
+        self.geometry: Geometry = plan.geometry
         self.slices_done = int(done_mask.sum())
         self.slices_total = len(done_mask)
         self.done = 0
         self.total = (self.slices_total - self.slices_done) * plan.tiles_per_slice()
 
-    def event(self, stage: str, **extra: Any) -> Progress:
-        eta = 0.0 if stage == "done" else self.clock.eta(self.done, self.total)
-        return Progress(
-            stage, self.done, self.total, eta, self.clock.elapsed(), self.slices_done, self.slices_total,
-            tuple(self.plan.out_shape), **extra,
+    def event(self, kind: str, payload: Any = None) -> Event:
+        eta = 0.0 if kind == "done" else self.clock.eta(self.done, self.total)
+        return Event(
+            JOB, kind, self.done, self.total, "tile", eta, self.clock.elapsed(),
+            slice_message(self.slices_done, self.slices_total), payload,
         )  # fmt: skip
 
 
@@ -279,7 +237,7 @@ def _run_unit(plan: Plan, runner: ModelRunner, raw: np.ndarray, unit: tuple, sta
     while True:
         started = state.done
         blocks = predict_block(
-            raw, runner, plan.geometry, plan.intensity, self_ensemble=plan.self_ensemble, crop=plan.crop, where=where
+            raw, runner, state.geometry, plan.intensity, self_ensemble=plan.self_ensemble, crop=plan.crop, where=where
         )
         try:
             while True:
@@ -293,17 +251,22 @@ def _run_unit(plan: Plan, runner: ModelRunner, raw: np.ndarray, unit: tuple, sta
 
 
 def _shrink(plan: Plan, state: _State, started: int, exc: Exception) -> None:
-    """Halve the tile after an out-of-memory error with one tile per pass, and recount the work."""
-    smaller = plan.geometry.halved()
-    if smaller.tile == plan.geometry.tile:
-        raise MemoryError(
-            f"out of memory on {plan.device} even with one {plan.geometry.tile}-pixel tile per pass: use "
-            "--device cpu, a smaller --overlap, or free memory on the device"
+    """Halve the run's tile after an out-of-memory error with one tile per pass, and recount the work."""
+    g = state.geometry
+    smaller = g.halved()
+    if smaller.tile == g.tile:
+        hints = [Hint("device", "cpu", "(the main memory is usually larger)")] if plan.device.type != "cpu" else []
+        if g.halo > 0:
+            halo = g.halo // 2 // g.window * g.window
+            hints.append(Hint("overlap", halo, "(less context per tile needs less memory; tiles are less exact)"))
+        raise HintedMemoryError(
+            f"out of memory on {plan.device} even with one {g.tile}-pixel tile per pass; free memory on the device",
+            *hints,
         ) from exc
-    plan.geometry = smaller
+    state.geometry = smaller
     remaining = state.slices_total - state.slices_done  # the unit that failed is not done yet
     state.done = started
-    state.total = started + remaining * plan.tiles_per_slice()
+    state.total = started + remaining * plan.tiles_per_slice(smaller)
     warnings.warn(
         f"out of memory on {plan.device} with one tile per pass: continuing with tile {smaller.tile}",
         OutOfMemoryWarning,
@@ -311,14 +274,17 @@ def _shrink(plan: Plan, state: _State, started: int, exc: Exception) -> None:
     )
 
 
-def super_resolve(volume: Any, model: Any = None, **options: Any) -> Any:
+def super_resolve(
+    volume: Any, model: Any = None, *, output: str | os.PathLike | None = None,
+    options: PredictOptions | None = None, **keywords: Any,
+) -> Any:  # fmt: skip
     """Run :func:`iter_super_resolve` to the end.
 
     Returns the output array (a (z, y, x) or (y, x) numpy array in the input's dtype) when no
     ``output`` is given, otherwise the :class:`~pathlib.Path` written.
     """
     result = None
-    for event in iter_super_resolve(volume, model, **options):
-        if event.stage == "done":
-            result = event.result
+    for event in iter_super_resolve(volume, model, output=output, options=options, **keywords):
+        if event.kind == "done":
+            result = event.payload
     return result

@@ -14,13 +14,17 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from napari_emsr.predict.engine import Geometry, ModelRunner, predict_block, prepare_model
 from napari_emsr.predict.intensity import IntensityMap
+from napari_emsr.predict.options import PredictOptions, build_options
 from napari_emsr.predict.slabs import UNIT_BYTES, SlabReader, read_block
+
+if TYPE_CHECKING:
+    from napari_emsr.predict.plan import PlanSummary
 
 __all__ = [
     "plan_units", "SlabReader", "SliceTask", "TaskPlan", "run_task", "prepare_tasks", "plan_tasks", "read_block",
@@ -126,46 +130,56 @@ def _exhaust(generator: Any) -> Any:
             return stop.value
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskPlan:
-    """What :func:`plan_tasks` prepared: the tasks still to run, the writer, and the run's layout."""
+    """What :func:`plan_tasks` prepared: the tasks still to run, the writer, and the run's summary."""
 
     tasks: list[SliceTask]
     writer: Any
     done: np.ndarray
-    summary: dict[str, Any]
-    tiles_per_slice: int
-    out_shape: tuple[int, ...]
+    summary: PlanSummary
+
+    @property
+    def tiles_per_slice(self) -> int:
+        """Return the forward-pass tiles per output slice."""
+        return self.summary.tiles_per_slice
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Return the shape of the whole output."""
+        return self.summary.output_shape
 
 
 def prepare_tasks(
-    volume: Any, model: Any, output: Any, *, resume: bool = False, overwrite: bool = False, **options: Any
+    volume: Any, model: Any, output: Any, *, options: PredictOptions | None = None, **keywords: Any
 ) -> tuple[list[SliceTask], Any]:
     """Plan a distributed run into an OME-Zarr ``output``: ``(tasks, writer)``.
 
     ``volume`` and ``model`` should be paths, so that tasks stay small and each worker opens them
-    itself. ``options`` are those of :func:`napari_emsr.iter_super_resolve`. Run
-    :func:`run_task` on every task (in any order, anywhere that sees the paths), then call
-    ``writer.commit()``; with ``resume=True`` only the slices not yet done become tasks.
+    itself. ``options`` (and ``keywords``, fields of
+    :class:`~napari_emsr.predict.options.PredictOptions`) are those of
+    :func:`napari_emsr.iter_super_resolve`. Run :func:`run_task` on every task (in any order,
+    anywhere that sees the paths), then call ``writer.commit()``; with ``resume=True`` only the
+    slices not yet done become tasks.
     """
-    planned = plan_tasks(volume, model, output, resume=resume, overwrite=overwrite, **options)
+    planned = plan_tasks(volume, model, output, build_options(options, **keywords))
     return planned.tasks, planned.writer
 
 
-def plan_tasks(
-    volume: Any, model: Any, output: Any, *, resume: bool = False, overwrite: bool = False, **options: Any
-) -> TaskPlan:
+def plan_tasks(volume: Any, model: Any, output: Any, options: PredictOptions) -> TaskPlan:
     """:func:`prepare_tasks`, also returning the done mask and the run's summary (for progress)."""
     from napari_emsr.io.writers import OmeZarrWriter, output_kind, partial_path
     from napari_emsr.predict.plan import make_plan
 
     if output_kind(output) != "ome-zarr":
         raise ValueError(f"{output}: a distributed run writes an OME-Zarr; name the output *.ome.zarr")
-    plan = make_plan(volume, model, **options)
+    if options.first_slice is not None:
+        raise ValueError("first_slice has no effect on a run of independent tasks: leave it out")
+    plan = make_plan(volume, model, options)
     try:
         writer = OmeZarrWriter(
             output, shape=plan.out_shape, dtype=plan.out_dtype, multiscale=plan.multiscale,
-            fingerprint=plan.resume_fingerprint(), overwrite=overwrite, resume=resume,
+            fingerprint=plan.resume_fingerprint(), overwrite=options.overwrite, resume=options.resume,
         )  # fmt: skip
         done = writer.open()
         out_bytes = int(np.prod(plan.out_shape[-2:])) * 4
@@ -178,7 +192,6 @@ def plan_tasks(
             block=plan.block, crop=plan.crop,
         )  # fmt: skip
         tasks = [SliceTask(slices=unit, **common) for unit in units]
-        summary = {**plan.summary(), "slices_reused": int(done.sum())}
-        return TaskPlan(tasks, writer, done, summary, plan.tiles_per_slice(), tuple(plan.out_shape))
+        return TaskPlan(tasks, writer, done, plan.summary(slices_reused=int(done.sum())))
     finally:
         plan.close()

@@ -31,8 +31,12 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from napari_emsr.device import default_batch, default_tile
-from napari_emsr.predict.api import Progress, _Clock
-from napari_emsr.predict.chunks import SliceTask, plan_tasks, run_task
+from napari_emsr.errors import EMSRError, Hint, HintedValueError
+from napari_emsr.events import Clock, Event
+from napari_emsr.predict.api import JOB, SliceDone, slice_message
+from napari_emsr.predict.chunks import SliceTask, TaskPlan, plan_tasks, run_task
+from napari_emsr.predict.options import PredictOptions, build_options
+from napari_emsr.predict.plan import ClusterInfo
 
 __all__ = [
     "iter_super_resolve_distributed",
@@ -43,6 +47,7 @@ __all__ = [
     "choose_worker_device",
     "worker_rank",
     "DISTRIBUTED_EXTRA",
+    "WorkersDiedError",
 ]
 
 #: how to install the optional dependency, quoted in error messages
@@ -52,6 +57,10 @@ CUDA_DEVICE_ENV = "EMSR_CUDA_DEVICE"
 
 _LOCAL = re.compile(r"local(?::(\d+))?", re.IGNORECASE)
 _ADDRESS = re.compile(r"(?:[a-z]+://)?[^\s:/]+:\d{1,5}|[a-z]+://[^\s/]+", re.IGNORECASE)
+
+
+class WorkersDiedError(EMSRError, RuntimeError):
+    """dask workers died repeatedly on a task; the finished slices are kept for resuming."""
 
 
 def _import_distributed() -> Any:
@@ -225,21 +234,6 @@ def _missing(paths: Sequence[str]) -> list[str]:
     return [p for p in paths if not os.path.exists(p)]
 
 
-def _device_spec(device: Any) -> str:
-    import torch
-
-    text = "auto" if device is None else str(device).strip().lower()
-    if text == "auto":
-        return text
-    try:
-        resolved = torch.device(text)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    if resolved.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device type {resolved.type!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
-    return str(resolved)
-
-
 def _paths(volume: Any, model: Any, output: Any) -> tuple[str, str, Path]:
     """Absolute paths (workers may run elsewhere, in another folder)."""
     from napari_emsr.model_io import resolve_model_path
@@ -290,25 +284,17 @@ def iter_super_resolve_distributed(
     *,
     output: str | os.PathLike,
     scheduler: Any = "local:1",
-    tile: int | None = None,
-    overlap: int | str | None = None,
-    blend: int | None = None,
-    batch: int | None = None,
-    device: str | None = "auto",
-    pixel_size: float | Sequence[float] | None = None,
-    self_ensemble: bool = False,
-    intensity_range: Sequence[float] | None = None,
-    region: Any = None,
-    resume: bool = False,
-    overwrite: bool = False,
+    options: PredictOptions | None = None,
     connect_timeout: float = 10.0,
-) -> Iterator[Progress]:
-    """Super-resolve a volume file into an OME-Zarr on a dask cluster, yielding :class:`Progress`.
+    **keywords: Any,
+) -> Iterator[Event]:
+    """Super-resolve a volume file into an OME-Zarr on a dask cluster, yielding :class:`~napari_emsr.events.Event`.
 
-    Options are those of :func:`napari_emsr.iter_super_resolve`, with these differences:
-    ``volume`` and ``model`` are paths that every worker sees (None: the shipped default model),
-    ``output`` is a ``*.ome.zarr`` in a folder every worker sees, and ``device`` is chosen by each
-    worker for itself (``"auto"``: its own GPU if it has one, else the CPU; see
+    ``options`` (and ``keywords``, fields of :class:`~napari_emsr.predict.options.PredictOptions`)
+    are those of :func:`napari_emsr.iter_super_resolve`, with these differences: ``volume`` and
+    ``model`` are paths that every worker sees (None: the shipped default model), ``output`` is a
+    ``*.ome.zarr`` in a folder every worker sees, ``first_slice`` does not apply, and ``device``
+    is chosen by each worker for itself (``"auto"``: its own GPU if it has one, else the CPU; see
     :func:`choose_worker_device`). When ``tile`` / ``batch`` are not given, the GPU defaults apply
     if every worker has a GPU, else the CPU defaults.
 
@@ -316,86 +302,98 @@ def iter_super_resolve_distributed(
     the end), a scheduler address (``tcp://host:8786``), a scheduler file, or a
     :class:`distributed.Client` (left open).
 
-    Events: ``"start"`` (``plan`` also holds ``workers``, ``worker_gpus``, ``scheduler``,
-    ``dashboard``), ``"tiles"`` each time a task finishes on the cluster (``slices_done`` grows),
-    ``"done"`` with the path written. Closing the generator cancels the tasks not yet finished;
-    the partial store is kept for ``resume=True``.
+    Events (job ``"predict"``, counted in tiles): ``"start"`` (a
+    :class:`~napari_emsr.predict.plan.PlanSummary` whose ``cluster`` is set), one ``"slice"`` per
+    slice of each task finished on the cluster (a :class:`~napari_emsr.predict.api.SliceDone`
+    without an image: the workers wrote it), ``"done"`` with the path written. Closing the
+    generator cancels the tasks not yet finished; the partial store is kept for ``resume=True``.
     """
+    options = build_options(options, **keywords)
     distributed = _import_distributed()
     source, model_path, target = _paths(volume, model, output)
-    spec = _device_spec(device)
+    spec = str(options.device)
     _check_inputs(source, model_path)
     with connect(scheduler, timeout=connect_timeout) as client:
         gpus = client.run(_cuda_count)
         without = [addr for addr, count in gpus.items() if count == 0]
         if spec.startswith("cuda") and without:
-            raise ValueError(
+            raise HintedValueError(
                 f"device {spec!r} was requested but {len(without)} of {len(gpus)} dask worker(s) have no usable "
-                f"CUDA GPU (e.g. {without[0]}); use --device auto (each worker uses its GPU if it has one)"
+                f"CUDA GPU (e.g. {without[0]})",
+                Hint("device", "auto", "(each worker uses its GPU if it has one)"),
             )
         on_gpu = bool(gpus) and all(gpus.values()) and spec != "cpu"
         kind = torch.device("cuda" if on_gpu else "cpu")  # the workers' kind of device, for the defaults
-        tile = tile if tile is not None else default_tile(kind)
-        batch = batch if batch is not None else default_batch(kind)
-        planned = plan_tasks(
-            source, model_path, target, resume=resume, overwrite=overwrite, tile=tile, overlap=overlap, blend=blend,
-            batch=batch, device="cpu", pixel_size=pixel_size, self_ensemble=self_ensemble,
-            intensity_range=intensity_range, region=region,
-        )  # fmt: skip
+        planning = options.replace(
+            tile=options.tile if options.tile is not None else default_tile(kind),
+            batch=options.batch if options.batch is not None else default_batch(kind),
+            device="cpu",  # the client plans on its CPU; each worker picks its own device
+        )
+        planned = plan_tasks(source, model_path, target, planning)
         tasks = [replace(task, device=spec) for task in planned.tasks]
         if tasks:
             gpus = _check_workers(client, tasks[0])
-        summary = dict(planned.summary, device=spec, workers=len(gpus), worker_gpus=sum(gpus.values()))
         dashboard = client.dashboard_link if _has_bokeh() else None
-        summary.update(scheduler=str(client.scheduler.address), dashboard=dashboard)
-        yield from _run(distributed, client, tasks, planned, summary)
+        cluster = ClusterInfo(str(client.scheduler.address), len(gpus), sum(gpus.values()), dashboard)
+        summary = replace(planned.summary, device=spec, cluster=cluster)
+        yield from _run(distributed, client, tasks, replace(planned, summary=summary))
 
 
 def _has_bokeh() -> bool:
     return importlib.util.find_spec("bokeh") is not None
 
 
-def _run(distributed: Any, client: Any, tasks: list[SliceTask], planned: Any, summary: dict) -> Iterator[Progress]:
-    clock, per_slice = _Clock(), planned.tiles_per_slice
-    slices_done, slices_total = int(planned.done.sum()), len(planned.done)
+def _run(distributed: Any, client: Any, tasks: list[SliceTask], planned: TaskPlan) -> Iterator[Event]:
+    clock, summary = Clock(), planned.summary
+    per_slice, slices_total = summary.tiles_per_slice, summary.slices_total
+    slices_done = summary.slices_reused
     total, done = sum(len(t.slices) for t in tasks) * per_slice, 0
 
-    def event(stage: str, **extra: Any) -> Progress:
-        eta = 0.0 if stage == "done" else clock.eta(done, total)
-        return Progress(
-            stage, done, total, eta, clock.elapsed(), slices_done, slices_total, planned.out_shape, **extra
-        )  # fmt: skip
+    def event(kind: str, payload: Any = None) -> Event:
+        eta = 0.0 if kind == "done" else clock.eta(done, total)
+        message = slice_message(slices_done, slices_total)
+        return Event(JOB, kind, done, total, "tile", eta, clock.elapsed(), message, payload)
 
-    yield event("start", plan=summary)
+    yield event("start", summary)
     token = uuid.uuid4().hex[:8]
     keys = [f"emsr-predict-{token}-{i}" for i in range(len(tasks))]
     futures = client.map(_run_on_worker, tasks, key=keys, pure=False) if tasks else []
+    task_of = {future.key: task for future, task in zip(futures, tasks, strict=True)}
     try:
         for future in distributed.as_completed(futures):
-            written = future.result()  # re-raises a task's error (or KilledWorker) here
+            future.result()  # re-raises a task's error (or KilledWorker) here
+            task = task_of[future.key]
             future.release()
-            done += written * per_slice
-            slices_done += written
-            yield event("tiles")
+            for z in task.slices:
+                done += per_slice
+                slices_done += 1
+                yield event("slice", SliceDone(z, None, slices_done, slices_total))
         result = planned.writer.commit()
     except distributed.KilledWorker as exc:
         client.cancel(futures)
-        raise RuntimeError(
+        raise WorkersDiedError(
             f"dask workers died repeatedly while running a task ({exc}); the finished slices are kept in "
-            f"{Path(tasks[0].store)}: fix the cause (often memory) and rerun with resume=True (CLI: --resume)"
+            f"{Path(tasks[0].store)}. Fix the cause (often memory), then rerun",
+            Hint("resume", True, "to continue"),
         ) from exc
     except BaseException:
         client.cancel(futures)
         raise
-    yield event("done", result=result)
+    yield event("done", result)
 
 
-def super_resolve_distributed(volume: str | os.PathLike, model: Any = None, **options: Any) -> Path:
-    """Run :func:`iter_super_resolve_distributed` to the end; returns the path written."""
+def super_resolve_distributed(
+    volume: str | os.PathLike, model: Any = None, *, options: PredictOptions | None = None, **keywords: Any
+) -> Path:
+    """Run :func:`iter_super_resolve_distributed` to the end; returns the path written.
+
+    ``keywords``: ``output``, ``scheduler``, ``connect_timeout`` and the fields of
+    :class:`~napari_emsr.predict.options.PredictOptions`.
+    """
     result = None
-    for event in iter_super_resolve_distributed(volume, model, **options):
-        if event.stage == "done":
-            result = event.result
+    for event in iter_super_resolve_distributed(volume, model, options=options, **keywords):
+        if event.kind == "done":
+            result = event.payload
     if result is None:  # the generator always ends with "done" unless it raised
         raise RuntimeError("the distributed run ended without a result")
     return Path(result)

@@ -30,13 +30,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from napari_emsr.errors import EMSRError, Hint
 from napari_emsr.model.metadata import Normalization
 
 __all__ = ["IntensityMap", "IntensityWarning", "resolve_intensity", "sample_volume", "check_finite"]
 
 
-class IntensityWarning(UserWarning):
-    """The input's intensities are not in the units the model was trained on; they were rescaled."""
+class IntensityWarning(EMSRError, UserWarning):
+    """The input's intensities are not in the units the model was trained on; they were rescaled.
+
+    A warning with a :class:`~napari_emsr.errors.Hint` (``intensity_range``) that each front end phrases.
+    """
 
 
 @dataclass(frozen=True)
@@ -139,11 +143,12 @@ def resolve_intensity(
     if q_high <= q_low:
         q_high = q_low + 1.0
     warnings.warn(
-        f"the model was trained on intensities {low:g}..{high:g}, but this {dtype.name} input spans "
-        f"{q_low:g}..{q_high:g} (0.1-99.9th percentiles): that range is mapped onto the model's (and back "
-        "on the output). To choose it yourself pass intensity_range=(low, high) (CLI: --intensity-range "
-        "LOW HIGH), or convert the data to the model's range first",
-        IntensityWarning,
+        IntensityWarning(
+            f"the model was trained on intensities {low:g}..{high:g}, but this {dtype.name} input spans "
+            f"{q_low:g}..{q_high:g} (0.1-99.9th percentiles): that range is mapped onto the model's (and back "
+            "on the output). Convert the data to the model's range first, or choose the range yourself",
+            Hint("intensity_range", "(LOW, HIGH)", "to map LOW and HIGH onto the model's range"),
+        ),
         stacklevel=3,
     )
     return IntensityMap(q_low, q_high, dtype, "data")

@@ -6,24 +6,27 @@ import hashlib
 import json
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from napari_emsr.device import default_batch, default_tile, select_device
+from napari_emsr.errors import EMSRError, Hint
 from napari_emsr.io.readers import Volume, as_volume
-from napari_emsr.io.writers import ngff_transforms
+from napari_emsr.io.writers import ngff_multiscale
 from napari_emsr.model.emsr import EMSR, receptive_radius
 from napari_emsr.predict.engine import Geometry, prepare_model, tiles_per_plane
 from napari_emsr.predict.halo import DEFAULT_TOLERANCE, effective_radius
 from napari_emsr.predict.intensity import IntensityMap, resolve_intensity
+from napari_emsr.predict.options import PredictOptions, build_options
 from napari_emsr.predict.slabs import read_block
 from napari_emsr.tiling import default_blend, snap_up, window_span
 
 __all__ = [
-    "Plan", "make_plan", "content_digest", "UntrainedModelWarning", "PixelSizeWarning", "TileSizeWarning",
+    "Plan", "PlanSummary", "ClusterInfo", "make_plan", "content_digest", "UntrainedModelWarning", "PixelSizeWarning",
+    "TileSizeWarning",
     "PIXEL_SIZE_TOLERANCE",
 ]  # fmt: skip
 
@@ -40,13 +43,122 @@ class TileSizeWarning(UserWarning):
     """The tile size given is not on the attention window's grid: it was snapped up to it."""
 
 
-class PixelSizeWarning(UserWarning):
-    """The input's pixel size is unknown or far from the one the model was trained on."""
+class PixelSizeWarning(EMSRError, UserWarning):
+    """The input's pixel size is unknown or far from the one the model was trained on.
+
+    A warning with :class:`~napari_emsr.errors.Hint` objects (``str()`` phrases them for Python;
+    the CLI and napari phrase them their own way).
+    """
 
 
-@dataclass
+@dataclass(frozen=True)
+class ClusterInfo:
+    """The dask cluster of a distributed run (:func:`napari_emsr.iter_super_resolve_distributed`).
+
+    Attributes
+    ----------
+    scheduler : str
+        The scheduler's address.
+    workers, worker_gpus : int
+        Worker processes, and the CUDA devices they see in all.
+    dashboard : str or None
+        The dashboard's address (None without bokeh).
+    """
+
+    scheduler: str
+    workers: int
+    worker_gpus: int
+    dashboard: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What a prediction run does: the payload of its ``"start"`` event (see :meth:`to_dict` for JSON).
+
+    Attributes
+    ----------
+    device : str
+        The device (a distributed run: the device asked of each worker, e.g. ``"auto"``).
+    tile, halo, blend : int
+        The tiling, in input pixels (:mod:`napari_emsr.tiling`).
+    window_span : int
+        Input pixels per side the network sees per tile.
+    receptive_radius : int
+        The network's theoretical receptive radius (input pixels).
+    exact : bool
+        Whether the halo covers it (tiled output == whole-slice output up to float rounding).
+    halo_mode : str
+        How the halo was chosen (``"exact"``, ``"given"``, ``"auto: ..."``).
+    batch : int
+        Tiles per forward pass.
+    self_ensemble : bool
+        Whether the 8 flips / rotations are averaged.
+    scale : int
+        The up-sampling factor.
+    tiles_per_slice : int
+        Forward-pass tiles per output slice (self-ensemble included).
+    input_shape, output_shape : tuple of int
+        Shapes of the input and of the whole output.
+    dtype : str
+        The output's dtype.
+    input_pixel_size_nm, output_pixel_size_nm : tuple of (float or None), or None
+        Pixel sizes per axis.
+    intensity : dict
+        The intensity map (:meth:`~napari_emsr.predict.IntensityMap.to_dict`).
+    trained : bool
+        False for a model with random weights (its output is not a super-resolution result).
+    slices_total : int
+        Output slices (1 for a 2D image).
+    slices_reused : int
+        Slices an interrupted run finished that this resumed run reuses (0 otherwise).
+    cluster : ClusterInfo or None
+        The cluster of a distributed run.
+    """
+
+    device: str
+    tile: int
+    halo: int
+    blend: int
+    window_span: int
+    receptive_radius: int
+    exact: bool
+    halo_mode: str
+    batch: int
+    self_ensemble: bool
+    scale: int
+    tiles_per_slice: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    dtype: str
+    input_pixel_size_nm: tuple[float | None, ...] | None
+    output_pixel_size_nm: tuple[float | None, ...] | None
+    intensity: dict[str, Any]
+    trained: bool
+    slices_total: int = 1
+    slices_reused: int = 0
+    cluster: ClusterInfo | None = None
+
+    @property
+    def slices_to_do(self) -> int:
+        """Return the slices this run computes."""
+        return self.slices_total - self.slices_reused
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the summary as plain JSON-ready values (shapes and sizes as lists)."""
+        out = asdict(self)
+        for key in ("input_shape", "output_shape", "input_pixel_size_nm", "output_pixel_size_nm"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+
+@dataclass(frozen=True)
 class Plan:
-    """A validated prediction run: input, prepared model, tiling, intensities, output layout."""
+    """A validated prediction run: input, prepared model, tiling, intensities, output layout.
+
+    Nothing in a plan changes while it runs: a run that has to shrink its tiles after an
+    out-of-memory error keeps the smaller geometry in its own state.
+    """
 
     volume: Volume
     owned: bool
@@ -65,6 +177,7 @@ class Plan:
     exact: bool
     fingerprint: dict[str, Any]
     halo_mode: str = "given"
+    options: PredictOptions = field(default_factory=PredictOptions)
 
     @property
     def slices(self) -> list[int | None]:
@@ -76,50 +189,45 @@ class Plan:
         """The output's dtype."""
         return np.dtype(self.intensity.dtype)
 
-    def tiles_per_slice(self) -> int:
-        """Return the number of tiles (network calls, self-ensemble included) per output slice."""
-        shape = (self.block[0].stop - self.block[0].start, self.block[1].stop - self.block[1].start)
-        return tiles_per_plane(shape, self.geometry, self_ensemble=self.self_ensemble)
+    def tiles_per_slice(self, geometry: Geometry | None = None) -> int:
+        """Return the number of tiles (network calls, self-ensemble included) per output slice.
 
-    def summary(self) -> dict[str, Any]:
-        """Describe what the run does, for a progress display or a log (JSON-ready)."""
+        ``geometry``: another tiling than the plan's (e.g. after an out-of-memory error).
+        """
+        shape = (self.block[0].stop - self.block[0].start, self.block[1].stop - self.block[1].start)
+        return tiles_per_plane(shape, geometry or self.geometry, self_ensemble=self.self_ensemble)
+
+    def summary(self, *, slices_reused: int = 0) -> PlanSummary:
+        """Describe what the run does (``slices_reused``: slices a resumed run takes from the interrupted one)."""
         g = self.geometry
-        return {
-            "device": str(self.device),
-            "tile": g.tile,
-            "halo": g.halo,
-            "blend": g.blend,
-            "window_span": window_span(g.tile, g.halo, g.blend, g.window),
-            "receptive_radius": receptive_radius(self.model.config),
-            "exact": self.exact,
-            "halo_mode": self.halo_mode,
-            "batch": self.batch,
-            "self_ensemble": self.self_ensemble,
-            "scale": g.scale,
-            "tiles_per_slice": self.tiles_per_slice(),
-            "input_shape": list(self.volume.shape),
-            "output_shape": list(self.out_shape),
-            "dtype": self.out_dtype.name,
-            "input_pixel_size_nm": self.volume.pixel_size_nm,
-            "output_pixel_size_nm": self.out_pixel_size,
-            "intensity": self.intensity.to_dict(),
-            "trained": bool(self.model.metadata.trained),
-        }
+        return PlanSummary(
+            device=str(self.device), tile=g.tile, halo=g.halo, blend=g.blend,
+            window_span=window_span(g.tile, g.halo, g.blend, g.window),
+            receptive_radius=receptive_radius(self.model.config), exact=self.exact, halo_mode=self.halo_mode,
+            batch=self.batch, self_ensemble=self.self_ensemble, scale=g.scale, tiles_per_slice=self.tiles_per_slice(),
+            input_shape=tuple(int(n) for n in self.volume.shape), output_shape=tuple(int(n) for n in self.out_shape),
+            dtype=self.out_dtype.name, input_pixel_size_nm=_sizes(self.volume.pixel_size_nm),
+            output_pixel_size_nm=_sizes(self.out_pixel_size), intensity=self.intensity.to_dict(),
+            trained=bool(self.model.metadata.trained), slices_total=len(self.slices), slices_reused=int(slices_reused),
+        )  # fmt: skip
 
     def resume_fingerprint(self) -> dict[str, Any]:
-        """:attr:`fingerprint` plus a digest of the input's content (read once, on first use).
+        """Return :attr:`fingerprint` plus a digest of the input's content (it reads the input: call it once).
 
         What a resumable output records: resuming after the input's content changed would mix
-        two inputs in one output, so the digest of a few sampled slices is compared too.
+        two inputs in one output, so the digest of a few sampled slices is compared too. The plan
+        itself is left as it is.
         """
-        if "input_content" not in self.fingerprint:
-            self.fingerprint["input_content"] = content_digest(self.volume.data, self.block)
-        return self.fingerprint
+        return {**self.fingerprint, "input_content": content_digest(self.volume.data, self.block)}
 
     def close(self) -> None:
         """Close the input volume if the plan opened it."""
         if self.owned:
             self.volume.close()
+
+
+def _sizes(sizes: Sequence[float | None] | None) -> tuple[float | None, ...] | None:
+    return None if sizes is None else tuple(None if v is None else float(v) for v in sizes)
 
 
 #: content_digest: how many slices it samples, and the largest plane it hashes whole (pixels)
@@ -197,9 +305,10 @@ def _check_model(model: EMSR, sizes: Sequence[float | None] | None) -> None:
     known = [s for s in (sizes or [])[-2:] if s is not None]
     if not known:
         warnings.warn(
-            f"the input's pixel size is unknown; {expected}. Check "
-            "that the data match, and give the size with pixel_size= (CLI: --pixel-size NM)",
-            PixelSizeWarning,
+            PixelSizeWarning(
+                f"the input's pixel size is unknown; {expected}. Check that the data match",
+                Hint("pixel_size", "NM", "to give the input's pixel size"),
+            ),
             stacklevel=4,
         )
         return
@@ -220,18 +329,13 @@ def _check_model(model: EMSR, sizes: Sequence[float | None] | None) -> None:
     else:
         return
     warnings.warn(
-        f"the input's pixel size ({size:g} nm) {why}: results may be poor. Fine-tune the model on data at "
-        f"{size:g} nm, use a model made for this pixel size (emsr info --zoo lists the shipped ones), or resample "
-        f"the input to about {target:g} nm first (napari_emsr.resample.resize)",
-        PixelSizeWarning,
+        PixelSizeWarning(
+            f"the input's pixel size ({size:g} nm) {why}: results may be poor. Fine-tune the model on data at "
+            f"{size:g} nm, use a model made for this pixel size (emsr info --zoo lists the shipped ones), or "
+            f"resample the input to about {target:g} nm first (napari_emsr.resample.resize)"
+        ),
         stacklevel=4,
     )
-
-
-def _positive_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
@@ -243,8 +347,6 @@ def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
     """
     config = model.config
     window, radius = config.window_size, receptive_radius(config)
-    if isinstance(overlap, str) and overlap not in ("auto", "exact"):
-        raise ValueError(f"overlap must be 'auto', 'exact' or a whole number >= 0, got {overlap!r}")
     if overlap == "exact":
         return snap_up(radius, window), "exact"
     if overlap is None or overlap == "auto":
@@ -254,15 +356,15 @@ def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
         measured = effective_radius(model, sample(), tolerance=DEFAULT_TOLERANCE)
         tolerance = f"{255 * DEFAULT_TOLERANCE:g} grey level"
         return snap_up(measured, window), f"auto: effective radius {measured} px at {tolerance}"
-    given = _positive_int("overlap", overlap, 0)
+    given = int(overlap)
     halo = snap_up(given, window)
     return halo, "given" if halo == given else f"given {given}, rounded up to the {window}-pixel attention window"
 
 
-def _geometry(model: EMSR, device: torch.device, tile: Any, halo: int, blend: Any) -> Geometry:
+def _geometry(model: EMSR, device: torch.device, tile: int | None, halo: int, blend: int | None) -> Geometry:
     config = model.config
     window = config.window_size
-    given = None if tile is None else _positive_int("tile", tile, 1)
+    given = tile
     tile = snap_up(max(default_tile(device) if given is None else given, 2 * window), window)
     if given is not None and given != tile:
         why = (
@@ -276,7 +378,7 @@ def _geometry(model: EMSR, device: torch.device, tile: Any, halo: int, blend: An
             TileSizeWarning,
             stacklevel=4,
         )
-    blend = default_blend(tile, window) if blend is None else _positive_int("blend", blend, 0)
+    blend = default_blend(tile, window) if blend is None else blend
     if tile < 4 * blend + 2 * window:
         raise ValueError(f"blend {blend} is too wide for tile {tile}: use blend <= {(tile - 2 * window) // 4}")
     return Geometry(tile=tile, halo=halo, blend=blend, window=window, scale=config.scale)
@@ -296,20 +398,13 @@ def _central_sample(volume: Volume, intensity: IntensityMap, model: EMSR):
     return read
 
 
-def _region(region: Any, shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """((y0, y1), (x0, x1)) from two slices or two (start, stop) pairs, checked against ``shape``."""
+def _region(region: tuple[slice, slice] | None, shape: tuple[int, int]) -> tuple[tuple[int, int], ...] | None:
+    """((y0, y1), (x0, x1)) of the options' region (two slices), checked against the plane's ``shape``."""
     if region is None:
         return None
-    if not isinstance(region, (tuple, list)) or len(region) != 2:
-        raise ValueError("region must be (rows, columns): two slices or two (start, stop) pairs of input pixels")
     bounds = []
-    for axis, (part, size) in enumerate(zip(region, shape, strict=False)):
-        if isinstance(part, slice):
-            if part.step not in (None, 1):
-                raise ValueError("region slices cannot have a step")
-            start, stop, _ = part.indices(size)
-        else:
-            start, stop = (int(v) for v in part)
+    for axis, (part, size) in enumerate(zip(region, shape, strict=True)):
+        start, stop, _ = part.indices(size)
         if not 0 <= start < stop <= size:
             raise ValueError(f"region {'yx'[axis]} range [{start}, {stop}) is empty or outside the image (0..{size})")
         bounds.append((start, stop))
@@ -344,49 +439,41 @@ def _layout(volume: Volume, model: EMSR, region, geometry: Geometry):
     out_shape = (*volume.shape[:-2], s * (y1 - y0), s * (x1 - x0))
     sizes = volume.pixel_size_nm
     out_sizes = None if sizes is None else (*sizes[:-2], *(None if v is None else v / s for v in sizes[-2:]))
-    axes, transforms = ngff_transforms(sizes, volume.ndim, scale=s, offset=(y0, x0))
-    multiscale = {
-        "version": "0.4",
-        "name": volume.path.name if volume.path else "super-resolved",
-        "axes": axes,
-        "datasets": [{"path": "0", "coordinateTransformations": transforms}],
-        "metadata": {
-            "method": "napari-emsr super-resolution",
-            "scale": s,
-            "trained_model": bool(model.metadata.trained),
-        },
-    }
+    multiscale = ngff_multiscale(
+        volume.path.name if volume.path else "super-resolved", volume.ndim, sizes, scale=s, offset=(y0, x0),
+        metadata={"method": "napari-emsr super-resolution", "scale": s, "trained_model": bool(model.metadata.trained)},
+    )  # fmt: skip
     return out_shape, out_sizes, multiscale
 
 
-def make_plan(
-    volume: Any,
-    model: Any,
-    *,
-    tile: int | None = None,
-    overlap: int | str | None = None,
-    blend: int | None = None,
-    batch: int | None = None,
-    device: str | torch.device | None = "auto",
-    pixel_size: float | Sequence[float] | None = None,
-    self_ensemble: bool = False,
-    intensity_range: Sequence[float] | None = None,
-    region: Any = None,
-) -> Plan:
-    """Validate the options and resolve every default (see :func:`napari_emsr.iter_super_resolve`)."""
-    resolved = select_device(device)
+def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **keywords: Any) -> Plan:
+    """Resolve every default of a run and check what needs the input and the model.
+
+    Parameters
+    ----------
+    volume : path, Volume, dask array or array-like
+        The input (see :func:`napari_emsr.iter_super_resolve`).
+    model : EMSR, path or None
+        The network, a model file or a zoo name; None: the shipped default model.
+    options : PredictOptions, optional
+        The run's options (default: all defaults).
+    **keywords
+        Fields of :class:`PredictOptions` that replace those of ``options``.
+    """
+    options = build_options(options, **keywords)
+    resolved = select_device(options.device)
     net, source = _load_model(model)
-    geometry = _geometry(net, resolved, tile, 0, blend)  # validates tile and blend before any reading
-    batch = default_batch(resolved) if batch is None else _positive_int("batch", batch, 1)
-    vol, owned = as_volume(volume, pixel_size=pixel_size)
+    geometry = _geometry(net, resolved, options.tile, 0, options.blend)  # checks tile and blend before any reading
+    batch = default_batch(resolved) if options.batch is None else options.batch
+    vol, owned = as_volume(volume, pixel_size=options.pixel_size)
     try:
         _check_model(net, vol.pixel_size_nm)
-        intensity = resolve_intensity(vol.data, net.metadata.normalization, intensity_range=intensity_range)
-        halo, halo_mode = _halo(net, overlap, _central_sample(vol, intensity, net))
+        intensity = resolve_intensity(vol.data, net.metadata.normalization, intensity_range=options.intensity_range)
+        halo, halo_mode = _halo(net, options.overlap, _central_sample(vol, intensity, net))
         geometry = replace(geometry, halo=halo)
         exact = halo >= receptive_radius(net.config)
         plane = (vol.shape[-2], vol.shape[-1])
-        bounds = _region(region, plane)
+        bounds = _region(options.region, plane)
         block, crop = _block(bounds, plane, geometry)
         out_shape, out_sizes, multiscale = _layout(vol, net, bounds, geometry)
         fingerprint = {
@@ -397,7 +484,7 @@ def make_plan(
             "tile": geometry.tile,
             "halo": geometry.halo,
             "blend": geometry.blend,
-            "self_ensemble": bool(self_ensemble),
+            "self_ensemble": options.self_ensemble,
             "intensity": [intensity.low, intensity.high],
             "region": [list(b) for b in bounds] if bounds else None,
         }
@@ -408,6 +495,6 @@ def make_plan(
             vol.close()
         raise
     return Plan(
-        vol, owned, prepared, source, resolved, geometry, batch, intensity, bool(self_ensemble), block, crop,
-        out_shape, out_sizes, multiscale, exact, fingerprint, halo_mode,
+        vol, owned, prepared, source, resolved, geometry, batch, intensity, options.self_ensemble, block, crop,
+        out_shape, out_sizes, multiscale, exact, fingerprint, halo_mode, options,
     )  # fmt: skip

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from napari_emsr.config import TrainingConfig
+from napari_emsr.config import FITTED_STRATEGIES, TrainingConfig
+from napari_emsr.errors import Hint, HintedValueError
 from napari_emsr.model.metadata import Normalization
 from napari_emsr.training.acquisition import synthetic_em
 from napari_emsr.training.degrade import synthetic_i, synthetic_ii
@@ -111,6 +112,8 @@ class TrainingData:
     validation: ValidationSet
     normalization: Normalization
     notes: list[str] = field(default_factory=list)
+    #: the degradation fitted to the first pair (strategies fitted and real+fitted), else None
+    degradation: Any = None
 
 
 def _bounds(volume, norm: Normalization) -> tuple[float, float]:
@@ -168,11 +171,21 @@ def build_training_data(
     *,
     val_slices=None,
     normalization: Normalization | None = None,
+    degradation: Any = None,
 ) -> TrainingData:
-    """Training volumes and the validation set; validation slices come from the first volume."""
+    """Training volumes and the validation set; validation slices come from the first volume.
+
+    For the ``fitted`` and ``real+fitted`` strategies the degradation HR -> LR is fitted to the first
+    pair's training slices (never the held-out ones), on the intensity scale training uses, unless
+    ``degradation`` (a :class:`~.fit_degradation.FittedDegradation` fitted the same way, see
+    :func:`fit_pair_degradation`) is given.
+    """
     synthetic = config.strategy.startswith("synthetic")
     if not synthetic and lr is None:
-        raise ValueError(f"strategy {config.strategy!r} needs LR volumes (--lr); synthetic strategies make them")
+        raise HintedValueError(
+            f"strategy {config.strategy!r} needs LR volumes (synthetic strategies make them)",
+            Hint("lr", "LR", "(one per HR volume, aligned with it)"),
+        )
     for role, volumes in (("hr", hr), ("lr", [] if synthetic or lr is None else lr)):
         for k, volume in enumerate(volumes):
             name = role.upper()
@@ -198,5 +211,29 @@ def build_training_data(
         for v in hr_vols:
             v.data = denoise(np.asarray(v.data, dtype=np.float32), denoiser="nl-means", data_range=v.high - v.low)
         notes.append(f"HR references denoised first with {DENOISERS['nl-means']}")
+    if config.strategy in FITTED_STRATEGIES:
+        assert lr_vols  # fitted strategies are not synthetic: they have their LR volumes
+        if degradation is None:
+            degradation = fit_pair_degradation(lr_vols[0], hr_vols[0], scale)
+        if degradation.scale != scale:
+            raise ValueError(f"the degradation was fitted for x{degradation.scale}, the model is x{scale}")
+        share = "" if config.strategy == "fitted" else f" for {100 * config.fitted_share:.0f} % of the patches"
+        notes.append(f"LR inputs simulated through the degradation fitted to the pair{share}")
     validation = _validation_set(hr_vols[0], lr_vols[0] if lr_vols else None, held_out, config, scale)
-    return TrainingData(hr_vols, lr_vols, validation, norm, notes)
+    return TrainingData(hr_vols, lr_vols, validation, norm, notes, degradation)
+
+
+def fit_pair_degradation(lr: Volume3D, hr: Volume3D, scale: int, **options: Any):
+    """Fit the degradation HR -> LR to a training pair, on its training slices and intensity scale.
+
+    ``options`` go to :func:`~.fit_degradation.fit_degradation`. The held-out slices are left out, so
+    validation stays a fair test of the fitted strategies.
+    """
+    from napari_emsr.training.fit_degradation import fit_degradation
+
+    slices = list(lr.slices)
+    count = int(options.pop("max_slices", 8))
+    picks = [slices[int(i)] for i in np.unique(np.linspace(0, len(slices) - 1, min(count, len(slices))).round())]
+    lr_part = np.stack([np.asarray(lr.data[z]) for z in picks])
+    hr_part = np.stack([np.asarray(hr.data[z]) for z in picks])
+    return fit_degradation(lr_part, hr_part, scale, lr_bounds=(lr.low, lr.high), hr_bounds=(hr.low, hr.high), **options)

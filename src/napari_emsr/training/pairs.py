@@ -20,13 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from napari_emsr.errors import Hint, HintedValueError
 from napari_emsr.resample import bicubic_downsample, resize
 
 __all__ = ["PairReport", "integer_ratio", "locate_hr_in_lr", "prepare_pair", "PairError"]
 
 
-class PairError(ValueError):
-    """The LR/HR pair cannot be used: the HR field was not found, or sizes do not fit."""
+class PairError(HintedValueError):
+    """The LR/HR pair cannot be used: the HR field was not found, or sizes do not fit.
+
+    When the field was not found, the hints say how to place it by hand (option ``offset``).
+    """
 
 
 @dataclass
@@ -43,6 +47,8 @@ class PairReport:
     gain: float = 1.0
     intensity_offset: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: the fine registration (rotation, refined ratio, drift), when ``prepare_pair(register=True)``
+    registration: Any = None
 
     def summary(self) -> str:
         """Describe the match in words: where the HR field is, its score, and any notes."""
@@ -123,6 +129,8 @@ def prepare_pair(
     offset: tuple[int, int, int] | None = None,
     min_score: float = 0.5,
     match_contrast: bool = True,
+    register: bool = False,
+    z_step: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, PairReport]:
     """Align an LR volume (large field) with an HR volume (small field inside it) for training.
 
@@ -141,6 +149,14 @@ def prepare_pair(
         Matches with a lower normalised cross-correlation are refused.
     match_contrast : bool
         Map HR intensities onto the LR's by gain and offset.
+    register : bool
+        Register the HR field finely (:func:`~.register.register_pair`): sub-pixel offset, a rotation
+        of up to 5 degrees, the pixel-size ratio refined around the stated one, per-slice drift; the
+        HR is then resampled (bicubic) onto the grid s times finer than the LR over the largest LR
+        rectangle it covers. ``offset`` is not used.
+    z_step : float
+        With ``register``: LR slices per HR slice (another section thickness); each HR slice is
+        paired with the LR slice it faces.
 
     Returns
     -------
@@ -162,6 +178,8 @@ def prepare_pair(
         s = int(scale)
     else:
         raise PairError("give the LR and HR pixel sizes (or the scale) so the pair's ratio is known")
+    if register:
+        return _registered(lr, hr, s, ratio or float(s), min_score, match_contrast, z_step, notes)
     hr = np.asarray(hr, dtype=np.float32)
     hr_in = hr.shape
     if ratio is not None and lr_pixel_nm and abs(ratio - s) > 1e-3 * ratio:
@@ -194,7 +212,8 @@ def prepare_pair(
             raise PairError(
                 f"the HR field was not found in the LR volume: best match score {score:.2f} (normalised "
                 f"cross-correlation) at LR (z, y, x) = ({z0}, {y}, {x}), below {min_score}. Check that the HR "
-                f"field lies inside the LR field and the pixel sizes are right, or give the offset (--offset Z,Y,X)"
+                f"field lies inside the LR field and the pixel sizes are right",
+                Hint("offset", "Z,Y,X", "if you know where it lies (in LR pixels)"),
             )
     else:
         z0, y, x = (int(v) for v in offset)
@@ -209,6 +228,31 @@ def prepare_pair(
     if match_contrast:
         hr = _match_intensities(lr_part, hr, s, report)
     return lr_part, hr, report
+
+
+def _registered(lr, hr, s: int, ratio: float, min_score: float, match_contrast: bool, z_step: float, notes: list):
+    """prepare_pair with the fine registration: the HR resampled onto the LR's grid at x ``s``."""
+    from napari_emsr.training.register import RegistrationError, register_pair
+
+    hr = np.asarray(hr, dtype=np.float32)
+    try:
+        reg = register_pair(lr, hr, ratio, z_step=z_step, min_score=min_score)
+    except RegistrationError as exc:
+        raise PairError(
+            str(exc), Hint("offset", "Z,Y,X", "to place the HR field yourself (without registration)")
+        ) from exc
+    lr_part, hr_part, used = reg.pairs(lr, hr, s)
+    y0, y1, x0, x1 = reg.covered_box(hr.shape, np.shape(lr))
+    z_first = int(round(reg.lr_depth(used[0])))
+    notes.extend(reg.summary().splitlines()[1:])
+    if len(used) < hr.shape[0]:
+        notes.append(f"{len(used)} of {hr.shape[0]} HR slices face an LR slice and are used")
+    report = PairReport(s, ratio, hr.shape, hr_part.shape, (z_first, y0, x0), reg.score, True, notes=notes,
+                        registration=reg)  # fmt: skip
+    report.notes.insert(0, reg.summary().splitlines()[0])
+    if match_contrast:
+        hr_part = _match_intensities(lr_part, hr_part, s, report)
+    return np.ascontiguousarray(lr_part), hr_part, report
 
 
 def _match_intensities(lr_part: np.ndarray, hr: np.ndarray, s: int, report: PairReport) -> np.ndarray:

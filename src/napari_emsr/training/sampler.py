@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from napari_emsr.config import STRATEGIES
+from napari_emsr.config import FITTED_STRATEGIES, STRATEGIES
 from napari_emsr.training.acquisition import SYNTHETIC_EM_RANGES, synthetic_em, zoom
 from napari_emsr.training.degrade import synthetic_i, synthetic_ii
 
@@ -63,6 +63,12 @@ class PatchSampler:
         Up-sampling factor and LR patch size (HR patches are ``scale * patch``).
     strategy : str
         One of :data:`STRATEGIES`.
+    degradation : FittedDegradation, optional
+        For ``fitted`` and ``real+fitted``: the degradation fitted to the pair, through which LR
+        inputs are simulated from HR patches as acquired (before rotation and flips: the probe's
+        orientation belongs to the microscope).
+    fitted_share : float
+        With ``real+fitted``, the share of patches whose input is simulated.
     input_noise : (float, float)
         Range of the augmentation noise sigma added to ``y`` (0..255 scale; paper: 0..5).
     """
@@ -76,15 +82,24 @@ class PatchSampler:
     seed: int = 0
     #: how volumes are drawn: "pixels" (in proportion to their trainable pixels) or "volumes" (equally)
     balance: str = "pixels"
+    degradation: Any = None
+    fitted_share: float = 0.5
     generator: torch.Generator = field(init=False)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.synthetic = self.strategy.startswith("synthetic")
-        if not self.synthetic and (self.lr is None or len(self.lr) != len(self.hr)):
+        self.fitted = self.strategy in FITTED_STRATEGIES
+        if self.fitted and self.degradation is None:
+            raise ValueError(f"strategy {self.strategy!r} needs the degradation fitted to the pair")
+        if (
+            self.strategy not in ("fitted",)
+            and not self.synthetic
+            and (self.lr is None or len(self.lr) != len(self.hr))
+        ):
             raise ValueError(f"strategy {self.strategy!r} needs one LR volume per HR volume")
-        need = (self.patch + (2 * _MARGIN if self.synthetic else 0)) * self.scale
+        need = (self.patch + (2 * _MARGIN if self.synthetic or self.fitted else 0)) * self.scale
         for vol in self.hr:
             if min(vol.data.shape[1:]) < need:
                 raise ValueError(
@@ -95,8 +110,10 @@ class PatchSampler:
         if self.balance not in ("pixels", "volumes"):
             raise ValueError(f"balance must be 'pixels' or 'volumes', got {self.balance!r}")
         # sample volumes in proportion to their number of trainable pixels, or equally
-        sizes = torch.tensor([len(v.slices) * v.data.shape[1] * v.data.shape[2] if self.balance == "pixels" else 1.0
-                              for v in self.hr], dtype=torch.float64)
+        sizes = torch.tensor(
+            [len(v.slices) * v.data.shape[1] * v.data.shape[2] if self.balance == "pixels" else 1.0 for v in self.hr],
+            dtype=torch.float64,
+        )
         self._weights = sizes / sizes.sum()
 
     def _randint(self, high: int) -> int:
@@ -108,6 +125,10 @@ class PatchSampler:
         z = hr_vol.slices[self._randint(len(hr_vol.slices))]
         if self.strategy == "synthetic-em":
             return self._one_em(hr_vol, z)
+        if self.strategy == "fitted" or (
+            self.strategy == "real+fitted" and float(torch.rand(1, generator=self.generator)) < self.fitted_share
+        ):
+            return self._one_fitted(hr_vol, z)
         if self.synthetic:
             size = p + 2 * _MARGIN
             i = self._randint(hr_vol.data.shape[1] // s - size + 1)
@@ -121,6 +142,17 @@ class PatchSampler:
         i = self._randint(lr_vol.data.shape[1] - p + 1)
         j = self._randint(lr_vol.data.shape[2] - p + 1)
         return lr_vol.crop(z, i, j, p)[None], hr_vol.crop(z, i * s, j * s, p * s)[None]
+
+    def _one_fitted(self, hr_vol: Volume3D, z: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """fitted: an HR patch and a fresh LR scan of it simulated through the fitted degradation."""
+        s, p = self.scale, self.patch
+        size = p + 2 * _MARGIN
+        i = self._randint(hr_vol.data.shape[1] // s - size + 1)
+        j = self._randint(hr_vol.data.shape[2] // s - size + 1)
+        x = hr_vol.crop(z, i * s, j * s, size * s)[None, None]
+        y = self.degradation.simulate(x, self.generator)
+        c = _MARGIN
+        return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
 
     def _one_em(self, hr_vol: Volume3D, z: int) -> tuple[torch.Tensor, torch.Tensor]:
         """synthetic-em: a zoomed HR patch (scale augmentation), then a simulated LR scan of it."""
@@ -161,4 +193,3 @@ def noisier(y: torch.Tensor, sigma_range: tuple[float, float], generator: torch.
     low, high = sigma_range
     sigma = (low + (high - low) * torch.rand(y.shape[0], generator=generator)) / 255.0
     return y + torch.randn(y.shape, generator=generator) * sigma.view(-1, 1, 1, 1).to(y.dtype)
-

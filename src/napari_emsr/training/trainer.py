@@ -1,4 +1,4 @@
-"""Train or fine-tune EMSR without clean references: a generator that yields progress.
+"""Train or fine-tune EMSR without clean references: a generator of :class:`~napari_emsr.events.Event` s.
 
 ``iter_finetune`` runs the paper's training (section II-D and III-B-1): random patches, rot90/flip
 and noise augmentation, a noisier copy y' through the same weights, loss
@@ -11,6 +11,18 @@ held-out slices against the reference and against bicubic. It writes two files:
 
 Closing the generator (``gen.close()``, Cancel in napari, Ctrl-C in the CLI) stops between steps,
 saves the last state and keeps the best model. ``finetune`` runs it to the end.
+
+Events (job ``"train"``, unit ``"step"``, ``done`` = the step reached, ``total`` = the steps asked for):
+
+- ``"info"``: a set-up note or the time budget reached (``message`` only);
+- ``"step"``: after every step; payload :class:`StepStats` (losses, learning rate, speed);
+- ``"validation"``: after every validation; payload :class:`Validation` (the scores of the model
+  and of bicubic, the best so far, whether this one is the new best);
+- ``"done"``: the last event; payload :class:`TrainResult` (the files written, the best record).
+
+Errors say what to do as :class:`~napari_emsr.errors.Hint` s, which each front end phrases: an
+existing output (:class:`~napari_emsr.errors.OutputExistsError`), a run that diverged
+(:class:`TrainingDivergedError`), a full disk (:class:`TrainingWriteError`).
 
 The saved last state is always one an uninterrupted run passes through, so that resuming from it
 reaches the same weights: a step is a transaction (an exception before the weight update, e.g. a
@@ -27,41 +39,120 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generator, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from napari_emsr.config import EMSRConfig, TrainingConfig
 from napari_emsr.device import select_device
+from napari_emsr.errors import EMSRError, Hint, HintedValueError, OutputExistsError, python_option
+from napari_emsr.events import Event
 from napari_emsr.model.emsr import EMSR, build_emsr
-from napari_emsr.model_io import load_model, save_model
+from napari_emsr.model_io import ModelWriteError, load_model, save_model
 from napari_emsr.predict.halo import effective_radius
 from napari_emsr.training.checkpoint import load_checkpoint, save_checkpoint
 from napari_emsr.training.data import TrainingData, ValidationSet, build_training_data
 from napari_emsr.training.losses import emsr_loss
 from napari_emsr.training.sampler import PatchSampler, noisier
 
-__all__ = ["TrainEvent", "iter_finetune", "finetune", "checkpoint_path", "validate", "transfer_to_scale"]
+__all__ = [
+    "StepStats",
+    "Validation",
+    "TrainResult",
+    "TrainingDivergedError",
+    "TrainingWriteError",
+    "iter_finetune",
+    "finetune",
+    "checkpoint_path",
+    "check_output",
+    "validate",
+    "transfer_to_scale",
+]
 
 
-@dataclass
-class TrainEvent:
-    """One progress report. ``kind``: "info", "step", "validation" or "done"."""
+@dataclass(frozen=True)
+class StepStats:
+    """Payload of a ``"step"`` event: the step's loss terms, its learning rate, the speed of this run."""
 
-    kind: str
+    losses: Mapping[str, float]
+    learning_rate: float
+    steps_per_s: float | None
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Payload of a ``"validation"`` event.
+
+    Attributes
+    ----------
+    step : int
+        The step validated.
+    scores : mapping
+        ``psnr``, ``ssim``, ``frc_mean`` of the model and, under ``"bicubic"``, of bicubic up-sampling.
+    best : mapping
+        The best validation so far (``step``, the scores, ``"bicubic"``); it is in the model file.
+    improved : bool
+        Whether this validation is the new best (the model file was rewritten).
+    """
+
     step: int
-    total_steps: int
-    elapsed_s: float
-    learning_rate: float = 0.0
-    losses: dict[str, float] = field(default_factory=dict)
-    steps_per_s: float | None = None
-    eta_s: float | None = None
-    validation: dict[str, Any] | None = None
-    best: dict[str, Any] | None = None
-    message: str = ""
+    scores: Mapping[str, Any]
+    best: Mapping[str, Any]
+    improved: bool
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Payload of the ``"done"`` event: what a run wrote.
+
+    Attributes
+    ----------
+    model : Path
+        The best model (by validation SSIM).
+    last_state : Path
+        The last state, for ``resume=True`` (also a loadable model).
+    best : mapping
+        The best validation record (``step``, scores, ``"bicubic"``).
+    steps : int
+        The steps made in all (a resumed run counts the earlier ones).
+    """
+
+    model: Path
+    last_state: Path
+    best: Mapping[str, Any]
+    steps: int
+
+
+class TrainingDivergedError(HintedValueError, FloatingPointError):
+    """The loss stopped being finite: the optimisation diverged (the data were checked to be finite)."""
+
+
+class TrainingWriteError(EMSRError, ModelWriteError):
+    """A model file or the last state could not be written (e.g. the disk is full); nothing under its name changed.
+
+    The hints are steps to take in order: free some space, then (when a last state of the run is
+    on disk) resume from it. ``last_state`` is that file, or None.
+    """
+
+    def __init__(self, cause: ModelWriteError, last_state: Path | None) -> None:
+        ModelWriteError.__init__(self, cause.path, cause)
+        hints = [Hint("free_space")]
+        if last_state is not None:
+            hints.append(Hint("resume", True, f"to continue from the last state saved (in {last_state})"))
+        self.last_state = last_state
+        self.detail, self.hints = str(cause), tuple(hints)
+        self.args = (str(self),)
+
+    def phrased(self, option: Callable[[Hint], str]) -> str:
+        """Return the message with the hints, as steps in order, phrased by ``option``."""
+        steps = [" ".join(part for part in (option(h), h.purpose) if part) for h in self.hints]
+        return f"{self.detail}: {', then '.join(steps)}"
+
+    def __str__(self) -> str:
+        return self.phrased(python_option)
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -69,6 +160,29 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
     out = Path(out)
     stem = out.name[: -len(".safetensors")] if out.name.endswith(".safetensors") else out.name
     return out.with_name(stem + ".last.safetensors")
+
+
+def check_output(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
+    """Refuse a run writing ``out`` that would replace a file silently, or resume nothing; return the checkpoint.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``resume`` without a last state next to ``out``, or ``out``'s folder does not exist.
+    OutputExistsError
+        ``out`` exists and neither ``overwrite`` nor ``resume`` is set.
+    """
+    out = Path(out)
+    ckpt = checkpoint_path(out)
+    if resume and not ckpt.exists():
+        raise FileNotFoundError(f"cannot resume: no checkpoint {ckpt} (it is written while training into {out})")
+    if not resume and out.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out} exists", Hint("overwrite", True, "to replace it"), Hint("resume", True, "to continue its run")
+        )
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
+    return ckpt
 
 
 @torch.inference_mode()
@@ -157,7 +271,8 @@ class _Run:
         self.model, self.config, self.data, self.out, self.device = model, config, data, out, device
         self.ckpt = checkpoint_path(out)
         self.sampler = PatchSampler(data.hr, data.lr, model.config.scale, config.patch, config.strategy,
-                                    config.input_noise, seed=config.seed, balance=config.balance)
+                                    config.input_noise, seed=config.seed, balance=config.balance,
+                                    degradation=data.degradation, fitted_share=config.fitted_share)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 1)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         progress = start_progress or {}
@@ -167,6 +282,8 @@ class _Run:
         self.history: list[dict] = list(progress.get("history", []))
         self.provenance = provenance
         self.saved_step = self.step
+        #: whether a last state of this run (or of the run it resumes) is on disk
+        self.has_last_state = start_progress is not None
         #: True while the optimizer updates the weights: the state is then between two steps
         self.updating = False
 
@@ -212,8 +329,9 @@ class _Run:
         loss, terms = emsr_loss(out_y, x.to(self.device), out_noisier, norm=cfg.loss, weights=cfg.weights)
         if not torch.isfinite(loss):
             # the data were checked to be finite before training: the optimisation diverged
-            raise FloatingPointError(
-                f"the loss became {float(loss)} at step {self.step + 1}: training diverged; lower the learning rate"
+            raise TrainingDivergedError(
+                f"the loss became {float(loss.detach())} at step {self.step + 1}: training diverged",
+                Hint("learning_rate", float(f"{cfg.learning_rate / 10:.3g}"), "and start again"),
             )
         return loss, terms
 
@@ -235,6 +353,7 @@ class _Run:
         save_checkpoint(self.ckpt, self.model, info, self.optimizer,
                         {"sampler": self.sampler.generator, "noise": self.noise_gen}, self.progress(elapsed))
         self.saved_step = self.step
+        self.has_last_state = True
 
     def keep_on_exit(self, elapsed: float) -> None:
         """Save, after an early stop, the last state and, if no validation has made one yet, a best model.
@@ -280,7 +399,8 @@ def iter_finetune(
     resume: bool = False,
     overwrite: bool = False,
     transfer_scale: bool = False,
-) -> Generator[TrainEvent, None, None]:
+    degradation: Any = None,
+) -> Generator[Event, None, None]:
     """Train (``base=None``: from random weights of ``preset``) or fine-tune ``base`` on the volumes.
 
     Parameters
@@ -309,22 +429,30 @@ def iter_finetune(
     transfer_scale : bool
         When ``base`` is at another scale than ``scale``, start from its weights anyway (all but the
         pixel-shuffle convolution; see :func:`transfer_to_scale`) instead of refusing.
+    degradation : FittedDegradation, optional
+        For the ``fitted`` and ``real+fitted`` strategies: the degradation to simulate LR inputs
+        with; by default it is fitted to the first pair's training slices (a ``"degradation"`` event
+        reports it before the first step).
 
     Yields
     ------
-    TrainEvent
-        ``info`` (set-up notes), ``step`` (losses, learning rate, speed, ETA) after every step,
-        ``validation`` (scores of the model and of bicubic, best so far), ``done`` at the end.
+    Event
+        Job ``"train"``: ``"info"`` (set-up notes), ``"step"`` after every step (:class:`StepStats`),
+        ``"validation"`` (:class:`Validation`), ``"done"`` at the end (:class:`TrainResult`); see
+        the module's description.
+
+    Raises
+    ------
+    OutputExistsError, FileNotFoundError
+        See :func:`check_output`.
+    TrainingDivergedError
+        The loss became NaN or infinite.
+    TrainingWriteError
+        A file could not be written (e.g. the disk is full).
     """
     config = config or TrainingConfig()
     out = Path(out)
-    ckpt = checkpoint_path(out)
-    if resume and not ckpt.exists():
-        raise FileNotFoundError(f"cannot resume: no checkpoint {ckpt} (it is written while training into {out})")
-    if not resume and out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (CLI: --overwrite), or resume=True to continue it")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
+    ckpt = check_output(out, resume=resume, overwrite=overwrite)
     device = select_device(config.device)
     progress, optimizer_state, generators = None, None, None
     if resume:
@@ -336,83 +464,128 @@ def iter_finetune(
     model.to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     keep_norm = base is not None or resume  # a trained model keeps the intensity mapping it learnt
     data = build_training_data(list(hr), None if lr is None else list(lr), config, model.config.scale,
-                               val_slices=val_slices, normalization=model.metadata.normalization if keep_norm else None)
+                               val_slices=val_slices, normalization=model.metadata.normalization if keep_norm else None,
+                               degradation=degradation)
     prov = dict(progress and model.metadata.provenance or {})
     prov.update(provenance or {})
     prov.update(strategy=config.strategy, loss=config.loss, lambdas=list(config.weights),
                 noisier_branch=config.noisier_branch, hardware=_hardware(device), torch=torch.__version__)
     if base is not None and not resume:
         prov["base_model"] = (base.metadata.name or "in-memory model") if isinstance(base, EMSR) else str(base)
+    if data.degradation is not None:
+        fitted = data.degradation.to_dict()
+        fitted.pop("goodness", None)  # the curves are for display; the parameters are what the model learnt from
+        prov["degradation"] = fitted
     if input_pixel_size_nm:
         model.metadata = model.metadata.updated(input_pixel_size_nm=input_pixel_size_nm)
     run = _Run(model, config, data, out, device, prov, progress)
     if resume:
         run.restore(optimizer_state, generators)
+    if data.degradation is not None:  # what the simulated inputs follow, for the user to check
+        summary = data.degradation.summary()
+        yield Event("train", "degradation", run.step, config.steps, "step", None, 0.0, summary, data.degradation)
     yield from _loop(run, data)
 
 
 def _resumable(config: TrainingConfig) -> dict[str, Any]:
     """Return the settings a resumed run may change: how long it runs and where."""
-    return {"steps": config.steps, "minutes": config.minutes, "device": config.device, "precision": config.precision}
+    return {"steps": config.steps, "minutes": config.minutes, "budget": config.budget, "device": config.device,
+            "precision": config.precision}  # fmt: skip
 
 
-def _loop(run: _Run, data: TrainingData) -> Iterator[TrainEvent]:
+#: steps timed before a budgeted run (TrainingConfig.budget) sets its number of steps
+CALIBRATION_STEPS = 20
+#: share of the budget a budgeted run plans for; the rest absorbs validations and timing noise
+BUDGET_SHARE = 0.95
+
+
+def _fit_to_budget(run: _Run, first_step: int, seconds: float) -> TrainingConfig:
+    """Return the run's config with ``steps`` (and ``halve_every`` in proportion) set to fill its time budget."""
+    cfg = run.config
+    assert cfg.minutes is not None  # a budget needs minutes (TrainingConfig checks it)
+    per_step = seconds / max(run.step - first_step, 1)
+    left = BUDGET_SHARE * 60 * cfg.minutes - seconds
+    total = max(run.step + 1, run.step + int(left / per_step))
+    halve = max(1, round(cfg.halve_every * total / cfg.steps))
+    return cfg.replace(steps=total, halve_every=halve, budget=False)
+
+
+def _loop(run: _Run, data: TrainingData) -> Iterator[Event]:
     cfg = run.config
     start = time.perf_counter()
     first_step = run.step
     elapsed = lambda: run.elapsed_before + time.perf_counter() - start  # noqa: E731
+
+    def event(kind: str, message: str = "", payload: Any = None, eta: float | None = None) -> Event:
+        return Event("train", kind, run.step, cfg.steps, "step", eta, elapsed(), message, payload)
+
+    def validated(scores: dict[str, Any], improved: bool) -> Event:
+        assert run.best is not None  # a validation keeps one
+        message = f"step {run.step}/{cfg.steps}: validation SSIM {scores['ssim']:.4f}"
+        return event("validation", message + ("; new best model saved" if improved else ""),
+                     Validation(run.step, scores, dict(run.best), improved))
+
     for note in data.notes:
-        yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=note)
-    yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=f"validation: {data.validation.description}")
+        yield event("info", note)
+    yield event("info", f"validation: {data.validation.description}")
     try:
         while run.step < cfg.steps:
             if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
-                message = f"time budget of {cfg.minutes:g} min reached"
-                yield TrainEvent("info", run.step, cfg.steps, elapsed(), message=message)
+                yield event("info", f"time budget of {cfg.minutes:g} min reached")
                 break
             with _sigint_held():
                 terms = run.train_step()
+            if cfg.budget and run.step - first_step >= CALIBRATION_STEPS:
+                run.config = cfg = _fit_to_budget(run, first_step, time.perf_counter() - start)
+                yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the measured step time "
+                                    f"(learning rate halved every {cfg.halve_every})")  # fmt: skip
             rate = (run.step - first_step) / max(time.perf_counter() - start, 1e-9)
             eta = (cfg.steps - run.step) / rate if rate > 0 else None
             if cfg.minutes is not None:
                 eta = min(eta or np.inf, 60 * cfg.minutes - (time.perf_counter() - start))
-            yield TrainEvent("step", run.step, cfg.steps, elapsed(), run.lr_at(run.step - 1), terms, rate, eta)
+            stats = StepStats(terms, run.lr_at(run.step - 1), rate)
+            yield event("step", f"step {run.step}/{cfg.steps}, loss {terms['total']:.4f}", stats, eta)
             if run.step % cfg.val_every == 0:
                 with _sigint_held():
                     scores, improved = run.validate_and_keep(elapsed())
                     run.save_last(elapsed())
-                yield TrainEvent("validation", run.step, cfg.steps, elapsed(), validation=scores, best=run.best,
-                                 message="new best model saved" if improved else "")
+                yield validated(scores, improved)
         if run.best is None or run.history[-1]["step"] != run.step:
             with _sigint_held():
-                scores, _ = run.validate_and_keep(elapsed())
+                scores, improved = run.validate_and_keep(elapsed())
                 run.save_last(elapsed())
-            yield TrainEvent("validation", run.step, cfg.steps, elapsed(), validation=scores, best=run.best)
+            yield validated(scores, improved)
         with _sigint_held():
             if run.step != run.saved_step:
                 run.save_last(elapsed())
         assert run.best is not None  # the final validation above keeps one
-        yield TrainEvent("done", run.step, cfg.steps, elapsed(), best=run.best,
-                         message=f"best model (step {run.best['step']}) in {run.out}")
+        result = TrainResult(run.out, run.ckpt, dict(run.best), run.step)
+        yield event("done", f"best model (step {run.best['step']}) in {run.out}", result, 0.0)
     except BaseException as exc:
         # Stopped early (closed, Ctrl-C, an error): keep what was learnt, unless the weights are between
         # two steps or writing is what failed (then the files of the last save stand: a resumable state).
         # No yield is allowed here.
+        if isinstance(exc, ModelWriteError) and not isinstance(exc, TrainingWriteError):
+            raise TrainingWriteError(exc, run.ckpt if run.has_last_state else None) from exc
         if run.step != run.saved_step and not run.updating and not isinstance(exc, OSError):
             try:
                 with _sigint_held():
                     run.keep_on_exit(elapsed())
             except OSError as failed:
                 if isinstance(exc, (GeneratorExit, KeyboardInterrupt)):
-                    raise failed from None  # e.g. the disk is full: say so, rather than "interrupted"
+                    # e.g. the disk is full: say so, rather than "interrupted"
+                    if isinstance(failed, ModelWriteError):
+                        raise TrainingWriteError(failed, run.ckpt if run.has_last_state else None) from None
+                    raise failed from None
                 if hasattr(exc, "add_note"):  # Python >= 3.11
                     exc.add_note(f"the last training state could not be saved: {failed}")
         raise
 
 
-def finetune(*args, **kwargs) -> dict[str, Any] | None:
+def finetune(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
     """Run :func:`iter_finetune` to the end; returns the best validation scores (with bicubic's)."""
     best = None
     for event in iter_finetune(*args, **kwargs):
-        best = event.best or best
+        if event.kind == "done":
+            best = dict(event.payload.best)
     return best

@@ -1,7 +1,8 @@
 """The engine's options as a form: model (a shipped zoo model or a file), device, tile, overlap, self-ensemble.
 
-Shared by the "Super-resolve" and "Export" dock widgets; what it returns goes straight to
-:func:`napari_emsr.iter_super_resolve`. The model choice lists every model of the zoo by name
+Shared by the "Super-resolve" and "Export" dock widgets; :meth:`EngineOptions.options` builds the
+:class:`napari_emsr.PredictOptions` that goes straight to :func:`napari_emsr.iter_super_resolve`.
+The model choice lists every model of the zoo by name
 (``em-x3 (x3, 30 nm, default)``, see ``_zoo_choices``), the default model chosen first, then a model
 file. The "Fine-tune" widget uses its model and device rows only (``inference=False``) and adds new
 networks of named presets as starting points (``presets=``).
@@ -10,7 +11,7 @@ networks of named presets as starting points (``presets=``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -25,10 +26,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from napari_emsr.predict.options import PredictOptions
+
 __all__ = [
     "EngineOptions",
     "model_summary",
-    "explain_memory_errors",
     "engine_pixel_size",
     "NO_DEFAULT_MODEL",
     "FILE_ITEM",
@@ -307,14 +310,21 @@ class EngineOptions(QWidget):
         self.model_status.setText(text)
         self.model_status.setStyleSheet(style)
 
-    def options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`napari_emsr.iter_super_resolve` (model aside)."""
-        return {
-            "device": self.device.currentData(),
-            "tile": self.tile.value() or None,
-            "overlap": self.overlap.engine_value(),
-            "self_ensemble": self.self_ensemble.isChecked(),
-        }
+    def options(self, **more: Any) -> PredictOptions:
+        """Return the run's options from this form (device, tile, overlap, self-ensemble), with ``more`` fields.
+
+        ``more``: further :class:`~napari_emsr.predict.options.PredictOptions` fields the panel
+        decides (pixel size, region, first slice, overwrite). A bad value is a ValueError.
+        """
+        from napari_emsr.predict.options import PredictOptions
+
+        return PredictOptions(
+            device=self.device.currentData(),
+            tile=self.tile.value() or None,
+            overlap=self.overlap.engine_value(),
+            self_ensemble=self.self_ensemble.isChecked(),
+            **more,
+        )
 
 
 def model_summary(model: Any) -> tuple[str, str]:
@@ -344,14 +354,3 @@ def engine_pixel_size(sizes: tuple[float | None, ...] | None) -> Any:
     if None not in sizes:
         return tuple(sizes)
     return sizes[-1] if sizes[-1] == sizes[-2] else None
-
-
-def explain_memory_errors(events: Iterator[Any]) -> Generator[Any, None, None]:
-    """Return the engine's events, with an out-of-memory error's advice given in the panels' terms."""
-    try:
-        yield from events
-    except MemoryError as exc:
-        raise MemoryError(
-            f"out of memory ({exc or 'no detail'}). Choose a smaller tile, the cpu device, the current slice or "
-            "the region in view; or use Export to write the result to disk slice by slice"
-        ) from exc

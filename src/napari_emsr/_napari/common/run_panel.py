@@ -18,7 +18,7 @@ the viewer's event loop, and the viewer keeps running. A library error's hints
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator, Mapping
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
@@ -60,7 +60,7 @@ def event_progress(event: Event) -> tuple[float | None, str]:
 
 #: how the panels name the library's options in an error's hints (napari_emsr.errors.Hint.option)
 GUI_CONTROLS = {
-    "overwrite": "tick \"Overwrite\"",
+    "overwrite": "tick \"Replace an existing output\"",
     "resume": "press \"Resume\"",
     "device": "choose another Device",
     "tile": "choose a smaller Tile",
@@ -70,20 +70,30 @@ GUI_CONTROLS = {
     "learning_rate": "lower the learning rate",
     "offset": "move the HR field by hand",
     "free_space": "free some disk space",
+    "lr_pixel_size": "give the LR layer its scale in nm (Layer properties, or layer.scale)",
+    "hr_pixel_size": "give the HR layer its scale in nm (Layer properties, or layer.scale)",
+    "scale": "start from a model file, whose scale is then used",
+    "overlap": "choose a smaller Overlap",
+    "output": "use the Export panel (\"Super-resolve to disk\")",
+    "region": "choose a Scope with \"region in view\" or \"Current slice\"",
 }
 
 
-def _gui_option(hint: Hint) -> str:
-    if hint.option in GUI_CONTROLS:
-        text = GUI_CONTROLS[hint.option]
+def _gui_option(hint: Hint, controls: Mapping[str, str]) -> str:
+    if hint.option in controls:
+        text = controls[hint.option]
         return f"{text} ({hint.value})" if hint.option == "device" and isinstance(hint.value, str) else text
     return f"set {hint.option.replace('_', ' ')} to {hint.value}"
 
 
-def gui_message(error: BaseException) -> str:
-    """Return ``error``'s message, its hints (if it has any) phrased in the panels' terms."""
+def gui_message(error: BaseException | str, controls: Mapping[str, str] | None = None) -> str:
+    """Return ``error``'s message, its hints (if it has any) phrased in the panels' terms.
+
+    ``controls`` overrides :data:`GUI_CONTROLS` for one panel (its own labels).
+    """
     if isinstance(error, EMSRError):
-        return error.phrased(_gui_option)
+        names = {**GUI_CONTROLS, **(controls or {})}
+        return error.phrased(lambda hint: _gui_option(hint, names))
     return str(error)
 
 
@@ -111,9 +121,12 @@ class RunPanel(QWidget):
         cancel_tip: str = "Stop after the current tile; nothing half-made is kept.",
         cancelling_text: str = "Cancelling after the current tile...",
         cancelled_text: str = "Cancelled: nothing was kept.",
+        controls: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(parent)
         self.title = title
+        #: this panel's names for the library's options in error hints (over GUI_CONTROLS)
+        self.controls = dict(controls or {})
         self.cancelling_text, self.cancelled_text = cancelling_text, cancelled_text
         self.run_button = QPushButton(run_text)
         self.cancel_button = QPushButton("Cancel", enabled=False)  # type: ignore[call-overload]
@@ -212,14 +225,14 @@ class RunPanel(QWidget):
 
         self._error = error
         if isinstance(error, (ValueError, OSError, MemoryError)):  # the library's errors say what to do
-            show_error(f"{self.title}: {gui_message(error)}")
+            show_error(f"{self.title}: {gui_message(error, self.controls)}")
         else:  # anything else is a bug: napari's notification keeps the traceback
             notification_manager.receive_error(type(error), error, error.__traceback__)
 
     def _warned(self, args: tuple) -> None:
         from napari.utils.notifications import show_warning
 
-        show_warning(f"{self.title}: {args[0]}")
+        show_warning(f"{self.title}: {gui_message(args[0], self.controls)}")
 
     def _finished(self) -> None:
         if self._events is not None:
@@ -228,7 +241,7 @@ class RunPanel(QWidget):
             outcome = "done"
         elif self._error is not None:
             outcome = "failed"
-            self.status.setText(f"Failed: {gui_message(self._error)}")
+            self.status.setText(f"Failed: {gui_message(self._error, self.controls)}")
         else:
             outcome = "cancelled"
             self.status.setText(self.cancelled_text)

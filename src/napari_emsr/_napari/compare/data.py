@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Source", "layer_source", "bicubic_source", "common_field", "Field"]
+__all__ = ["Source", "layer_source", "bicubic_source", "common_field", "Field", "FieldStack"]
 
 _GRID_TOLERANCE = 0.01  # pixels
 
@@ -55,7 +55,24 @@ class Field:
                                       slice(self.x.start + dx, self.x.stop + dx)))  # fmt: skip
 
     def describe(self) -> str:
+        """Return the field in words: ``"16 slice(s) of 240 x 240 px"``."""
         return f"{len(self.z)} slice(s) of {self.y.stop - self.y.start} x {self.x.stop - self.x.start} px"
+
+    def stack(self, source: Source) -> FieldStack:
+        """Return the source's pixels over the field as a lazy (Z, H, W) stack (what the library's jobs read)."""
+        return FieldStack(self, source)
+
+
+class FieldStack:
+    """A source's pixels over a field, read slice by slice: item ``i`` is reference slice ``field.z[i]``."""
+
+    def __init__(self, field: Field, source: Source) -> None:
+        self.field, self.source = field, source
+        self.shape = (len(field.z), field.y.stop - field.y.start, field.x.stop - field.x.start)
+        self.dtype = source.dtype
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.field.read(self.source, self.field.z[i])
 
 
 def _geometry(layer: Any, physical: bool) -> tuple[np.ndarray, np.ndarray]:

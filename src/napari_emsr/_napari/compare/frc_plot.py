@@ -36,7 +36,7 @@ class FRCPlot(PlotCanvas):
         self.show_scores(None)
 
     def show_scores(self, scores: Any, *, title: str = "") -> None:
-        """Draw the curves of a :class:`~napari_emsr._napari.compare.run.Scores` (None: empty axes)."""
+        """Draw the curves of a :class:`~napari_emsr.metrics.Scores` (None: empty axes)."""
         ax = self.ax
         ax.clear()
         self.lines = {}

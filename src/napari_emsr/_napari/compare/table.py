@@ -23,11 +23,12 @@ CSV_FIELDS = (
 
 
 def records_of(scores: Any, *, field: str, pixel_size: float | None) -> list[dict[str, Any]]:
-    """One record per method of a :class:`~napari_emsr._napari.compare.run.Scores`."""
+    """One record per method of a :class:`~napari_emsr.metrics.Scores`."""
     scope = f"slice {scores.z}" if scores.scope == "slice" else f"stack ({scores.slices})"
+    data_range = None if scores.data_range is None else scores.data_range.value
     records = []
     for label, result in scores.results.items():
-        record = {"method": label, "scope": scope, "field": field, "data_range": scores.data_range,
+        record = {"method": label, "scope": scope, "field": field, "data_range": data_range,
                   "pixel_size_nm": pixel_size}  # fmt: skip
         if hasattr(result, "summary"):  # a StackEvaluation
             summary = result.summary()

@@ -1,17 +1,21 @@
 """Dock widget "Compare": FRC curves and PSNR / SSIM / mean FRC of layers against a reference layer.
 
-The numbers are ``emsr evaluate``'s (same functions and defaults: data range from the reference's
-dtype, mean FRC without a window, resolution from a Hann-windowed FRC at the 1/7 threshold), on the
-field the layers share in the world (see ``_compare_data``): the current slice at once, then the
-whole stack in the background. An LR layer adds bicubic up-sampling as a baseline. Without a
-reference the panel estimates the resolution from two independent halves: the even and odd slices
-of one layer, or two layers (two acquisitions of one field).
+The numbers are ``emsr evaluate``'s: the panel runs the same library job,
+:func:`napari_emsr.metrics.iter_compare` (same defaults: data range from the reference's dtype,
+mean FRC without a window, resolution from a Hann-windowed FRC at the 1/7 threshold, slices pooled
+by :func:`~napari_emsr.metrics.pool_stack`), on the field the layers share in the world (see
+:mod:`napari_emsr._napari.compare.data`): the current slice at once, then the whole stack in the
+background. An LR layer adds bicubic up-sampling as a baseline. Without a reference the panel
+estimates the resolution from two independent halves with
+:func:`~napari_emsr.metrics.iter_reference_free`: the even and odd slices of one layer, or two
+layers (two acquisitions of one field).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -33,6 +37,7 @@ from napari_emsr._napari.common.layers import LayerCombo, LayerError, current_sl
 from napari_emsr._napari.common.run_panel import RunPanel
 from napari_emsr._napari.common.scroll import scrolled
 from napari_emsr._napari.compare.data import (
+    Field,
     bicubic_factor,
     bicubic_source,
     common_field,
@@ -40,8 +45,9 @@ from napari_emsr._napari.compare.data import (
     sources_physical,
 )
 from napari_emsr._napari.compare.frc_plot import FRCPlot
-from napari_emsr._napari.compare.run import CompareJob, iter_compare, iter_reference_free
 from napari_emsr._napari.compare.table import COLUMNS, cell_texts, cell_tip, records_of, write_csv
+from napari_emsr.events import Event
+from napari_emsr.metrics import EvaluationOptions, Scores, iter_compare, iter_reference_free
 
 if TYPE_CHECKING:
     import napari
@@ -53,10 +59,14 @@ _THRESHOLDS = {"auto (1/7 with a reference, half-bit without)": None, "1/7": "1/
 _WINDOWS = {"Hann (default)": "hann", "Tukey": "tukey", "none (paper's convention)": None}
 
 
-def _progress(event: Any, whole_stack: bool) -> tuple[float | None, str | None, bool]:
-    if event.kind == "progress":
-        return event.done / event.total, f"%p%  ({event.done}/{event.total} slices)", False
-    return None, None, event.scope == "stack" or not whole_stack
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """A comparison the panel runs: its library job, and what the panel says about it."""
+
+    field: Field
+    pixel_size: float | None
+    referenced: bool  # False: reference-free
+    events: Callable[[], Generator[Event, None, None]]
 
 
 class CompareWidget(QWidget):
@@ -89,7 +99,7 @@ class CompareWidget(QWidget):
         self.save_table_button = QPushButton("Save table...")
         self.records: list[dict[str, Any]] = []
         self.scores: dict[str, Any] = {}
-        self._job: CompareJob | None = None
+        self._job: _Job | None = None
         self._layout()
         self.reference.currentTextChanged.connect(self._show_mode)
         self.methods.changed.connect(self._show_mode)
@@ -145,21 +155,20 @@ class CompareWidget(QWidget):
         if self.run_panel.running:
             return
         try:
-            job, work = self._prepare()
+            job = self._prepare()
         except (ValueError, OSError) as exc:  # LayerError is a ValueError
             show_error(f"Compare: {exc}")
             self.run_panel.status.setText(f"Not started: {exc}")
             return
         self._job, self.scores, self.records = job, {}, []
         self._fill_table()
-        self.run_panel.start(lambda: work(job), self._on_event, self._on_end,
-                             progress_of=lambda event: _progress(event, job.whole_stack))  # fmt: skip
+        self.run_panel.start(job.events, self._on_event, self._on_end)
 
-    def _prepare(self) -> tuple[CompareJob, Any]:
+    def _prepare(self) -> _Job:
         ref_layer, layers, lr_layer = self.reference.layer(), self.methods.layers(), self.lr.layer()
         threshold = self.threshold.currentData() or ("1/7" if ref_layer is not None else "half-bit")
-        options = dict(whole_stack=self.whole_stack.isChecked(), threshold=threshold,
-                       resolution_window=self.frc_window.currentData())  # fmt: skip
+        options: dict[str, Any] = dict(whole_stack=self.whole_stack.isChecked(), threshold=threshold,
+                                       resolution_window=self.frc_window.currentData())  # fmt: skip
         if ref_layer is None:
             return self._reference_free(layers, options)
         if not layers and lr_layer is None:
@@ -173,11 +182,20 @@ class CompareWidget(QWidget):
             factor = bicubic_factor(lr_layer, reference, physical=physical)
             sources.append(bicubic_source(lr_layer, factor, physical=physical))
         field = common_field(reference, sources)
-        job = CompareJob(sources, field, self._current(ref_layer, field), reference=reference,
-                         pixel_size=in_plane_pixel_size(ref_layer), **options)  # fmt: skip
-        return job, iter_compare
+        pixel_size = in_plane_pixel_size(ref_layer)
+        current = self._current(ref_layer, field) - field.z[0]
+        stacks = {source.label: field.stack(source) for source in sources}
 
-    def _reference_free(self, layers: list[Any], options: dict[str, Any]) -> tuple[CompareJob, Any]:
+        scoring = EvaluationOptions(pixel_size=pixel_size, threshold=options["threshold"],
+                                    resolution_window=options["resolution_window"])  # fmt: skip
+
+        def events() -> Generator[Event, None, None]:
+            return iter_compare(field.stack(reference), stacks, scoring, current=current,
+                                whole_stack=options["whole_stack"])  # fmt: skip
+
+        return _Job(field, pixel_size, True, events)
+
+    def _reference_free(self, layers: list[Any], options: dict[str, Any]) -> _Job:
         if len(layers) not in (1, 2):
             raise LayerError(
                 "without a reference, tick one layer (its even and odd slices are compared) or two layers "
@@ -188,9 +206,20 @@ class CompareWidget(QWidget):
         if len(layers) == 1 and (sources[0].ndim != 3 or sources[0].shape[0] < 2):
             raise LayerError(f"'{layers[0].name}' is a single image: even/odd halves need a stack; tick two layers")
         field = common_field(sources[0], sources[1:])
-        job = CompareJob(sources, field, self._current(layers[0], field), pixel_size=in_plane_pixel_size(layers[0]),
-                         pairs="layers" if len(layers) == 2 else "even-odd", **options)  # fmt: skip
-        return job, iter_reference_free
+        pixel_size = in_plane_pixel_size(layers[0])
+        current = self._current(layers[0], field) - field.z[0]
+        first, second = field.stack(sources[0]), field.stack(sources[-1]) if len(layers) == 2 else None
+        if second is None:
+            compared = f"even vs odd slices of {sources[0].label}"
+        else:
+            compared = f"{sources[0].label} vs {sources[1].label} (independent acquisitions)"
+        window = options.pop("resolution_window")
+
+        def events() -> Generator[Event, None, None]:
+            return iter_reference_free(first, second, compared=compared, pixel_size=pixel_size, window=window,
+                                       current=current, **options)  # fmt: skip
+
+        return _Job(field, pixel_size, False, events)
 
     def _current(self, layer: Any, field: Any) -> int:
         """Return the slice on screen, in reference slices (the field's first slice if it is not on screen)."""
@@ -202,13 +231,17 @@ class CompareWidget(QWidget):
             return field.z[0]
         return z if z in field.z else field.z[0]
 
-    def _on_event(self, event: Any) -> None:
-        if event.kind != "scores":
+    def _on_event(self, event: Event) -> None:
+        """Show the first slice's scores as soon as they come, and the result (the stack's) at the end."""
+        if not (event.kind == "done" or (event.kind == "slice" and event.done == 1)):
             return
-        self.scores[event.scope] = event
         job = self._job
-        assert job is not None  # events only come while a job runs
-        new = records_of(event, field=job.field.describe(), pixel_size=job.pixel_size)
+        assert job is not None and isinstance(event.payload, Scores)  # events only come while a job runs
+        scores = event.payload
+        if scores.z is not None:  # an index into the field's slices: the layer's slice
+            scores = dataclasses.replace(scores, z=job.field.z[scores.z])
+        self.scores[scores.scope] = scores
+        new = records_of(scores, field=job.field.describe(), pixel_size=job.pixel_size)
         scope = new[0]["scope"] if new else ""
         self.records = [r for r in self.records if r["scope"] != scope] + new
         self._fill_table()
@@ -229,7 +262,7 @@ class CompareWidget(QWidget):
     def _on_end(self, outcome: str, error: BaseException | None) -> None:
         job = self._job
         if outcome == "done" and job is not None:
-            what = "reference-free" if job.reference is None else f"data range {self.records[0]['data_range']:g}"
+            what = f"data range {self.records[0]['data_range']:g}" if job.referenced else "reference-free"
             self.run_panel.status.setText(f"Compared on {job.field.describe()} ({what}).")
 
     # -- export ---------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Four small axes: the loss terms of eq. 16 (log scale), and the validation PSNR, SSIM and mean FRC of
 the network (solid) against bicubic up-sampling of the same LR crops (dashed), as the trainer's
-:class:`~napari_emsr.training.TrainEvent` s arrive. Data are kept in lists; the lines are updated
+events arrive (their payloads: :class:`~napari_emsr.training.StepStats` and
+:class:`~napari_emsr.training.Validation`). Data are kept in lists; the lines are updated
 from them just before a (throttled) draw, thinned to at most ``MAX_POINTS`` points each.
 """
 
@@ -86,17 +87,18 @@ class TrainingPlots(PlotCanvas):
 
     def add(self, event: Any) -> None:
         """Take one training event ("step" adds losses, "validation" adds scores)."""
-        if event.kind == "step" and event.losses:
-            self.steps.append(event.step)
+        if event.kind == "step" and event.payload.losses:
+            self.steps.append(event.done)
             for key, values in self.losses.items():
-                values.append(float(event.losses.get(key, np.nan)))
-        elif event.kind == "validation" and event.validation:
-            if self.val_steps and self.val_steps[-1] == event.step:
+                values.append(float(event.payload.losses.get(key, np.nan)))
+        elif event.kind == "validation" and event.payload.scores:
+            scores = event.payload.scores
+            if self.val_steps and self.val_steps[-1] == event.payload.step:
                 return  # the same validation seen again (the end of a run that stopped on it)
-            self.val_steps.append(event.step)
+            self.val_steps.append(event.payload.step)
             for key in SCORES:
-                self.scores[key]["model"].append(float(event.validation[key]))
-                self.scores[key]["bicubic"].append(float(event.validation["bicubic"][key]))
+                self.scores[key]["model"].append(float(scores[key]))
+                self.scores[key]["bicubic"].append(float(scores["bicubic"][key]))
         else:
             return
         self.request_draw()

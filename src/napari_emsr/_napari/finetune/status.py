@@ -1,37 +1,39 @@
-"""The "Fine-tune" panel's checks of its inputs and its messages (no widgets here).
+"""The "Fine-tune" panel's reading of its layers and its messages (no widgets here).
 
-- :func:`pair_inputs`: the LR and HR layers as ``prepare_pair`` takes them: data and in-plane pixel
-  sizes from the layers' scales (or the base model's scale when sizes are unknown), refused early
-  with a message when they cannot work;
+- :func:`pair_spec`: the LR and HR layers as a :class:`~napari_emsr.training.PairSpec` (data, names
+  and in-plane pixel sizes from the layers' scales), refused early with a message when the layers
+  are missing or the same; the library checks the rest;
 - :func:`resume_point`: where a saved run stands and where its HR field was;
-- :func:`train_progress`: how a training event shows in the progress bar;
 - :func:`noise_summary`, :func:`trained_message`, :func:`kept_message`: what the user reads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from napari_emsr._napari.common.run_panel import format_seconds
 
-__all__ = ["pair_inputs", "resume_point", "train_progress", "noise_summary", "trained_message", "kept_message"]
+__all__ = ["pair_spec", "layer_name", "resume_point", "noise_summary", "trained_message", "kept_message"]
 
 
-def pair_inputs(lr_layer: Any, hr_layer: Any, base_of: Callable[[], Any]) -> dict[str, Any]:
-    """Layers, data and ``prepare_pair``'s size arguments for an LR / HR layer pair.
+def layer_name(layer: Any) -> str:
+    """How messages and the provenance name a layer: ``"layer 'EM LR' (path)"`` or ``"layer 'EM LR'"``."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return f"layer '{layer.name}' ({path})" if path else f"layer '{layer.name}'"
 
-    ``base_of()`` gives the base model (None for a new network); it is asked for only once the layers
-    are found usable, for its scale.
+
+def pair_spec(lr_layer: Any, hr_layer: Any, **options: Any) -> Any:
+    """Return the :class:`~napari_emsr.training.PairSpec` of an LR / HR layer pair (``options``: offset, ...).
 
     Raises
     ------
     ValueError
-        (``LayerError``, ``PairError``) for missing, equal, 2D or RGB layers, non-square pixels, a ratio
-        outside x1..x4, a base model of another scale, or unknown pixel sizes without a base model.
+        (``LayerError``, ``HintedValueError``, ``PairError``) for missing or equal layers, 2D or RGB
+        layers, non-square pixels or a ratio outside x1..x4.
     """
     from napari_emsr._napari.common.layers import LayerError, image_data, in_plane_pixel_size
-    from napari_emsr.training.pairs import integer_ratio
+    from napari_emsr.training import PairSpec
 
     if lr_layer is None or hr_layer is None:
         raise LayerError(
@@ -39,33 +41,11 @@ def pair_inputs(lr_layer: Any, hr_layer: Any, base_of: Callable[[], Any]) -> dic
         )
     if lr_layer == hr_layer:
         raise LayerError("choose different layers for LR and HR")
-    lr, hr = image_data(lr_layer), image_data(hr_layer)
-    for layer, data in ((lr_layer, lr), (hr_layer, hr)):
-        if data.ndim != 3 or data.shape[0] < 2:
-            raise LayerError(f"layer '{layer.name}' has shape {tuple(data.shape)}: fine-tuning needs (z, y, x) stacks")
-    lr_px, hr_px = in_plane_pixel_size(lr_layer), in_plane_pixel_size(hr_layer)
-    base = base_of()
-    if lr_px and hr_px:
-        scale, _ = integer_ratio(lr_px, hr_px)
-        if base is not None and base.config.scale != scale:
-            from napari_emsr.zoo import zoo_models
-
-            shipped = [m.name for m in zoo_models() if m.scale == scale]
-            raise ValueError(
-                f"the base model is x{base.config.scale}, but the layers' pixel sizes ({lr_px:g} and {hr_px:g} nm) "
-                f"make a x{scale} pair; choose a x{scale} model"
-                + (f" (shipped: {', '.join(shipped)})" if shipped else "") + " or a new network"
-            )
-        return {"lr_layer": lr_layer, "hr_layer": hr_layer, "lr": lr, "hr": hr,
-                "lr_pixel_nm": lr_px, "hr_pixel_nm": hr_px, "scale": None}  # fmt: skip
-    if base is None:
-        unknown = lr_layer.name if not lr_px else hr_layer.name
-        raise LayerError(
-            f"the pixel size of layer '{unknown}' is unknown (its scale is 1 pixel): give both layers their "
-            "scale in nm (Layer properties, or layer.scale), or start from a model file, whose scale is then used"
-        )
-    return {"lr_layer": lr_layer, "hr_layer": hr_layer, "lr": lr, "hr": hr,
-            "lr_pixel_nm": None, "hr_pixel_nm": None, "scale": base.config.scale}  # fmt: skip
+    return PairSpec(
+        image_data(lr_layer), image_data(hr_layer), lr_pixel_size=in_plane_pixel_size(lr_layer),
+        hr_pixel_size=in_plane_pixel_size(hr_layer), lr_name=f"layer '{lr_layer.name}'",
+        hr_name=f"layer '{hr_layer.name}'", **options,
+    )  # fmt: skip
 
 
 def _provenance(path: Path) -> dict[str, Any]:
@@ -87,19 +67,6 @@ def resume_point(out: Path, steps: int, offset: Any) -> tuple[Any, int]:
         raise ValueError(f"the saved run already made {step} steps: set Steps above {step} to continue it")
     saved = provenance.get("pair", {}).get("offset_zyx")
     return (tuple(int(v) for v in saved) if saved else offset), step
-
-
-def train_progress(event: Any) -> tuple[float | None, str | None, bool]:
-    """Return the progress bar for a training event: share of steps (or of the time budget), elapsed, left."""
-    kind = getattr(event, "kind", "")
-    if kind not in ("step", "done"):
-        return None, None, False
-    fraction = event.step / max(event.total_steps, 1)
-    if kind == "step" and event.eta_s is not None and event.elapsed_s > 0:
-        fraction = max(fraction, event.elapsed_s / (event.elapsed_s + max(event.eta_s, 0.0)))
-    left = "" if kind == "done" else f", {format_seconds(event.eta_s)} left"
-    text = f"%p%  (step {event.step}/{event.total_steps}, {format_seconds(event.elapsed_s)} elapsed{left})"
-    return (1.0 if kind == "done" else fraction), text, kind == "done"
 
 
 def noise_summary(checked: Any) -> tuple[str, bool]:

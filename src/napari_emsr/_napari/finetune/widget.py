@@ -1,15 +1,17 @@
 """Dock widget "Fine-tune": train a model on the user's LR layer and an HR layer over a field inside it.
 
-A thin adapter over the library, doing what ``emsr finetune`` does: the pixel sizes come from the
-layers' scales, :func:`~napari_emsr.training.prepare_pair` finds the HR field in the LR volume
-("Locate HR in LR" draws it as a rectangle the user can move; training uses where it is), the
-reference's eq. 9 check is shown, and :func:`~napari_emsr.training.iter_finetune` runs in the
-background (see ``_finetune_job``) with live loss and validation plots and a preview layer. Cancel
-stops between steps, keeping the best model so far and the last state, which Resume continues.
+A thin adapter over the library, running what ``emsr finetune`` runs: the panel turns its layers and
+fields into a :class:`~napari_emsr.training.FineTuneJob` (the pixel sizes from the layers' scales)
+and :func:`~napari_emsr.training.iter_finetune_pair` runs it in the background (a
+:class:`~napari_emsr._napari.common.run_panel.RunPanel`), with live loss and validation plots and a
+preview layer. "Locate HR in LR" runs :func:`~napari_emsr.training.iter_locate` through a second,
+small RunPanel and draws the field as a rectangle the user can move; training uses where it is.
+Cancel stops between steps, keeping the best model so far and the last state, which Resume continues.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ from superqt import QCollapsible
 
 from napari_emsr._napari.common.engine_options import ERROR_STYLE, EngineOptions
 from napari_emsr._napari.common.layers import LayerCombo, in_plane_pixel_size, overlay_transform
-from napari_emsr._napari.common.run_panel import RunPanel
+from napari_emsr._napari.common.run_panel import RunPanel, gui_message
 from napari_emsr._napari.common.scroll import scrolled
 from napari_emsr._napari.finetune.form import TrainingForm
 from napari_emsr._napari.finetune.hr_field import (
@@ -30,14 +32,13 @@ from napari_emsr._napari.finetune.hr_field import (
     find_field_layer,
     world_offset,
 )
-from napari_emsr._napari.finetune.job import FineTuneJob, locate, training_events
 from napari_emsr._napari.finetune.plots import TrainingPlots
 from napari_emsr._napari.finetune.status import (
     kept_message,
+    layer_name,
     noise_summary,
-    pair_inputs,
+    pair_spec,
     resume_point,
-    train_progress,
     trained_message,
 )
 
@@ -63,7 +64,12 @@ class FineTuneWidget(QWidget):
         self.viewer = viewer
         self.lr_combo = LayerCombo(viewer)
         self.hr_combo = LayerCombo(viewer)
-        self.locate_button = QPushButton("Locate HR in LR")
+        self.locate_panel = RunPanel(
+            "Fine-tune", run_text="Locate HR in LR", cancel_tip="Stop locating the HR field",
+            cancelling_text="Stopping...", cancelled_text="Not located: cancelled.",
+        )  # fmt: skip
+        self.locate_panel.status.setVisible(False)  # the pair's own status line below says what happened
+        self.locate_button = self.locate_panel.run_button
         self.locate_button.setToolTip(
             "Find the HR field in the LR volume (normalised cross-correlation) and check the HR reference"
         )
@@ -82,6 +88,7 @@ class FineTuneWidget(QWidget):
             cancel_tip="Stop after the current step: the best model so far is kept, and Resume continues.",
             cancelling_text="Stopping after the current step (the last state is saved)...",
             cancelled_text="Cancelled.",
+            controls={"overwrite": 'tick "Replace an existing model file"'},
         )  # fmt: skip
         self.resume_button = QPushButton("Resume", enabled=False)  # type: ignore[call-overload]
         self.resume_button.setToolTip("Continue the run saved next to the output model (its .last.safetensors)")
@@ -91,7 +98,6 @@ class FineTuneWidget(QWidget):
         self.trained_model: Any = None
         self._running: dict[str, Any] | None = None
         self._noise: tuple[Any, Any] | None = None
-        self._locator: Any = None
         self._watched: Any = None
         self._layout()
         self._connect()
@@ -102,7 +108,7 @@ class FineTuneWidget(QWidget):
         form.addRow("LR", self.lr_combo)
         form.addRow("HR", self.hr_combo)
         row = QHBoxLayout()
-        row.addWidget(self.locate_button, 1)
+        row.addWidget(self.locate_panel, 1)
         row.addWidget(QLabel("z offset"))
         row.addWidget(self.z_offset)
         form.addRow("", row)
@@ -167,58 +173,63 @@ class FineTuneWidget(QWidget):
 
     def locate(self) -> None:
         """Find the HR field in the LR volume in the background; draw it and check the reference."""
-        from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
-        if self._locator is not None or self.run_panel.running:
+        from napari_emsr.training import finetune_pair
+
+        if self.locate_panel.running or self.run_panel.running:
             return
+        lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
         try:
-            inputs = pair_inputs(self.lr_combo.layer(), self.hr_combo.layer(), self._base_if_chosen)
+            pair = pair_spec(lr_layer, hr_layer).for_base(self._base_if_chosen())
         except (ValueError, OSError) as exc:
-            show_error(f"Fine-tune: {exc}")
+            show_error(f"Fine-tune: {gui_message(exc)}")
             self.located.emit(None)
             return
-        lr_layer, hr_layer = inputs.pop("lr_layer"), inputs.pop("hr_layer")
-        self.locate_button.setEnabled(False)
         self.pair_status.setText("Locating the HR field in the LR volume...")
-        self._locator = create_worker(
-            locate, inputs.pop("lr"), inputs.pop("hr"), **inputs, min_score=0.5, _start_thread=False,
-            _connect={"returned": lambda result: self._located(lr_layer, hr_layer, *result),
-                      "errored": lambda error: self._locate_failed(lr_layer, hr_layer, inputs, error),
-                      "finished": self._locate_finished},
+        found: list[Any] = []  # the "done" event's payload: (report, noise check)
+        self.locate_panel.start(
+            lambda: finetune_pair.iter_locate(pair),
+            lambda event: found.append(event.payload) if event.kind == "done" else None,
+            lambda outcome, error: self._located(lr_layer, hr_layer, pair, found, outcome, error),
         )  # fmt: skip
-        self._locator.start()
+        self.locate_button.setEnabled(False)
 
-    def _located(self, lr_layer: Any, hr_layer: Any, report: Any, noise: Any) -> None:
-        self._locate_finished()
-        self._show_pair(lr_layer, hr_layer, report)
-        self._show_noise(hr_layer, noise)
-        self.located.emit(report)
+    def _located(
+        self, lr_layer: Any, hr_layer: Any, pair: Any, found: list[Any], outcome: str, error: BaseException | None
+    ) -> None:
+        self.locate_button.setEnabled(not self.run_panel.running)
+        if outcome == "done":
+            report, noise = found[-1]
+            self._show_pair(lr_layer, hr_layer, report)
+            self._show_noise(hr_layer, noise)
+            self.located.emit(report)
+            return
+        if outcome == "failed" and error is not None:
+            self._locate_failed(lr_layer, hr_layer, pair, error)
+        else:
+            self.pair_status.setText("Not located: cancelled.")
+        self.located.emit(None)
 
-    def _locate_failed(self, lr_layer: Any, hr_layer: Any, inputs: dict[str, Any], error: BaseException) -> None:
+    def _locate_failed(self, lr_layer: Any, hr_layer: Any, pair: Any, error: BaseException) -> None:
         """Say why; for a match too poor to trust, draw the field where the layers place it, to be moved."""
         from napari.utils.notifications import show_error
 
-        from napari_emsr.training import PairError
+        from napari_emsr.errors import EMSRError
         from napari_emsr.training.pairs import integer_ratio
 
-        self._locate_finished()
-        message = f"Fine-tune: {error}"
-        if isinstance(error, PairError) and "not found" in str(error):
-            lr_px, hr_px = inputs["lr_pixel_nm"], inputs["hr_pixel_nm"]
-            scale, ratio = integer_ratio(lr_px, hr_px) if lr_px and hr_px else (inputs["scale"], None)
-            size = field_size(hr_layer.data.shape, scale, ratio)
+        message = gui_message(error)
+        if isinstance(error, EMSRError) and any(hint.option == "offset" for hint in error.hints):
+            ratio = integer_ratio(pair.lr_pixel_size, pair.hr_pixel_size)[1] if pair.ratio_scale else None
+            size = field_size(hr_layer.data.shape, pair.known_scale, ratio)
             offset = world_offset(lr_layer, hr_layer, size)
             draw_field(self.viewer, lr_layer, hr_layer, offset, size, "HR field? not found: move me onto it")
             self._watch_field()
-            message += ". The rectangle shows where the layers place the HR field: move it onto the field, then Train"
-        show_error(message)
-        self.pair_status.setText(f"Not located: {error}")
-        self.located.emit(None)
-
-    def _locate_finished(self) -> None:
-        self._locator = None
-        self.locate_button.setEnabled(not self.run_panel.running)
+            show_error(
+                f"Fine-tune: {message}. The rectangle shows where the layers place the HR field: move it onto the "
+                "field, then Train"
+            )
+        self.pair_status.setText(f"Not located: {message}")
 
     def _show_pair(self, lr_layer: Any, hr_layer: Any, report: Any) -> None:
         s = report.scale
@@ -276,46 +287,47 @@ class FineTuneWidget(QWidget):
     def _start(self, *, resume: bool) -> None:
         from napari.utils.notifications import show_error
 
-        if self.run_panel.running or self._locator is not None:
+        from napari_emsr.training import finetune_pair
+
+        if self.run_panel.running or self.locate_panel.running:
             return
         try:
-            job, lr_layer = self._make_job(resume)
+            job, resume_step = self._make_job(resume)
         except (ValueError, OSError) as exc:  # LayerError, ConfigError, ModelFileError, PairError are ValueErrors
-            show_error(f"Fine-tune: {exc}")
-            self.run_panel.status.setText(f"Not started: {exc}")
+            show_error(f"Fine-tune: {gui_message(exc)}")
+            self.run_panel.status.setText(f"Not started: {gui_message(exc)}")
             return
         if resume:
-            self.plots.keep_until(job.resume_step)
+            self.plots.keep_until(resume_step)
         else:
             self.plots.clear()
-        self._running = {"job": job, "lr_layer": lr_layer, "hr_layer": self.hr_combo.layer(),
+        self._running = {"job": job, "lr_layer": self.lr_combo.layer(), "hr_layer": self.hr_combo.layer(),
                          "started": time.perf_counter(), "wall": time.time()}  # fmt: skip
         for button in (self.locate_button, self.resume_button, self.use_button):
             button.setEnabled(False)
         self.settings.collapse(animate=False)  # room for the plots; the settings stay one click away
-        self.run_panel.start(lambda: training_events(job), self._on_event, self._on_end, progress_of=train_progress)
+        self.run_panel.start(lambda: finetune_pair.iter_finetune_pair(job), self._on_event, self._on_end)
 
-    def _make_job(self, resume: bool) -> tuple[FineTuneJob, Any]:
-        from napari_emsr.training.data import parse_slices
+    def _make_job(self, resume: bool) -> tuple[Any, int]:
+        """Return the library's job for the panel's layers and fields, and the step a resumed run starts from."""
+        from napari_emsr.training import FineTuneJob
+        from napari_emsr.training.trainer import check_output
 
-        inputs = pair_inputs(self.lr_combo.layer(), self.hr_combo.layer(), lambda: self._base()[0])
+        lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
+        pair = pair_spec(lr_layer, hr_layer)
         base, preset = self._base()
-        lr_layer, hr_layer = inputs.pop("lr_layer"), inputs.pop("hr_layer")
         out = self.form.output()
         config = self.form.config(self.engine.device.currentData())
-        val_slices = self.form.validation_slices()
-        parse_slices(val_slices, inputs["hr"].shape[0])  # a bad spec is refused now, not in the worker
         offset, resume_step = self.field_offset(), 0
         if resume:
             offset, resume_step = resume_point(out, config.steps, offset)
-        elif out.exists() and not self.form.replace.isChecked():
+        elif out.exists() and not self.form.replace.isChecked():  # the library's rule, in this panel's words
             raise FileExistsError(
                 f"{out} exists: tick 'Replace an existing model file', choose another name, or Resume it"
             )
-        if not out.parent.is_dir():
-            raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
+        check_output(out, resume=resume, overwrite=self.form.replace.isChecked())
         noise_known = self._noise is not None and self._noise[0] is hr_layer
-        source = {"lr": _source(lr_layer), "hr": _source(hr_layer)}
+        source = {"lr": layer_name(lr_layer), "hr": layer_name(hr_layer)}
         provenance: dict[str, Any] = {"data": source, "command": "napari-emsr Fine-tune panel"}
         if base is not None:
             # the trainer loads the file itself (recorded as the base model), leaving the panel's copy untouched
@@ -324,28 +336,30 @@ class FineTuneWidget(QWidget):
             if shipped is not None:
                 provenance["base_zoo_model"] = shipped.name
         job = FineTuneJob(
-            **inputs, out=out, config=config, offset=offset, base=base, preset=preset, val_slices=val_slices,
-            resume=resume, resume_step=resume_step, overwrite=self.form.replace.isChecked(),
-            check_noise=not noise_known, provenance=provenance,
+            dataclasses.replace(pair, offset=offset), out=out, config=config, base=base, preset=preset,
+            val_slices=self.form.validation_slices(), resume=resume, overwrite=self.form.replace.isChecked(),
+            check_noise=not noise_known, previews=True, provenance=provenance,
         )  # fmt: skip
-        return job, lr_layer
+        return job, resume_step
 
     def _on_event(self, event: Any) -> None:
         kind, running = event.kind, self._running
         assert running is not None  # events only come while a run is going
         if kind == "pair":
-            self._show_pair(running["lr_layer"], running["hr_layer"], event.report)
+            self._show_pair(running["lr_layer"], running["hr_layer"], event.payload)
         elif kind == "noise":
-            self._show_noise(running["hr_layer"], event)
+            self._show_noise(running["hr_layer"], event.payload)
         elif kind == "preview":
-            self._show_preview(event)
+            self._show_preview(event.payload)
         elif kind in ("step", "validation"):
             self.plots.add(event)
             if kind == "validation":
-                v = event.validation
+                v = event.payload
+                s, bic = v.scores, v.scores["bicubic"]
+                best = " New best model saved." if v.improved else ""
                 self.run_panel.status.setText(
-                    f"Step {event.step}: validation SSIM {v['ssim']:.4f} (bicubic {v['bicubic']['ssim']:.4f}), "
-                    f"PSNR {v['psnr']:.2f} dB (bicubic {v['bicubic']['psnr']:.2f}). {event.message}".rstrip()
+                    f"Step {v.step}: validation SSIM {s['ssim']:.4f} (bicubic {bic['ssim']:.4f}), "
+                    f"PSNR {s['psnr']:.2f} dB (bicubic {bic['psnr']:.2f}).{best}"
                 )
         elif kind == "info" and event.message:
             self.run_panel.status.setText(event.message)
@@ -379,7 +393,8 @@ class FineTuneWidget(QWidget):
         elif outcome == "cancelled":
             self.run_panel.status.setText(kept_message(out, running["wall"]))
         else:
-            self.run_panel.status.setText(f"Failed: {error}. {kept_message(out, running['wall'], cancelled=False)}")
+            failure = gui_message(error) if error is not None else "unknown error"
+            self.run_panel.status.setText(f"Failed: {failure}. {kept_message(out, running['wall'], cancelled=False)}")
 
     def _update_resume(self, *_: Any) -> None:
         from napari_emsr.training import checkpoint_path
@@ -406,7 +421,3 @@ class FineTuneWidget(QWidget):
             panel.layer_combo.set_layer(self.lr_combo.layer())
         return panel
 
-
-def _source(layer: Any) -> str:
-    path = getattr(getattr(layer, "source", None), "path", None)
-    return f"{layer.name} ({path})" if path else f"layer '{layer.name}'"
