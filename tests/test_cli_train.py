@@ -210,3 +210,18 @@ def test_minutes_alone_is_a_budget_the_run_uses(stacks, tmp_path, capsys):
     steps = load_model(out).metadata.provenance["steps"]
     assert planned > 20 and steps > 20  # not the 20,000-step default, not stopped at calibration
     assert steps <= planned
+
+
+def test_degradation_consistency_term_trains_on_lr_without_hr(stacks, tmp_path, capsys):
+    from napari_emsr.config import ConfigError, TrainingConfig
+    from napari_emsr.training import iter_finetune
+    from napari_emsr.io import open_volume
+
+    hr, lr = open_volume(stacks / "hr.tif").data, open_volume(stacks / "lr.tif").data
+    config = TrainingConfig(strategy="real+fitted", steps=3, val_every=3, patch=16, lambda_consistency=0.5, seed=1)
+    losses = [e.payload.losses for e in iter_finetune([hr], [lr], out=tmp_path / "c.safetensors", config=config,
+                                                      preset="lite", scale=3) if e.kind == "step"]  # fmt: skip
+    assert len(losses) == 3 and all(0 < d["degradation"] < 1 for d in losses)
+    assert all(d["total"] > d["ref"] for d in losses)  # the term is part of the loss
+    with pytest.raises(ConfigError, match="fitted or real\\+fitted"):
+        TrainingConfig(strategy="real", lambda_consistency=0.5)

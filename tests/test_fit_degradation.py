@@ -162,3 +162,27 @@ def test_patch_sampler_fitted_strategies_draw_reproducible_simulated_inputs(hr_s
     assert y_mix.shape == y1.shape and x_mix.shape == x1.shape
     with pytest.raises(ValueError, match="degradation fitted"):
         PatchSampler([hr_vol], [lr_vol], 3, 16, "fitted", seed=3)
+
+
+def test_forward_is_the_noise_free_scan_and_drives_the_consistency_term(hr_stack, one_thread):
+    from napari_emsr.training.trainer import degradation_consistency
+
+    truth = dict(probe_sigma=0.6, probe_aspect=0.8, probe_angle=1.0, gain=0.95, offset=0.02, gamma=1.1,
+                 dose=150.0, inverted=0.0, line_offset=0.0, read_noise=2 / 255)  # fmt: skip
+    fit = fit_degradation(_acquire(hr_stack, 3, seed=9, **truth), hr_stack, 3, max_side=80, blocks=2,
+                          max_evals=120, goodness=False)  # fmt: skip
+    hr = torch.from_numpy(hr_stack[:2, :120, :120]).float()[:, None] / 255
+    clean = fit.forward(hr)
+    noisy = fit.simulate(hr, torch.Generator().manual_seed(1), jitter=False)
+    assert clean.shape == noisy.shape == (2, 1, 40, 40)
+    assert float((noisy - clean).mean().abs()) < 0.01  # the same scan, less its zero-mean noise
+    # the right HR explains its own LR far better than a wrong one (a shifted field)
+    shifted = torch.roll(hr, 9, dims=-1)
+    assert float(degradation_consistency(hr, clean, fit, "l1")) < 1e-4
+    assert float(degradation_consistency(shifted, clean, fit, "l1")) > 0.03
+    # on a noisy scan the right HR still does better (the rest is the scan's noise)
+    assert float(degradation_consistency(hr, noisy, fit, "l1")) < float(degradation_consistency(shifted, noisy, fit, "l1"))
+    # differentiable: the term can train a network
+    x = hr.clone().requires_grad_(True)
+    degradation_consistency(x, noisy, fit, "l2").backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and float(x.grad.abs().sum()) > 0

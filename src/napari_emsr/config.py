@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -163,6 +164,9 @@ class TrainingConfig:
     strategy: str = "real"
     #: with real+fitted: the share of patches whose input is simulated through the fitted degradation
     fitted_share: float = 0.5
+    #: weight of the degradation-consistency term l(D(f(y)), y) on LR patches without HR (the LR volume
+    #: outside the HR field), D the fitted degradation; 0 leaves it out (needs a fitted strategy)
+    lambda_consistency: float = 0.0
     #: optimisation steps (a run stops at ``steps`` or after ``minutes``, whichever comes first)
     steps: int = 2000
     #: wall-clock budget of this run in minutes (None: no limit)
@@ -222,6 +226,12 @@ class TrainingConfig:
             raise ConfigError(f"patch must be at least 8 LR pixels, got {self.patch}")
         if not 0.0 <= self.fitted_share <= 1.0:
             raise ConfigError(f"fitted_share must be between 0 and 1, got {self.fitted_share}")
+        if not (self.lambda_consistency >= 0 and math.isfinite(self.lambda_consistency)):
+            raise ConfigError(f"lambda_consistency must be a finite number >= 0, got {self.lambda_consistency}")
+        if self.lambda_consistency > 0 and self.strategy not in FITTED_STRATEGIES:
+            raise ConfigError(
+                "lambda_consistency needs the degradation fitted to the pair: use the fitted or real+fitted strategy"
+            )
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
         if self.budget and self.minutes is None:

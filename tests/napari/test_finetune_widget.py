@@ -266,3 +266,36 @@ def test_the_panel_and_emsr_finetune_run_the_same_library_job(sample, qtbot, mod
     assert panel.previews and not cli.previews  # the panel shows previews; the CLI has nowhere to
     assert dataclasses.replace(panel, pair=cli.pair, provenance=cli.provenance, previews=False,
                                check_noise=False) == cli  # fmt: skip
+
+
+@pytest.mark.slow  # fits the degradation of the sample pair
+def test_fit_degradation_shows_parameters_crops_and_noise_curves(sample, qtbot, tmp_path):
+    from napari_emsr._napari.finetune.widget import FIT_REAL_LAYER, FIT_SIMULATED_LAYER
+
+    viewer = sample
+    widget = dock(viewer, qtbot, "Fine-tune")
+    widget.lr_combo.setCurrentText(LR)
+    widget.hr_combo.setCurrentText(HR)
+    assert run_and_wait(qtbot, widget.fit_panel, widget.fit_button.click) == "done"
+    fit = widget.fitted
+    # the sample's LR is em_like (napari_emsr.training.degrade, seed 0): a 1.2 HR px = 0.4 LR px beam,
+    # area averaging, Poisson at 60 electrons; the fit sees only the pair
+    assert 0.2 < fit.probe_sigma_major.value < 0.7 and 30 < fit.dose.value < 120 and not fit.inverted
+    text = widget.fit_status.text()
+    assert "probe blur" in text and "electrons" in text and "simulated vs real LR" in text
+    real, simulated = viewer.layers[FIT_REAL_LAYER], viewer.layers[FIT_SIMULATED_LAYER]
+    assert real.data.shape == simulated.data.shape and real.data.shape[0] == 1
+    # side by side, in the LR layer's world coordinates, at the HR field
+    assert simulated.translate[-1] > real.translate[-1] and simulated.translate[-2] == real.translate[-2]
+    assert tuple(real.scale) == tuple(viewer.layers[LR].scale)
+    # the simulated crop has the real one's brightness and noise level (within the fit's goodness)
+    assert abs(float(simulated.data.mean()) - float(real.data.mean())) < 0.05 * 255
+    assert set(widget.fit_plot.lines) == {"real", "simulated"} and widget.fit_plot.isVisible()
+    # the strategies that use it can be chosen, with the mix
+    widget.form.strategy.setCurrentIndex(widget.form.strategy.findData("real+fitted"))
+    widget.form.fitted_share.setValue(0.3)
+    widget.form.consistency.setValue(0.5)
+    config = widget.form.config("cpu")
+    assert (config.strategy, config.fitted_share, config.lambda_consistency) == ("real+fitted", 0.3, 0.5)
+    widget.form.strategy.setCurrentIndex(widget.form.strategy.findData("real"))
+    assert not widget.form.consistency.isEnabled() and widget.form.config("cpu").lambda_consistency == 0.0

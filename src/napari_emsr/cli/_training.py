@@ -64,6 +64,9 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
                         "inputs through the degradation fitted to the pair (docs/training.md)")
     p.add_argument("--fitted-share", type=float, default=0.5, metavar="F",
                    help="with --strategy real+fitted: the share of patches with simulated inputs (default: 0.5)")
+    p.add_argument("--lambda-consistency", type=float, default=0.0, metavar="W",
+                   help="with a fitted strategy: weight of l(D(f(y)), y) on LR patches without HR (the LR volume "
+                        "outside the HR field; D the fitted degradation) (default: 0, off)")
     p.add_argument("--steps", type=int, default=None,
                    help=f"optimisation steps (default: {default_steps}; with --minutes alone, as many as fit)")
     p.add_argument("--minutes", type=float,
@@ -98,7 +101,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
         budget=args.minutes is not None and args.steps is None, batch=args.batch, patch=args.patch,
         learning_rate=args.learning_rate, halve_every=args.halve_every, loss=args.loss, weights=args.lambdas,
         noisier_branch=not args.no_noisier, val_every=args.val_every, seed=args.seed, device=args.device,
-        precision=args.precision, fitted_share=args.fitted_share,
+        precision=args.precision, fitted_share=args.fitted_share, lambda_consistency=args.lambda_consistency,
     )
 
 

@@ -120,7 +120,7 @@ def resolve_intensity(
     """
     dtype = _native(data.dtype)
     if intensity_range is not None:
-        low, high = _checked_range(intensity_range)
+        low, high = checked_range(intensity_range)
         return IntensityMap(low, high, dtype, "given")
     if normalization.mode == "percentile":
         sample = sample_volume(data)
@@ -154,7 +154,8 @@ def resolve_intensity(
     return IntensityMap(q_low, q_high, dtype, "data")
 
 
-def _checked_range(values: Sequence[float]) -> tuple[float, float]:
+def checked_range(values: Sequence[float]) -> tuple[float, float]:
+    """Return ``intensity_range`` as two finite floats with low < high, or say what is wrong with it."""
     try:
         low, high = (float(v) for v in values)
     except (TypeError, ValueError):

@@ -82,15 +82,9 @@ def _pixel_size(value: Any) -> float | tuple[float, ...] | None:
 
 
 def _intensity_range(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"intensity_range must be two numbers (low, high), got {value!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"intensity_range must be finite with low < high, got ({low}, {high})")
-    return low, high
+    from napari_emsr.predict.intensity import checked_range
+
+    return None if value is None else checked_range(value)
 
 
 def _region(value: Any) -> tuple[slice, slice] | None:

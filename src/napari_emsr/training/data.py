@@ -114,6 +114,8 @@ class TrainingData:
     notes: list[str] = field(default_factory=list)
     #: the degradation fitted to the first pair (strategies fitted and real+fitted), else None
     degradation: Any = None
+    #: LR volumes without HR for the degradation-consistency term, with a region each to leave out
+    unpaired: list[tuple[Volume3D, tuple[int, int, int, int, int, int] | None]] = field(default_factory=list)
 
 
 def _bounds(volume, norm: Normalization) -> tuple[float, float]:
@@ -172,13 +174,16 @@ def build_training_data(
     val_slices=None,
     normalization: Normalization | None = None,
     degradation: Any = None,
+    unpaired_lr: Sequence[tuple[Any, tuple[int, int, int, int, int, int] | None]] = (),
 ) -> TrainingData:
     """Training volumes and the validation set; validation slices come from the first volume.
 
     For the ``fitted`` and ``real+fitted`` strategies the degradation HR -> LR is fitted to the first
     pair's training slices (never the held-out ones), on the intensity scale training uses, unless
     ``degradation`` (a :class:`~.fit_degradation.FittedDegradation` fitted the same way, see
-    :func:`fit_pair_degradation`) is given.
+    :func:`fit_pair_degradation`) is given. ``unpaired_lr``: LR volumes without HR and, for each, a
+    region (z0, z1, y0, y1, x0, x1) its patches must not overlap (the HR field), for the
+    degradation-consistency term; they are normalised like the first LR volume.
     """
     synthetic = config.strategy.startswith("synthetic")
     if not synthetic and lr is None:
@@ -219,8 +224,16 @@ def build_training_data(
             raise ValueError(f"the degradation was fitted for x{degradation.scale}, the model is x{scale}")
         share = "" if config.strategy == "fitted" else f" for {100 * config.fitted_share:.0f} % of the patches"
         notes.append(f"LR inputs simulated through the degradation fitted to the pair{share}")
+    unpaired = []
+    if config.lambda_consistency > 0:
+        assert lr_vols  # a fitted strategy: paired LR volumes exist
+        sources = list(unpaired_lr) or [(v.data, None) for v in lr_vols]
+        for data, exclude in sources:
+            check_finite(data, "the LR volume", role="lr", index=0)
+            unpaired.append((Volume3D(data, range(data.shape[0]), lr_vols[0].low, lr_vols[0].high), exclude))
+        notes.append(f"degradation-consistency term on LR patches without HR, weight {config.lambda_consistency:g}")
     validation = _validation_set(hr_vols[0], lr_vols[0] if lr_vols else None, held_out, config, scale)
-    return TrainingData(hr_vols, lr_vols, validation, norm, notes, degradation)
+    return TrainingData(hr_vols, lr_vols, validation, norm, notes, degradation, unpaired)
 
 
 def fit_pair_degradation(lr: Volume3D, hr: Volume3D, scale: int, **options: Any):

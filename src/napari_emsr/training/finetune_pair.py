@@ -49,6 +49,8 @@ __all__ = [
     "NoiseChecked",
     "Preview",
     "iter_locate",
+    "iter_fit_degradation",
+    "DegradationPreview",
     "iter_finetune_pair",
     "check_reference",
     "pair_provenance",
@@ -349,6 +351,64 @@ def iter_locate(pair: PairSpec, *, check_noise: bool = True) -> Generator[Event,
     yield event("done", total, "located", (report, checked))
 
 
+@dataclass(frozen=True)
+class DegradationPreview:
+    """The degradation fitted to a pair, with a real LR crop beside one simulated from the HR crop over it.
+
+    ``real`` and ``simulated`` are in the LR's raw intensities; ``offset`` is the crops' first LR pixel
+    (z, y, x).
+    """
+
+    fit: Any
+    real: np.ndarray
+    simulated: np.ndarray
+    offset: tuple[int, int, int]
+
+
+#: the side (LR pixels) of the crops a DegradationPreview shows
+PREVIEW_SIDE = 96
+
+
+def iter_fit_degradation(pair: PairSpec, *, val_slices: str | None = None) -> Generator[Event, None, None]:
+    """Locate the pair and fit its degradation as the fitted strategies will (their slices, scale, normalisation).
+
+    Yields job ``"fit"`` events: ``"start"``, ``"pair"`` (the :class:`PairReport`) and ``"done"`` with
+    a :class:`DegradationPreview`. The held-out slices (``val_slices``, as for training) are left out.
+    """
+    import torch
+
+    from napari_emsr.config import TrainingConfig
+    from napari_emsr.training.data import build_training_data
+
+    clock = Clock()
+    pair = pair.for_base(None)
+
+    def event(kind: str, done: int, message: str, payload: Any = None) -> Event:
+        return Event("fit", kind, done, 2, "stage", None, clock.elapsed(), message, payload)
+
+    yield event("start", 0, "locating the HR field in the LR volume", pair)
+    pair.check_finite()
+    lr_part, hr_part, report = pair.prepare()
+    yield event("pair", 1, report.summary().splitlines()[0], report)
+    data = build_training_data(
+        [hr_part], [lr_part], TrainingConfig(strategy="fitted"), report.scale, val_slices=val_slices
+    )  # fmt: skip
+    fit, lr_vol, hr_vol = data.degradation, data.lr[0], data.hr[0]  # type: ignore[index]
+    z = lr_vol.slices[len(lr_vol.slices) // 2]
+    h, w = lr_part.shape[1:]
+    side = min(PREVIEW_SIDE, h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    s = report.scale
+    hr_crop = hr_vol.crop(z, y0 * s, x0 * s, side * s)[None, None]
+    simulated = fit.simulate(hr_crop, torch.Generator().manual_seed(0), jitter=False)[0, 0].numpy()
+    span = lr_vol.high - lr_vol.low
+    real = np.asarray(lr_part[z, y0 : y0 + side, x0 : x0 + side], dtype=np.float32)
+    z_off, y_off, x_off = report.offset
+    preview = DegradationPreview(fit, real, (simulated * span + lr_vol.low).astype(np.float32),
+                                 (z_off + z, y_off + y0, x_off + x0))  # fmt: skip
+    yield event("done", 2, fit.summary().splitlines()[1].strip(), preview)
+
+
 class _PreviewCrop:
     """An LR crop of the middle held-out slice, as the trainer's validation crops are cut."""
 
@@ -421,8 +481,11 @@ def iter_finetune_pair(job: FineTuneJob) -> Generator[Event, None, None]:
     if job.check_noise:
         yield event("noise", "HR reference checked (eq. 9)", check_reference(pair.hr))
     preview = _PreviewCrop(job, lr_part, report) if job.previews else None
+    z0, y0, x0 = report.offset
+    field = (z0, z0 + lr_part.shape[0], y0, y0 + lr_part.shape[1], x0, x0 + lr_part.shape[2])
+    unpaired = [(pair.lr, field)] if job.config.lambda_consistency > 0 else []  # the LR outside the HR field
     events = iter_finetune(
-        [hr_part], [lr_part], out=job.out, config=job.config, base=job.base, preset=job.preset,
+        [hr_part], [lr_part], out=job.out, config=job.config, base=job.base, preset=job.preset, unpaired_lr=unpaired,
         scale=report.scale, val_slices=job.val_slices, input_pixel_size_nm=pair.lr_pixel_size,
         provenance={**job.provenance, "pair": pair_provenance(report)}, resume=job.resume, overwrite=job.overwrite,
     )  # fmt: skip

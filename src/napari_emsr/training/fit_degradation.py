@@ -180,6 +180,20 @@ class FittedDegradation:
             "read_noise": draw(self.read_noise, 0.0),
         }
 
+    def forward(self, hr: torch.Tensor) -> torch.Tensor:
+        """Return the noise-free LR (N, 1, H, W) of HR (N, 1, s*H, s*W): blur, integration, tone; differentiable.
+
+        The degradation-consistency term ``l(D(f(y)), y)`` compares this with LR patches that have
+        no HR (``TrainingConfig.lambda_consistency``).
+        """
+        from napari_emsr.training.acquisition import detector_transfer, pixel_integrate, probe_blur
+
+        s = self.scale
+        major, minor = self.probe_sigma_major.value * s, self.probe_sigma_minor.value * s
+        x = probe_blur(hr, major, min(minor, major), self.probe_angle.value)
+        x = pixel_integrate(x, s, 1.0, 1.0)
+        return detector_transfer(x.clamp_min(1e-6), self.gain.value, self.offset.value, self.gamma.value)
+
     def simulate(self, hr: torch.Tensor, generator: torch.Generator, *, jitter: bool = True) -> torch.Tensor:
         """Return LR scans (N, 1, H, W) of HR patches (N, 1, s*H, s*W) on the 0..1 scale, as acquired."""
         from napari_emsr.training.acquisition import acquire, quantize

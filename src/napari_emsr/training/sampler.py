@@ -169,6 +169,24 @@ class PatchSampler:
         c = _MARGIN
         return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
 
+    def sample_unpaired(self, volumes: Sequence[tuple[Volume3D, Any]], batch: int, size: int) -> torch.Tensor:
+        """Return ``batch`` LR patches (batch, 1, size, size) that have no HR, drawn from ``volumes``.
+
+        Each entry is a volume and a region (z0, z1, y0, y1, x0, x1) the patches must not overlap (the
+        HR field), or None. No rotation or flip: the degradation's probe has an orientation.
+        """
+        out = []
+        for _ in range(batch):
+            for _attempt in range(100):
+                vol, exclude = volumes[self._randint(len(volumes))]
+                z = vol.slices[self._randint(len(vol.slices))]
+                i = self._randint(vol.data.shape[1] - size + 1)
+                j = self._randint(vol.data.shape[2] - size + 1)
+                if exclude is None or not _overlaps((z, i, j, size), exclude):
+                    break
+            out.append(vol.crop(z, i, j, size)[None])
+        return torch.stack(out).contiguous()
+
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return a batch: ``y`` (batch, 1, p, p) and ``x`` (batch, 1, s*p, s*p), float32, augmented."""
         ys, xs = [], []
@@ -186,6 +204,12 @@ class PatchSampler:
         sigma = (low + (high - low) * torch.rand(batch, generator=self.generator)) / 255.0
         y = y + torch.randn(y.shape, generator=self.generator) * sigma.view(-1, 1, 1, 1)
         return y.contiguous(), x.contiguous()
+
+
+def _overlaps(patch: tuple[int, int, int, int], region: tuple[int, int, int, int, int, int]) -> bool:
+    z, i, j, size = patch
+    z0, z1, y0, y1, x0, x1 = region
+    return z0 <= z < z1 and i < y1 and i + size > y0 and j < x1 and j + size > x0
 
 
 def noisier(y: torch.Tensor, sigma_range: tuple[float, float], generator: torch.Generator) -> torch.Tensor:

@@ -155,6 +155,19 @@ class TrainingWriteError(EMSRError, ModelWriteError):
         return self.phrased(python_option)
 
 
+#: LR pixels at each border of a patch left out of the degradation-consistency term (tile-edge effects)
+CONSISTENCY_BORDER = 3
+
+
+def degradation_consistency(out: torch.Tensor, lr: torch.Tensor, degradation: Any, norm: str) -> torch.Tensor:
+    """``l(D(f(y)), y)``: the network's output on LR patches without HR, degraded back, against them."""
+    from napari_emsr.training.losses import pixel_loss
+
+    back = degradation.forward(out)
+    c = CONSISTENCY_BORDER
+    return pixel_loss(back[..., c:-c, c:-c], lr[..., c:-c, c:-c], norm)
+
+
 def checkpoint_path(out: str | os.PathLike) -> Path:
     """Where the resumable last state of a run writing ``out`` lives."""
     out = Path(out)
@@ -320,13 +333,23 @@ class _Run:
         y, x = self.sampler.sample(cfg.batch)
         if cfg.noisier_branch:
             y = torch.cat([y, noisier(y, cfg.noisier_noise, self.noise_gen)])
+        paired = y.shape[0]
+        unpaired = None
+        if cfg.lambda_consistency > 0:  # LR patches without HR, through the same forward pass
+            unpaired = self.sampler.sample_unpaired(self.data.unpaired, cfg.batch, cfg.patch)
+            y = torch.cat([y, unpaired])
         y = y.to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             out = self.model(y)
         out = out.float()  # the loss in fp32
         b = cfg.batch
-        out_y, out_noisier = (out[:b], out[b:]) if cfg.noisier_branch else (out, None)
+        out_y, out_noisier = (out[:b], out[b:paired]) if cfg.noisier_branch else (out[:b], None)
         loss, terms = emsr_loss(out_y, x.to(self.device), out_noisier, norm=cfg.loss, weights=cfg.weights)
+        if unpaired is not None:
+            term = degradation_consistency(out[paired:], unpaired.to(self.device), self.data.degradation, cfg.loss)
+            loss = loss + cfg.lambda_consistency * term
+            terms["degradation"] = term.item()
+            terms["total"] = loss.item()
         if not torch.isfinite(loss):
             # the data were checked to be finite before training: the optimisation diverged
             raise TrainingDivergedError(
@@ -400,6 +423,7 @@ def iter_finetune(
     overwrite: bool = False,
     transfer_scale: bool = False,
     degradation: Any = None,
+    unpaired_lr: Sequence = (),
 ) -> Generator[Event, None, None]:
     """Train (``base=None``: from random weights of ``preset``) or fine-tune ``base`` on the volumes.
 
@@ -433,6 +457,10 @@ def iter_finetune(
         For the ``fitted`` and ``real+fitted`` strategies: the degradation to simulate LR inputs
         with; by default it is fitted to the first pair's training slices (a ``"degradation"`` event
         reports it before the first step).
+    unpaired_lr : sequence of (array-like, region or None)
+        With ``config.lambda_consistency``: LR volumes without HR for the degradation-consistency
+        term, each with a region (z0, z1, y0, y1, x0, x1) to leave out (the HR field); default: the
+        LR volumes of the pairs.
 
     Yields
     ------
@@ -465,7 +493,7 @@ def iter_finetune(
     keep_norm = base is not None or resume  # a trained model keeps the intensity mapping it learnt
     data = build_training_data(list(hr), None if lr is None else list(lr), config, model.config.scale,
                                val_slices=val_slices, normalization=model.metadata.normalization if keep_norm else None,
-                               degradation=degradation)
+                               degradation=degradation, unpaired_lr=unpaired_lr)
     prov = dict(progress and model.metadata.provenance or {})
     prov.update(provenance or {})
     prov.update(strategy=config.strategy, loss=config.loss, lambdas=list(config.weights),

@@ -30,6 +30,9 @@ __all__ = ["TrainingForm", "RateBox", "STRATEGY_ITEMS"]
 #: TrainingConfig.strategy (paper III-B) -> what it means; the pair's own LR first
 STRATEGY_ITEMS = {
     "real": "the LR layer is the input, the HR layer the reference",
+    "real+fitted": "a share of the inputs is the LR layer, the rest simulated from the HR layer through the "
+    "degradation fitted to the pair (Fit degradation shows it)",
+    "fitted": "inputs simulated from the HR layer through the degradation fitted to the pair",
     "denoised": "the LR layer is the input, the HR layer denoised first (non-local means) the reference",
     "synthetic-ii": "inputs made from the HR layer: blur, noise, bicubic down-sampling, noise (LR layer not used)",
     "synthetic-i": "inputs made from the HR layer by bicubic down-sampling (the LR layer is not used)",
@@ -101,6 +104,20 @@ class TrainingForm(QWidget):
         self.minutes.setToolTip("stop after this many minutes of training, whichever comes first")
         self.learning_rate = RateBox(1e-4)
         self.learning_rate.setToolTip("initial Adam learning rate (paper: 1e-4); the arrows halve or double it")
+        self.fitted_share = QDoubleSpinBox()
+        self.fitted_share.setRange(0.0, 1.0)
+        self.fitted_share.setSingleStep(0.1)
+        self.fitted_share.setValue(0.5)
+        self.fitted_share.setToolTip("with real+fitted: the share of patches whose input is simulated")
+        self.consistency = QDoubleSpinBox()
+        self.consistency.setRange(0.0, 100.0)
+        self.consistency.setSingleStep(0.1)
+        self.consistency.setSpecialValueText("off")
+        self.consistency.setToolTip(
+            "with a fitted strategy: weight of l(D(f(y)), y) on LR patches outside the HR field (D the fitted "
+            "degradation); 0 is off"
+        )
+        self.strategy.currentIndexChanged.connect(self._strategy_changed)
         self.val_slices = QLineEdit(placeholderText="last 10 % of the HR slices")  # type: ignore[call-overload]
         self.val_slices.setToolTip(
             "held-out HR slices for validation, never trained on: last:3, first:2, 40:50 or 3,7,9 (indices of the "
@@ -114,6 +131,12 @@ class TrainingForm(QWidget):
         self.replace = QCheckBox("Replace an existing model file")
         self.browse.clicked.connect(self._choose_output)
         self._layout()
+        self._strategy_changed()
+
+    def _strategy_changed(self, *_: Any) -> None:
+        fitted = self.strategy.currentData() in ("fitted", "real+fitted")
+        self.fitted_share.setEnabled(self.strategy.currentData() == "real+fitted")
+        self.consistency.setEnabled(fitted)
 
     def _layout(self) -> None:
         row = QHBoxLayout()
@@ -127,6 +150,7 @@ class TrainingForm(QWidget):
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Strategy", self.strategy)
+        form.addRow("Fitted share / consistency", self._pair(self.fitted_share, self.consistency))
         form.addRow("Loss", self.loss)
         form.addRow("Steps / time", length)
         form.addRow("Learning rate", self.learning_rate)
@@ -161,6 +185,8 @@ class TrainingForm(QWidget):
             strategy=self.strategy.currentData(), steps=self.steps.value(), minutes=self.minutes.value() or None,
             batch=self.batch.value(), patch=self.patch.value(), learning_rate=self.learning_rate.value(),
             loss=self.loss.currentData(), val_every=self.val_every.value(), device=device,
+            fitted_share=self.fitted_share.value(),
+            lambda_consistency=self.consistency.value() if self.consistency.isEnabled() else 0.0,
         )  # fmt: skip
 
     def validation_slices(self) -> str | None:

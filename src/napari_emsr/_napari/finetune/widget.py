@@ -6,6 +6,9 @@ and :func:`~napari_emsr.training.iter_finetune_pair` runs it in the background (
 :class:`~napari_emsr._napari.common.run_panel.RunPanel`), with live loss and validation plots and a
 preview layer. "Locate HR in LR" runs :func:`~napari_emsr.training.iter_locate` through a second,
 small RunPanel and draws the field as a rectangle the user can move; training uses where it is.
+"Fit degradation" runs :func:`~napari_emsr.training.finetune_pair.iter_fit_degradation` (a third one)
+and shows what the fitted strategies will simulate: the parameters, a real LR crop beside one
+simulated from the HR crop over it (two layers), and the noise-variance curves.
 Cancel stops between steps, keeping the best model so far and the last state, which Resume continues.
 """
 
@@ -15,6 +18,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
 from superqt import QCollapsible
@@ -23,6 +27,7 @@ from napari_emsr._napari.common.engine_options import ERROR_STYLE, EngineOptions
 from napari_emsr._napari.common.layers import LayerCombo, in_plane_pixel_size, overlay_transform
 from napari_emsr._napari.common.run_panel import RunPanel, gui_message
 from napari_emsr._napari.common.scroll import scrolled
+from napari_emsr._napari.finetune.fit_plot import NoiseCurvePlot
 from napari_emsr._napari.finetune.form import TrainingForm
 from napari_emsr._napari.finetune.hr_field import (
     FIELD_LAYER,
@@ -45,7 +50,11 @@ from napari_emsr._napari.finetune.status import (
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["FineTuneWidget"]
+__all__ = ["FineTuneWidget", "FIT_REAL_LAYER", "FIT_SIMULATED_LAYER"]
+
+#: the layers "Fit degradation" adds: a real LR crop, and the LR simulated from the HR crop over it
+FIT_REAL_LAYER = "fitted degradation: real LR"
+FIT_SIMULATED_LAYER = "fitted degradation: simulated LR"
 
 
 class FineTuneWidget(QWidget):
@@ -73,6 +82,20 @@ class FineTuneWidget(QWidget):
         self.locate_button.setToolTip(
             "Find the HR field in the LR volume (normalised cross-correlation) and check the HR reference"
         )
+        self.fit_panel = RunPanel(
+            "Fine-tune", run_text="Fit degradation", cancel_tip="Stop fitting the degradation",
+            cancelling_text="Stopping...", cancelled_text="Not fitted: cancelled.",
+        )  # fmt: skip
+        self.fit_panel.status.setVisible(False)  # fit_status says what happened
+        self.fit_button = self.fit_panel.run_button
+        self.fit_button.setToolTip(
+            "Estimate the blur, tone curve and noise that turn the HR field into the LR: what the fitted and "
+            "real+fitted strategies simulate"
+        )
+        self.fit_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
+        self.fit_plot = NoiseCurvePlot(viewer)
+        self.fit_plot.setVisible(False)
+        self.fitted: Any = None
         self.z_offset = QSpinBox(minimum=0, maximum=1_000_000)  # type: ignore[call-arg]
         self.z_offset.setToolTip("the LR slice that faces the first HR slice")
         self.pair_status = QLabel("Locate the HR field, or Train (which locates it first).", wordWrap=True)  # type: ignore[call-overload]
@@ -115,6 +138,9 @@ class FineTuneWidget(QWidget):
         form.addRow("", self.pair_status)
         form.addRow("", self.offset_status)
         form.addRow("", self.noise_status)
+        form.addRow("", self.fit_panel)
+        form.addRow("", self.fit_status)
+        form.addRow("", self.fit_plot)
         buttons = QHBoxLayout()
         buttons.addWidget(self.resume_button)
         buttons.addWidget(self.use_button)
@@ -130,6 +156,7 @@ class FineTuneWidget(QWidget):
 
     def _connect(self) -> None:
         self.locate_button.clicked.connect(self.locate)
+        self.fit_button.clicked.connect(self.fit_degradation)
         self.run_panel.run_button.clicked.connect(self.train)
         self.resume_button.clicked.connect(self.resume)
         self.use_button.clicked.connect(self.super_resolve_with_it)
@@ -177,7 +204,7 @@ class FineTuneWidget(QWidget):
 
         from napari_emsr.training import finetune_pair
 
-        if self.locate_panel.running or self.run_panel.running:
+        if self._busy():
             return
         lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
         try:
@@ -210,6 +237,59 @@ class FineTuneWidget(QWidget):
         else:
             self.pair_status.setText("Not located: cancelled.")
         self.located.emit(None)
+
+    # -- fitted degradation ---------------------------------------------------------------------
+    def _busy(self) -> bool:
+        return self.run_panel.running or self.locate_panel.running or self.fit_panel.running
+
+    def fit_degradation(self) -> None:
+        """Fit the pair's degradation in the background; show its parameters, crops and noise curves."""
+        from napari.utils.notifications import show_error
+
+        from napari_emsr.training import finetune_pair
+
+        if self._busy():
+            return
+        lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
+        try:
+            pair = dataclasses.replace(pair_spec(lr_layer, hr_layer), offset=self.field_offset())
+            pair = pair.for_base(self._base_if_chosen())
+        except (ValueError, OSError) as exc:
+            show_error(f"Fine-tune: {gui_message(exc)}")
+            return
+        self.fit_status.setText("Fitting the degradation (blur, tone curve, noise) to the pair...")
+        found: list[Any] = []
+        self.fit_panel.start(
+            lambda: finetune_pair.iter_fit_degradation(pair, val_slices=self.form.validation_slices()),
+            lambda event: found.append(event.payload) if event.kind == "done" else None,
+            lambda outcome, error: self._fitted(lr_layer, found, outcome, error),
+        )  # fmt: skip
+
+    def _fitted(self, lr_layer: Any, found: list[Any], outcome: str, error: BaseException | None) -> None:
+        if outcome != "done":
+            self.fit_status.setText("Not fitted: " + (gui_message(error) if error is not None else "cancelled."))
+            return
+        preview = found[-1]
+        self.fitted = preview.fit
+        self.fit_status.setText(preview.fit.summary())
+        self.fit_plot.show_fit(preview.fit)
+        self.fit_plot.setVisible(True)
+        self._show_fit_layers(lr_layer, preview)
+
+    def _show_fit_layers(self, lr_layer: Any, preview: Any) -> None:
+        """Show the real LR crop, and beside it (to the right) the LR simulated from the HR crop over it."""
+        scale = tuple(float(v) for v in lr_layer.scale)
+        translate = np.asarray(lr_layer.translate, dtype=float)
+        origin = translate + np.asarray(preview.offset, dtype=float) * np.asarray(scale)
+        gap = (preview.real.shape[1] + 4) * scale[-1]
+        limits = tuple(float(v) for v in lr_layer.contrast_limits)
+        for name, image, shift in ((FIT_REAL_LAYER, preview.real, 0.0), (FIT_SIMULATED_LAYER, preview.simulated, gap)):
+            where = origin.copy()
+            where[-1] += shift
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            self.viewer.add_image(image[None], name=name, scale=scale, translate=tuple(where), contrast_limits=limits,
+                                  colormap="gray")  # fmt: skip
 
     def _locate_failed(self, lr_layer: Any, hr_layer: Any, pair: Any, error: BaseException) -> None:
         """Say why; for a match too poor to trust, draw the field where the layers place it, to be moved."""
@@ -289,7 +369,7 @@ class FineTuneWidget(QWidget):
 
         from napari_emsr.training import finetune_pair
 
-        if self.run_panel.running or self.locate_panel.running:
+        if self._busy():
             return
         try:
             job, resume_step = self._make_job(resume)

@@ -1,0 +1,173 @@
+"""Fine-tuning strategies at equal wall time on pairs made from every shipped modality's held-out data.
+
+For each data set, its held-out ``validation/`` slices (FlyEM: 24 of ``validation_sample``) are split
+into *pair* slices and *evaluation* slices (never trained on):
+
+- the pair is what a user acquires: an LR scan of the whole field (``em-like``: Gaussian beam of
+  0.4 LR px on the HR grid, area integration, Poisson shot noise at 60 electrons, scan-line and read
+  noise; a simulator the fitted model family does not share) and an HR field (the original slices,
+  noisy) over the centre two thirds of it; ``prepare_pair`` locates the field (x3, no pixel sizes);
+- each strategy fine-tunes the shipped default model (``em-x3``) for the same budget, ``--minutes``
+  of this machine's time through ``TrainingConfig(budget=True)`` (the steps follow from the measured
+  step time; the degradation fit of the fitted strategies is timed separately and reported);
+- the evaluation slices get their own em-like scan (another seed); every model runs through the real
+  tiled engine; scores against the original slices: PSNR, SSIM, mean FRC, FRC resolution (1/7).
+
+    python benchmarks/finetune_modalities.py --minutes 3 --strategies real,real+fitted
+
+Writes ``benchmarks/results/finetune_modalities.json`` (after each run, so a long sweep can be read
+while it goes) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.io import imread
+
+from napari_emsr import load_model, super_resolve
+from napari_emsr.config import TrainingConfig
+from napari_emsr.metrics import frc_curve, frc_mean, frc_pool, frc_resolution, psnr, ssim
+from napari_emsr.resample import bicubic_upsample
+from napari_emsr.training import iter_finetune, prepare_pair
+from napari_emsr.training.degrade import em_like
+
+from _data import ROOT
+
+DATA = ROOT.parent / "shared" / "data"
+#: folder, pair slices, evaluation slices, whether the HR field is the centre 2/3 (else the whole field)
+MODALITIES = {
+    "flyem-fibsem": ("flyem-medulla-fibsem/validation_sample", list(range(0, 200, 12))[:16], [4, 52, 100, 148, 196], True),
+    "hela-sbfsem": ("hela-sbfsem-empiar10094/validation", [0, 1, 2], [3], True),
+    "celegans-em": ("celegans-em-neubias/validation", [0, 1, 2], [3], False),
+    "mussel-ssem": ("mussel-ssem-vemstitch/validation", [0, 1, 2, 3, 4, 5], [6, 7], True),
+}  # fmt: skip
+SCALE = 3
+#: evaluation slices are scored on their centre (HR px), as evaluate_zoo does
+CROP = 504
+
+
+def load(folder: str, picks: list[int]) -> np.ndarray:
+    files = sorted((DATA / folder).glob("*.png"))
+    stack = np.stack([imread(files[i]) for i in picks])
+    h, w = (n // SCALE * SCALE for n in stack.shape[1:])
+    return stack[:, :h, :w]
+
+
+def acquire(hr: np.ndarray, seed: int) -> np.ndarray:
+    x = torch.from_numpy(hr / 255.0).float()[:, None]
+    lr = em_like(x, SCALE, torch.Generator().manual_seed(seed), blur=0.4 * SCALE)
+    return (np.clip(lr[:, 0].numpy(), 0, 1) * 255).round().astype(np.uint8)
+
+
+def score(reference: np.ndarray, images: np.ndarray) -> dict:
+    ref = reference.astype(np.float32)
+    img = np.asarray(images, dtype=np.float32)
+    rows = np.array([(psnr(r, p, data_range=255), ssim(r, p, data_range=255), frc_mean(r, p))
+                     for r, p in zip(ref, img, strict=True)])  # fmt: skip
+    pooled = frc_pool([frc_curve(r, p, window="hann") for r, p in zip(ref, img, strict=True)])
+    return {"psnr": float(rows[:, 0].mean()), "ssim": float(rows[:, 1].mean()), "frc_mean": float(rows[:, 2].mean()),
+            "frc_resolution_px": frc_resolution(pooled, threshold="1/7").resolution_px}  # fmt: skip
+
+
+def evaluate(model, lr: np.ndarray, hr: np.ndarray) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no pixel sizes here: the pixel-size warning would repeat
+        sr = super_resolve(lr, model)
+    return score(_centre(hr), _centre(sr))
+
+
+def _centre(stack: np.ndarray) -> np.ndarray:
+    h, w = stack.shape[1:]
+    c = min(CROP, h, w)
+    y0, x0 = (h - c) // 2, (w - c) // 2
+    return stack[:, y0 : y0 + c, x0 : x0 + c]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=3.0, help="wall time of each fine-tune")
+    parser.add_argument("--strategies", default="real,real+fitted")
+    parser.add_argument("--modalities", default=",".join(MODALITIES))
+    parser.add_argument("--base", default="em-x3", help="model to fine-tune (a zoo name or a file)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from napari_emsr.model_io import resolve_model_path
+
+    base_path = resolve_model_path(args.base)
+    results: dict = {"minutes": args.minutes, "threads": args.threads, "base": args.base, "modalities": {}}
+    for name in args.modalities.split(","):
+        folder, pair_slices, eval_slices, crop_field = MODALITIES[name]
+        hr = load(folder, pair_slices)
+        lr = acquire(hr, seed=1)
+        if crop_field:
+            h, w = hr.shape[1:]
+            fh, fw = (int(n * 2 / 3) // SCALE * SCALE for n in (h, w))
+            y0, x0 = ((h - fh) // 2) // SCALE * SCALE, ((w - fw) // 2) // SCALE * SCALE
+            field = hr[:, y0 : y0 + fh, x0 : x0 + fw]
+        else:
+            field = hr
+        lr_part, hr_part, report = prepare_pair(lr, field, scale=SCALE)
+        hr_eval = load(folder, eval_slices)
+        lr_eval = acquire(hr_eval, seed=7)
+        bicubic = np.clip(bicubic_upsample(lr_eval / 255.0, SCALE), 0, 1) * 255
+        entry = {"pair": {"lr": list(lr.shape), "hr_field": list(field.shape), "offset": list(report.offset),
+                          "score": report.score}, "eval_slices": eval_slices,
+                 "bicubic": score(_centre(hr_eval), _centre(bicubic)),
+                 "zero-shot": evaluate(load_model(base_path), lr_eval, hr_eval), "strategies": {}}  # fmt: skip
+        results["modalities"][name] = entry
+        print(f"{name}: pair {report.summary().splitlines()[0]}; bicubic {entry['bicubic']}; "
+              f"zero-shot {entry['zero-shot']}", flush=True)  # fmt: skip
+        for strategy in args.strategies.split(","):
+            config = TrainingConfig(strategy=strategy, steps=2000, minutes=args.minutes, budget=True, patch=48,
+                                    val_every=250, seed=0, precision="bf16")  # fmt: skip
+            fitted, started = None, time.perf_counter()
+            fit_s, total_steps = None, None
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "m.safetensors"
+                for event in iter_finetune([hr_part], [lr_part], out=out, config=config, base=base_path,
+                                           val_slices="last:1"):  # fmt: skip
+                    if event.kind == "degradation":
+                        fitted, fit_s = event.payload, time.perf_counter() - started
+                    elif event.kind == "done":
+                        total_steps = event.payload.steps
+                model = load_model(out)
+            best_step = model.metadata.provenance.get("steps")
+            run = {**evaluate(model, lr_eval, hr_eval), "steps": total_steps, "best_step": best_step,
+                   "wall_s": time.perf_counter() - started}  # fmt: skip
+            if fitted is not None:
+                g = fitted.goodness
+                run["fit_s"] = fit_s
+                run["fit"] = {"probe_sigma_major": fitted.probe_sigma_major.value, "dose": fitted.dose.value,
+                              "gamma": fitted.gamma.value, "inverted": fitted.inverted,
+                              "noise_max_relative_error": g.noise_max_relative_error if g else None,
+                              "spectrum_max_log10_error": g.spectrum_max_log10_error if g else None}  # fmt: skip
+            entry["strategies"][strategy] = run
+            print(f"  {strategy}: {run}", flush=True)
+            Path(args.json).write_text(json.dumps(results, indent=2))
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    lines = [f"| data | method | PSNR | SSIM | mean FRC | FRC res. (px) | steps |", "|---|---|---|---|---|---|---|"]
+    for name, entry in results["modalities"].items():
+        rows = [("bicubic", entry["bicubic"]), (f"{results['base']} zero-shot", entry["zero-shot"])]
+        rows += [(f"fine-tuned, {k}", v) for k, v in entry["strategies"].items()]
+        for method, s in rows:
+            lines.append(f"| {name} | {method} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['frc_mean']:.3f} | "
+                         f"{s['frc_resolution_px']:.2f} | {s.get('steps', '')} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
