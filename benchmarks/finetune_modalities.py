@@ -15,6 +15,10 @@ into *pair* slices and *evaluation* slices (never trained on):
 
     python benchmarks/finetune_modalities.py --minutes 3 --strategies real,real+fitted
 
+A strategy ``NAME@scratch`` trains EMSR (``lite``) from random weights instead of the shipped model;
+``cnn8`` and ``unet`` are the baselines of ``_baselines.py`` (a plain residual CNN and a CARE-style
+U-Net, from random weights, trained with the same sampler, loss, optimiser and budget).
+
 Writes ``benchmarks/results/finetune_modalities.json`` (after each run, so a long sweep can be read
 while it goes) and prints a markdown table.
 """
@@ -30,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _baselines import BASELINES, predict_baseline, train_baseline
+from _data import ROOT
 from skimage.io import imread
 
 from napari_emsr import load_model, super_resolve
@@ -38,8 +44,6 @@ from napari_emsr.metrics import frc_curve, frc_mean, frc_pool, frc_resolution, p
 from napari_emsr.resample import bicubic_upsample
 from napari_emsr.training import iter_finetune, prepare_pair
 from napari_emsr.training.degrade import em_like
-
-from _data import ROOT
 
 DATA = ROOT.parent / "shared" / "data"
 #: folder, pair slices, evaluation slices, whether the HR field is the centre 2/3 (else the whole field)
@@ -127,15 +131,22 @@ def main() -> None:
         results["modalities"][name] = entry
         print(f"{name}: pair {report.summary().splitlines()[0]}; bicubic {entry['bicubic']}; "
               f"zero-shot {entry['zero-shot']}", flush=True)  # fmt: skip
-        for strategy in args.strategies.split(","):
+        for variant in args.strategies.split(","):
+            if variant in BASELINES:
+                entry["strategies"][variant] = run_baseline(variant, hr_part, lr_part, lr_eval, hr_eval, args)
+                print(f"  {variant}: {entry['strategies'][variant]}", flush=True)
+                Path(args.json).write_text(json.dumps(results, indent=2))
+                continue
+            strategy, _, start = variant.partition("@")
+            base = None if start == "scratch" else base_path
             config = TrainingConfig(strategy=strategy, steps=2000, minutes=args.minutes, budget=True, patch=48,
                                     val_every=250, seed=0, precision="bf16")  # fmt: skip
             fitted, started = None, time.perf_counter()
             fit_s, total_steps = None, None
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "m.safetensors"
-                for event in iter_finetune([hr_part], [lr_part], out=out, config=config, base=base_path,
-                                           val_slices="last:1"):  # fmt: skip
+                for event in iter_finetune([hr_part], [lr_part], out=out, config=config, base=base, preset="lite",
+                                           scale=SCALE, val_slices="last:1"):  # fmt: skip
                     if event.kind == "degradation":
                         fitted, fit_s = event.payload, time.perf_counter() - started
                     elif event.kind == "done":
@@ -151,11 +162,21 @@ def main() -> None:
                               "gamma": fitted.gamma.value, "inverted": fitted.inverted,
                               "noise_max_relative_error": g.noise_max_relative_error if g else None,
                               "spectrum_max_log10_error": g.spectrum_max_log10_error if g else None}  # fmt: skip
-            entry["strategies"][strategy] = run
-            print(f"  {strategy}: {run}", flush=True)
+            entry["strategies"][variant] = run
+            print(f"  {variant}: {run}", flush=True)
             Path(args.json).write_text(json.dumps(results, indent=2))
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(markdown(results))
+
+
+def run_baseline(name: str, hr_part, lr_part, lr_eval, hr_eval, args) -> dict:
+    config = TrainingConfig(strategy="real", minutes=args.minutes, patch=48, seed=0, precision="bf16")
+    started = time.perf_counter()
+    model, steps = train_baseline(name, hr_part, lr_part, SCALE, config)
+    sr = predict_baseline(model, lr_eval)
+    params = sum(p.numel() for p in model.parameters())
+    return {**score(_centre(hr_eval), _centre(sr)), "steps": steps, "parameters": params,
+            "wall_s": time.perf_counter() - started}  # fmt: skip
 
 
 def markdown(results: dict) -> str:

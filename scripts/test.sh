@@ -7,8 +7,8 @@ emsr_apt
 emsr_venv "napari,test"
 cd "$ROOT"
 # Lint and type-check the package first (configured in pyproject.toml); either failing fails the script.
-echo "[lint] ruff check src"
-"$VENV/bin/ruff" check src
+echo "[lint] ruff check src tests"
+"$VENV/bin/ruff" check src tests
 echo "[lint] mypy (cache: .mypy_cache)"
 "$VENV/bin/mypy"
 # pytest-xvfb starts a virtual display (1280x1024x24, see pyproject.toml) for the napari tests.

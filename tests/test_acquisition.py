@@ -121,7 +121,7 @@ def test_shot_noise_variance_grows_with_intensity_as_poisson(slices):
     level = x.flatten().numpy()
     centres, variances = [], []
     edges = np.quantile(level, np.linspace(0.02, 0.98, 7))
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         inside = (level >= lo) & (level < hi)
         assert inside.sum() > 10_000
         centres.append(level[inside].mean())

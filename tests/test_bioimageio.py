@@ -120,7 +120,7 @@ def test_load_model_reads_a_package_without_unpickling(package, model_file, no_p
     original = load_model(model_file)
     assert model.config == original.config and model.metadata.input_pixel_size_nm == 30.0
     assert model.metadata.trained is False
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values(), strict=True))
 
 
 def test_predict_with_a_package(package, model_file, em_slice):

@@ -95,8 +95,8 @@ def _zoo_table(text):
     for line in lines[1:]:
         if line.startswith("A name stands"):
             break
-        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
-        rows.append(dict(zip(names, cells)))
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None], strict=True)]
+        rows.append(dict(zip(names, cells, strict=True)))
     return rows
 
 

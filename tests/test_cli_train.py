@@ -86,7 +86,7 @@ def test_finetune_from_the_default_model(stacks, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     tuned, shipped = load_model(out), load_model(default_model_path())
     assert tuned.config == shipped.config
-    for (name, a), b in zip(tuned.state_dict().items(), shipped.state_dict().values()):
+    for (name, a), b in zip(tuned.state_dict().items(), shipped.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name  # a tiny learning rate: still the shipped weights
 
 
@@ -214,8 +214,8 @@ def test_minutes_alone_is_a_budget_the_run_uses(stacks, tmp_path, capsys):
 
 def test_degradation_consistency_term_trains_on_lr_without_hr(stacks, tmp_path, capsys):
     from napari_emsr.config import ConfigError, TrainingConfig
-    from napari_emsr.training import iter_finetune
     from napari_emsr.io import open_volume
+    from napari_emsr.training import iter_finetune
 
     hr, lr = open_volume(stacks / "hr.tif").data, open_volume(stacks / "lr.tif").data
     config = TrainingConfig(strategy="real+fitted", steps=3, val_every=3, patch=16, lambda_consistency=0.5, seed=1)

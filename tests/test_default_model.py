@@ -45,7 +45,7 @@ def test_beats_bicubic_on_held_out_slices(default, data_dir):
     lr = (np.clip(lr, 0, 1) * 255).round().astype(np.uint8)
     sr = super_resolve(lr, pixel_size=30.0)  # no model given: the default
     bicubic = np.clip(bicubic_upsample(lr, 3), 0, 255)
-    for ref, ours, base in zip(hr, sr, bicubic):
+    for ref, ours, base in zip(hr, sr, bicubic, strict=True):
         assert ssim(ref, ours, data_range=255) > ssim(ref, base.round().astype(np.uint8), data_range=255) + 0.05
 
 

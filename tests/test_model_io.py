@@ -234,7 +234,7 @@ def test_files_without_a_recorded_output_still_load(model, model_file):
 
     _rewrite_emsr(model_file, drop)
     loaded = load_model(model_file)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])

@@ -17,7 +17,8 @@ import distributed  # the 'distributed' extra is part of the 'test' extra: missi
 import numpy as np
 import pytest
 import tifffile
-  # the 'distributed' extra is part of the 'test' extra: missing is a failure
+
+# the 'distributed' extra is part of the 'test' extra: missing is a failure
 from napari_emsr import open_volume, save_model, super_resolve  # noqa: E402
 from napari_emsr.cli import main  # noqa: E402
 from napari_emsr.io import partial_path  # noqa: E402

@@ -6,10 +6,10 @@ import torch
 from skimage.io import imread
 
 from napari_emsr import build_emsr, load_model
-from napari_emsr.config import TrainingConfig
-from napari_emsr.training import checkpoint_path, finetune, iter_finetune
 from napari_emsr.cli._progress import cli_message
+from napari_emsr.config import TrainingConfig
 from napari_emsr.errors import OutputExistsError
+from napari_emsr.training import checkpoint_path, finetune, iter_finetune
 from napari_emsr.training.checkpoint import load_checkpoint
 
 from .conftest import TINY
@@ -90,7 +90,7 @@ def test_resume_continues_exactly(stack, tmp_path):
     finetune([stack], out=tmp_path / "split.safetensors", config=config, resume=True)
     a = load_checkpoint(checkpoint_path(tmp_path / "straight.safetensors"))
     b = load_checkpoint(checkpoint_path(tmp_path / "split.safetensors"))
-    for (name, p), q in zip(a[0].state_dict().items(), b[0].state_dict().values()):
+    for (name, p), q in zip(a[0].state_dict().items(), b[0].state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     assert a[3]["history"] == b[3]["history"]
 
@@ -141,7 +141,7 @@ def straight(stack, tmp_path_factory):
 
 def _same_as_straight(straight, out):
     model, optim, generators, progress = load_checkpoint(checkpoint_path(out))
-    for (name, p), q in zip(straight[0].state_dict().items(), model.state_dict().values()):
+    for (name, p), q in zip(straight[0].state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     for pid, entry in straight[1]["state"].items():
         for key, value in entry.items():

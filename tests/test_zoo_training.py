@@ -7,11 +7,12 @@ import pytest
 import torch
 from skimage.io import imread
 
-from .conftest import TINY
 from napari_emsr import build_emsr, load_model, save_model
 from napari_emsr.config import ConfigError, TrainingConfig
 from napari_emsr.training import iter_finetune
 from napari_emsr.training.trainer import transfer_to_scale
+
+from .conftest import TINY
 
 # trainings with the zoo's settings
 pytestmark = pytest.mark.slow

@@ -299,3 +299,18 @@ def test_fit_degradation_shows_parameters_crops_and_noise_curves(sample, qtbot, 
     assert (config.strategy, config.fitted_share, config.lambda_consistency) == ("real+fitted", 0.3, 0.5)
     widget.form.strategy.setCurrentIndex(widget.form.strategy.findData("real"))
     assert not widget.form.consistency.isEnabled() and widget.form.config("cpu").lambda_consistency == 0.0
+
+
+@pytest.mark.slow  # registers the sample pair finely
+def test_register_finely_measures_the_sample_pairs_geometry(sample, qtbot):
+    viewer = sample
+    widget = dock(viewer, qtbot, "Fine-tune")
+    widget.lr_combo.setCurrentText(LR)
+    widget.hr_combo.setCurrentText(HR)
+    widget.register_box.setChecked(True)
+    report = _locate(qtbot, widget)
+    reg = report.registration
+    # the sample's HR crop starts at original pixel 138 = LR position 46.0, unrotated, at exactly 3x
+    assert reg.offset == pytest.approx((46.0, 46.0), abs=0.2)
+    assert abs(reg.rotation_deg) < 0.2 and reg.ratio == pytest.approx(3.0, rel=0.005)
+    assert "rotated" in widget.pair_status.text() and "pixel-size ratio" in widget.pair_status.text()

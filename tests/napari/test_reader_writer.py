@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from skimage.io import imsave
 
-from napari_emsr.io import ngff_transforms, open_volume, open_writer
 from napari_emsr._napari.io.reader import get_reader
+from napari_emsr.io import ngff_transforms, open_volume, open_writer
 
 
 def _tiff(path, data, pixel_nm):

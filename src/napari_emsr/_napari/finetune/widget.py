@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
 from superqt import QCollapsible
 
 from napari_emsr._napari.common.engine_options import ERROR_STYLE, EngineOptions
@@ -96,6 +96,11 @@ class FineTuneWidget(QWidget):
         self.fit_plot = NoiseCurvePlot(viewer)
         self.fit_plot.setVisible(False)
         self.fitted: Any = None
+        self.register_box = QCheckBox("Register finely")
+        self.register_box.setToolTip(
+            "sub-pixel offset, a rotation of up to 5 degrees, the pixel-size ratio refined around the layers' one "
+            "and per-slice drift; the HR is resampled onto the LR grid (the rectangle is then not used)"
+        )
         self.z_offset = QSpinBox(minimum=0, maximum=1_000_000)  # type: ignore[call-arg]
         self.z_offset.setToolTip("the LR slice that faces the first HR slice")
         self.pair_status = QLabel("Locate the HR field, or Train (which locates it first).", wordWrap=True)  # type: ignore[call-overload]
@@ -132,6 +137,7 @@ class FineTuneWidget(QWidget):
         form.addRow("HR", self.hr_combo)
         row = QHBoxLayout()
         row.addWidget(self.locate_panel, 1)
+        row.addWidget(self.register_box)
         row.addWidget(QLabel("z offset"))
         row.addWidget(self.z_offset)
         form.addRow("", row)
@@ -208,7 +214,7 @@ class FineTuneWidget(QWidget):
             return
         lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
         try:
-            pair = pair_spec(lr_layer, hr_layer).for_base(self._base_if_chosen())
+            pair = self._pair(lr_layer, hr_layer).for_base(self._base_if_chosen())
         except (ValueError, OSError) as exc:
             show_error(f"Fine-tune: {gui_message(exc)}")
             self.located.emit(None)
@@ -238,6 +244,10 @@ class FineTuneWidget(QWidget):
             self.pair_status.setText("Not located: cancelled.")
         self.located.emit(None)
 
+    def _pair(self, lr_layer: Any, hr_layer: Any) -> Any:
+        """Return the library's pair of the two layers, registered finely if the box is ticked."""
+        return pair_spec(lr_layer, hr_layer, register=self.register_box.isChecked())
+
     # -- fitted degradation ---------------------------------------------------------------------
     def _busy(self) -> bool:
         return self.run_panel.running or self.locate_panel.running or self.fit_panel.running
@@ -252,7 +262,7 @@ class FineTuneWidget(QWidget):
             return
         lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
         try:
-            pair = dataclasses.replace(pair_spec(lr_layer, hr_layer), offset=self.field_offset())
+            pair = dataclasses.replace(self._pair(lr_layer, hr_layer), offset=self.field_offset())
             pair = pair.for_base(self._base_if_chosen())
         except (ValueError, OSError) as exc:
             show_error(f"Fine-tune: {gui_message(exc)}")
@@ -394,7 +404,7 @@ class FineTuneWidget(QWidget):
         from napari_emsr.training.trainer import check_output
 
         lr_layer, hr_layer = self.lr_combo.layer(), self.hr_combo.layer()
-        pair = pair_spec(lr_layer, hr_layer)
+        pair = self._pair(lr_layer, hr_layer)
         base, preset = self._base()
         out = self.form.output()
         config = self.form.config(self.engine.device.currentData())
