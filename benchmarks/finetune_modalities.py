@@ -103,12 +103,20 @@ def main() -> None:
     parser.add_argument("--base", default="em-x3", help="model to fine-tune (a zoo name or a file)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results already in --json and add the missing modalities and strategies")
+    parser.add_argument("--min-score", type=float, default=0.3,
+                        help="locating the field: refuse matches below this NCC (the LR is far noisier than the HR)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from napari_emsr.model_io import resolve_model_path
 
     base_path = resolve_model_path(args.base)
     results: dict = {"minutes": args.minutes, "threads": args.threads, "base": args.base, "modalities": {}}
+    if args.resume and Path(args.json).exists():
+        results = json.loads(Path(args.json).read_text())
+        if (results["minutes"], results["base"]) != (args.minutes, args.base):
+            raise SystemExit(f"{args.json} holds another budget or base model; drop --resume or use another --json")
     for name in args.modalities.split(","):
         folder, pair_slices, eval_slices, crop_field = MODALITIES[name]
         hr = load(folder, pair_slices)
@@ -120,18 +128,26 @@ def main() -> None:
             field = hr[:, y0 : y0 + fh, x0 : x0 + fw]
         else:
             field = hr
-        lr_part, hr_part, report = prepare_pair(lr, field, scale=SCALE)
+            y0 = x0 = 0
+        lr_part, hr_part, report = prepare_pair(lr, field, scale=SCALE, min_score=args.min_score)
+        expected = (0, y0 // SCALE, x0 // SCALE)
+        if tuple(report.offset) != expected:
+            raise SystemExit(f"{name}: the field was located at {report.offset}, but it lies at {expected}")
         hr_eval = load(folder, eval_slices)
         lr_eval = acquire(hr_eval, seed=7)
         bicubic = np.clip(bicubic_upsample(lr_eval / 255.0, SCALE), 0, 1) * 255
+        previous = results["modalities"].get(name, {}).get("strategies", {})
         entry = {"pair": {"lr": list(lr.shape), "hr_field": list(field.shape), "offset": list(report.offset),
                           "score": report.score}, "eval_slices": eval_slices,
                  "bicubic": score(_centre(hr_eval), _centre(bicubic)),
-                 "zero-shot": evaluate(load_model(base_path), lr_eval, hr_eval), "strategies": {}}  # fmt: skip
+                 "zero-shot": evaluate(load_model(base_path), lr_eval, hr_eval), "strategies": dict(previous)}  # fmt: skip
         results["modalities"][name] = entry
         print(f"{name}: pair {report.summary().splitlines()[0]}; bicubic {entry['bicubic']}; "
               f"zero-shot {entry['zero-shot']}", flush=True)  # fmt: skip
         for variant in args.strategies.split(","):
+            if variant in entry["strategies"]:
+                print(f"  {variant}: kept from {args.json}")
+                continue
             if variant in BASELINES:
                 entry["strategies"][variant] = run_baseline(variant, hr_part, lr_part, lr_eval, hr_eval, args)
                 print(f"  {variant}: {entry['strategies'][variant]}", flush=True)
@@ -183,7 +199,8 @@ def markdown(results: dict) -> str:
     lines = [f"| data | method | PSNR | SSIM | mean FRC | FRC res. (px) | steps |", "|---|---|---|---|---|---|---|"]
     for name, entry in results["modalities"].items():
         rows = [("bicubic", entry["bicubic"]), (f"{results['base']} zero-shot", entry["zero-shot"])]
-        rows += [(f"fine-tuned, {k}", v) for k, v in entry["strategies"].items()]
+        rows += [(f"{k} (from scratch, same recipe)" if k in BASELINES else f"fine-tuned, {k}", v)
+                 for k, v in entry["strategies"].items()]  # fmt: skip
         for method, s in rows:
             lines.append(f"| {name} | {method} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['frc_mean']:.3f} | "
                          f"{s['frc_resolution_px']:.2f} | {s.get('steps', '')} |")  # fmt: skip

@@ -196,16 +196,16 @@ class FittedDegradation:
 
     def simulate(self, hr: torch.Tensor, generator: torch.Generator, *, jitter: bool = True) -> torch.Tensor:
         """Return LR scans (N, 1, H, W) of HR patches (N, 1, s*H, s*W) on the 0..1 scale, as acquired."""
-        from napari_emsr.training.acquisition import acquire, quantize
+        from napari_emsr.training.acquisition import acquire
 
         params = self.parameters(hr.shape[0], generator, jitter=jitter)
         if self.quantized:
             return acquire(hr, self.scale, params, generator)
         # a float LR was not quantised: run the same chain without the last step
-        return _acquire_unquantized(hr, self.scale, params, generator, quantize)
+        return _acquire_unquantized(hr, self.scale, params, generator)
 
 
-def _acquire_unquantized(hr, scale, params, generator, quantize) -> torch.Tensor:
+def _acquire_unquantized(hr, scale, params, generator) -> torch.Tensor:
     from napari_emsr.training import acquisition as a
 
     sigma = params["probe_sigma"] * scale
@@ -375,7 +375,7 @@ def _binned_var(mu: np.ndarray, r: np.ndarray, edges: np.ndarray) -> tuple[np.nd
 
 
 def _fit_noise(
-    data: _Data, mask: np.ndarray, model: np.ndarray, b: np.ndarray, tone: tuple[float, float, float], kappa: float
+    data: _Data, mask: np.ndarray, model: np.ndarray, tone: tuple[float, float, float], kappa: float
 ) -> _Noise:
     """Poisson-Gaussian noise and the scan-line offset from the residuals of the noise-free model."""
     gain, _, gamma = tone
@@ -433,7 +433,7 @@ def _fit_once(data: _Data, mask: np.ndarray, start: Sequence[float] | np.ndarray
     gain, offset, sse = _tone_fit(b_full[mask], data.lr[mask], gamma)
     model = offset + gain * np.clip(b_full, 0.0, None) ** gamma
     kappa = _noise_gain(data, s1, s2, angle)
-    noise = _fit_noise(data, mask, model, b_full, (gain, offset, gamma), kappa)
+    noise = _fit_noise(data, mask, model, (gain, offset, gamma), kappa)
     total = float(((data.lr[mask] - data.lr[mask].mean()) ** 2).sum())
     major, minor, axis = _canonical(s1, s2, angle)
     return _Fit(p, major, minor, axis, gain, offset, gamma, noise, 1.0 - sse / total if total > 0 else 0.0)

@@ -8,7 +8,8 @@ size. Before training on them:
 2. the HR field is located inside the LR field: normalised cross-correlation of the HR image,
    brought to the LR pixel size, against LR slices (FFT based, scikit-image), searching z as well,
    then z refined with several slices at once; the match score is the mean correlation of up to
-   five HR slices with the LR slices they face, and a poor match is refused;
+   five HR slices with the LR slices they face (both lightly smoothed, so that the LR's noise does
+   not hide a correct match), and a poor match is refused;
 3. the HR intensities are mapped onto the LR's (gain and offset matching mean and spread over the
    common field), for acquisitions that differ in contrast.
 """
@@ -91,13 +92,27 @@ def locate_hr_in_lr(
     return best[1], best[0]
 
 
+#: Gaussian sigma (LR pixels) applied to both sides before the match score is computed
+SCORE_SMOOTHING = 1.0
+
+
 def _stack_score(lr, hr: np.ndarray, s: int, z0: int, y: int, x: int) -> float:
-    """Mean correlation of up to 5 HR slices (brought to LR pixels) with the LR slices they would face."""
+    """Mean correlation of up to 5 HR slices (brought to LR pixels) with the LR slices they would face.
+
+    Both are smoothed first (Gaussian, :data:`SCORE_SMOOTHING` LR px): a low-resolution scan is
+    usually far noisier than the HR one, and pixel noise would pull the score of a correct match down
+    towards that of a wrong one (a HeLa SBF-SEM pair at 60 electrons scores 0.44 unsmoothed, 0.83
+    smoothed, at its true place).
+    """
+    from scipy.ndimage import gaussian_filter
+
     picks = np.unique(np.linspace(0, hr.shape[0] - 1, min(5, hr.shape[0])).round().astype(int))
     scores = []
     for k in picks:
-        t = bicubic_downsample(hr[k], s).astype(np.float64)
-        a = np.asarray(lr[z0 + k, y : y + t.shape[0], x : x + t.shape[1]], dtype=np.float64)
+        t = gaussian_filter(bicubic_downsample(hr[k], s).astype(np.float64), SCORE_SMOOTHING)
+        a = gaussian_filter(
+            np.asarray(lr[z0 + k, y : y + t.shape[0], x : x + t.shape[1]], dtype=np.float64), SCORE_SMOOTHING
+        )
         scores.append(np.corrcoef(a.ravel(), t.ravel())[0, 1] if a.std() > 0 and t.std() > 0 else 0.0)
     return float(np.mean(scores))
 
