@@ -97,7 +97,7 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
 
 def training_config(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig(
-        strategy=args.strategy, steps=args.steps or args.default_steps, minutes=args.minutes,
+        strategy=args.strategy, steps=args.default_steps if args.steps is None else args.steps, minutes=args.minutes,
         budget=args.minutes is not None and args.steps is None, batch=args.batch, patch=args.patch,
         learning_rate=args.learning_rate, halve_every=args.halve_every, loss=args.loss, weights=args.lambdas,
         noisier_branch=not args.no_noisier, val_every=args.val_every, seed=args.seed, device=args.device,
