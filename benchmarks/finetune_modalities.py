@@ -15,7 +15,9 @@ into *pair* slices and *evaluation* slices (never trained on):
 
     python benchmarks/finetune_modalities.py --minutes 3 --strategies real,real+fitted
 
-A strategy ``NAME@scratch`` trains EMSR (``lite``) from random weights instead of the shipped model;
+A strategy ``NAME+consistency`` (e.g. ``real+fitted+consistency``) adds the degradation-consistency
+term (weight 0.5) on LR patches without HR: the pair's LR outside the HR field and, for FlyEM, LR
+scans of 16 other held-out slices (``UNPAIRED``). A strategy ``NAME@scratch`` trains EMSR (``lite``) from random weights instead of the shipped model;
 ``cnn8`` and ``unet`` are the baselines of ``_baselines.py`` (a plain residual CNN and a CARE-style
 U-Net, from random weights, trained with the same sampler, loss, optimiser and budget).
 
@@ -53,6 +55,8 @@ MODALITIES = {
     "celegans-em": ("celegans-em-neubias/validation", [0, 1, 2], [3], False),
     "mussel-ssem": ("mussel-ssem-vemstitch/validation", [0, 1, 2, 3, 4, 5], [6, 7], True),
 }  # fmt: skip
+#: LR-only slices (no HR) for the degradation-consistency term: other held-out slices, where there are any
+UNPAIRED = {"flyem-fibsem": list(range(6, 200, 12))[:16]}
 SCALE = 3
 #: evaluation slices are scored on their centre (HR px), as evaluate_zoo does
 CROP = 504
@@ -155,14 +159,24 @@ def main() -> None:
                 continue
             strategy, _, start = variant.partition("@")
             base = None if start == "scratch" else base_path
+            consistency = 0.0
+            if strategy.endswith("+consistency"):
+                strategy, consistency = strategy[: -len("+consistency")], 0.5
             config = TrainingConfig(strategy=strategy, steps=2000, minutes=args.minutes, budget=True, patch=48,
-                                    val_every=250, seed=0, precision="bf16")  # fmt: skip
+                                    val_every=250, seed=0, precision="bf16",
+                                    lambda_consistency=consistency)  # fmt: skip
+            z0, y, x = report.offset
+            field_box = (z0, z0 + lr_part.shape[0], y, y + lr_part.shape[1], x, x + lr_part.shape[2])
+            unpaired = [(lr, field_box)]  # the pair's LR outside the HR field (a patch that cannot fit outside overlaps)
+            if name in UNPAIRED:  # and LR slices with no HR at all
+                unpaired.append((acquire(load(folder, UNPAIRED[name]), seed=3), None))
             fitted, started = None, time.perf_counter()
             fit_s, total_steps = None, None
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "m.safetensors"
                 for event in iter_finetune([hr_part], [lr_part], out=out, config=config, base=base, preset="lite",
-                                           scale=SCALE, val_slices="last:1"):  # fmt: skip
+                                           scale=SCALE, val_slices="last:1",
+                                           unpaired_lr=unpaired if consistency else ()):  # fmt: skip
                     if event.kind == "degradation":
                         fitted, fit_s = event.payload, time.perf_counter() - started
                     elif event.kind == "done":
@@ -196,7 +210,7 @@ def run_baseline(name: str, hr_part, lr_part, lr_eval, hr_eval, args) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"| data | method | PSNR | SSIM | mean FRC | FRC res. (px) | steps |", "|---|---|---|---|---|---|---|"]
+    lines = ["| data | method | PSNR | SSIM | mean FRC | FRC res. (px) | steps |", "|---|---|---|---|---|---|---|"]
     for name, entry in results["modalities"].items():
         rows = [("bicubic", entry["bicubic"]), (f"{results['base']} zero-shot", entry["zero-shot"])]
         rows += [(f"{k} (from scratch, same recipe)" if k in BASELINES else f"fine-tuned, {k}", v)

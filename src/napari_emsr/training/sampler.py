@@ -173,7 +173,9 @@ class PatchSampler:
         """Return ``batch`` LR patches (batch, 1, size, size) that have no HR, drawn from ``volumes``.
 
         Each entry is a volume and a region (z0, z1, y0, y1, x0, x1) the patches must not overlap (the
-        HR field), or None. No rotation or flip: the degradation's probe has an orientation.
+        HR field), or None. A patch is drawn again (up to 100 times) while it overlaps the region; where
+        none can lie outside it (a field that fills its slices), the last draw is kept. No rotation or
+        flip: the degradation's probe has an orientation.
         """
         out = []
         for _ in range(batch):
