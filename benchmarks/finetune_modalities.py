@@ -36,16 +36,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import evaluate_zoo
 from _baselines import BASELINES, predict_baseline, train_baseline
 from _data import ROOT
 from skimage.io import imread
 
 from napari_emsr import load_model, super_resolve
 from napari_emsr.config import TrainingConfig
-from napari_emsr.metrics import frc_curve, frc_mean, frc_pool, frc_resolution, psnr, ssim
 from napari_emsr.resample import bicubic_upsample
 from napari_emsr.training import iter_finetune, prepare_pair
-from napari_emsr.training.degrade import em_like
 
 DATA = ROOT.parent / "shared" / "data"
 #: folder, pair slices, evaluation slices, whether the HR field is the centre 2/3 (else the whole field)
@@ -70,19 +69,13 @@ def load(folder: str, picks: list[int]) -> np.ndarray:
 
 
 def acquire(hr: np.ndarray, seed: int) -> np.ndarray:
-    x = torch.from_numpy(hr / 255.0).float()[:, None]
-    lr = em_like(x, SCALE, torch.Generator().manual_seed(seed), blur=0.4 * SCALE)
-    return (np.clip(lr[:, 0].numpy(), 0, 1) * 255).round().astype(np.uint8)
+    """The em-like LR scan of uint8 ``hr`` (evaluate_zoo's, with beam 0.4 LR px)."""
+    return evaluate_zoo.acquire(hr, SCALE, "em-like", seed)[0]
 
 
 def score(reference: np.ndarray, images: np.ndarray) -> dict:
-    ref = reference.astype(np.float32)
-    img = np.asarray(images, dtype=np.float32)
-    rows = np.array([(psnr(r, p, data_range=255), ssim(r, p, data_range=255), frc_mean(r, p))
-                     for r, p in zip(ref, img, strict=True)])  # fmt: skip
-    pooled = frc_pool([frc_curve(r, p, window="hann") for r, p in zip(ref, img, strict=True)])
-    return {"psnr": float(rows[:, 0].mean()), "ssim": float(rows[:, 1].mean()), "frc_mean": float(rows[:, 2].mean()),
-            "frc_resolution_px": frc_resolution(pooled, threshold="1/7").resolution_px}  # fmt: skip
+    """PSNR, SSIM, mean FRC and FRC resolution, as evaluate_zoo scores (pixel size unknown)."""
+    return evaluate_zoo.score(reference, images, None)
 
 
 def evaluate(model, lr: np.ndarray, hr: np.ndarray) -> dict:

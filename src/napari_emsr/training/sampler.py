@@ -128,29 +128,26 @@ class PatchSampler:
         if self.strategy == "fitted" or (
             self.strategy == "real+fitted" and float(torch.rand(1, generator=self.generator)) < self.fitted_share
         ):
-            return self._one_fitted(hr_vol, z)
+            # through the fitted degradation, as the pair's own microscope would scan the patch
+            return self._one_degraded(hr_vol, z, lambda x: self.degradation.simulate(x, self.generator))
         if self.synthetic:
-            size = p + 2 * _MARGIN
-            i = self._randint(hr_vol.data.shape[1] // s - size + 1)
-            j = self._randint(hr_vol.data.shape[2] // s - size + 1)
-            x = hr_vol.crop(z, i * s, j * s, size * s)[None, None]
-            y = synthetic_i(x, s) if self.strategy == "synthetic-i" else synthetic_ii(x, s, self.generator)
-            c = _MARGIN
-            return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
+            if self.strategy == "synthetic-i":
+                return self._one_degraded(hr_vol, z, lambda x: synthetic_i(x, s))
+            return self._one_degraded(hr_vol, z, lambda x: synthetic_ii(x, s, self.generator))
         assert self.lr is not None  # a real pair: the strategies above are the synthetic ones
         lr_vol = self.lr[v]
         i = self._randint(lr_vol.data.shape[1] - p + 1)
         j = self._randint(lr_vol.data.shape[2] - p + 1)
         return lr_vol.crop(z, i, j, p)[None], hr_vol.crop(z, i * s, j * s, p * s)[None]
 
-    def _one_fitted(self, hr_vol: Volume3D, z: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """fitted: an HR patch and a fresh LR scan of it simulated through the fitted degradation."""
+    def _one_degraded(self, hr_vol: Volume3D, z: int, degrade: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return an HR patch with a margin and its LR made by ``degrade``, both cropped to the patch."""
         s, p = self.scale, self.patch
         size = p + 2 * _MARGIN
         i = self._randint(hr_vol.data.shape[1] // s - size + 1)
         j = self._randint(hr_vol.data.shape[2] // s - size + 1)
         x = hr_vol.crop(z, i * s, j * s, size * s)[None, None]
-        y = self.degradation.simulate(x, self.generator)
+        y = degrade(x)
         c = _MARGIN
         return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
 

@@ -55,7 +55,7 @@ from napari_emsr.model_io import ModelWriteError, load_model, save_model
 from napari_emsr.predict.halo import effective_radius
 from napari_emsr.training.checkpoint import load_checkpoint, save_checkpoint
 from napari_emsr.training.data import TrainingData, ValidationSet, build_training_data
-from napari_emsr.training.losses import emsr_loss
+from napari_emsr.training.losses import emsr_loss, pixel_loss
 from napari_emsr.training.sampler import PatchSampler, noisier
 
 __all__ = [
@@ -161,8 +161,6 @@ CONSISTENCY_BORDER = 3
 
 def degradation_consistency(out: torch.Tensor, lr: torch.Tensor, degradation: Any, norm: str) -> torch.Tensor:
     """``l(D(f(y)), y)``: the network's output on LR patches without HR, degraded back, against them."""
-    from napari_emsr.training.losses import pixel_loss
-
     back = degradation.forward(out)
     c = CONSISTENCY_BORDER
     return pixel_loss(back[..., c:-c, c:-c], lr[..., c:-c, c:-c], norm)
