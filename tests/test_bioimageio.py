@@ -2,6 +2,13 @@
 
 Real data: the packaged FlyEM sample (default test tensors and cover) and a FlyEM validation
 slice. The model is a tiny random-weight network saved with trained=False (format only).
+
+The packages are also run end to end by bioimageio.core (its model test: the test outputs
+reproduced from the test inputs, and inference at other sizes and batch sizes; and its prediction on
+a real crop of another size), where bioimageio.core is installed: it is not part of the extras,
+because each of its releases pins one bioimageio.spec (0.11.0: 0.5.12.0, which fails with pydantic
+2.14 on our packages); ``pip install --no-deps bioimageio.core xarray imagecodecs`` next to the
+bioimageio extra's bioimageio.spec installs it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,24 @@ def model_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def package(model_file):
     return export_bioimageio(model_file, model_file.with_name("tiny.zip"))
+
+
+@pytest.fixture(scope="module")
+def percentile_package(tmp_path_factory):
+    """A x2 model with per-image percentile intensities (the package's pre-processing is scale_range)."""
+    folder = tmp_path_factory.mktemp("bmz_percentile")
+    norm = {"mode": "percentile", "low": 0.1, "high": 99.9}
+    model = save_model(sensitive_model(2), folder / "p.safetensors", normalization=norm)
+    return model, export_bioimageio(model, folder / "p.zip")
+
+
+def _core():
+    """bioimageio.core, or a skip that says why it is missing."""
+    return pytest.importorskip(
+        "bioimageio.core",
+        reason="bioimageio.core is not installed (not in the extras: each release pins one bioimageio.spec; "
+        "pip install --no-deps bioimageio.core xarray imagecodecs)",
+    )
 
 
 def _members(path):
@@ -149,10 +174,8 @@ def test_package_processing_is_the_engines_intensity_map(package, model_file):
     assert post["kwargs"] == {"gain": 255.0, "offset": 0.0}
 
 
-def test_percentile_models_export_with_scale_range(tmp_path):
-    norm = {"mode": "percentile", "low": 0.1, "high": 99.9}
-    model = save_model(sensitive_model(2), tmp_path / "p.safetensors", normalization=norm)
-    package = export_bioimageio(model, tmp_path / "p.zip")
+def test_percentile_models_export_with_scale_range(percentile_package):
+    model, package = percentile_package
     # the engine's percentiles of the test image, to the network's 0..1 (where the package's output stays)
     files = _members(package)
     x = np.load(io.BytesIO(files["test_input_lr.npy"]))[0, 0]
@@ -277,3 +300,34 @@ def test_a_package_is_always_integrity_checked(package, tmp_path, no_pickle):
 
     with pytest.raises(ModelFileError, match="does not match the sha256"):
         load_model(_rewrite(package, tmp_path / "bad-sha.zip", bad_sha256))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["range", "percentile"])
+def test_bioimageio_core_model_test_passes(which, package, percentile_package):
+    """bioimageio.core's own test: it builds the network, reproduces the test outputs, runs other sizes."""
+    core = _core()
+    source = package if which == "range" else percentile_package[1]
+    summary = core.test_model(source, devices=["cpu"])
+    assert summary.status == "passed", summary.format()
+    names = [detail.name for detail in summary.details]
+    assert any("Reproduce test outputs" in name for name in names)
+    assert sum("Run pytorch_state_dict inference" in name for name in names) >= 2  # other sizes and batches
+
+
+def test_bioimageio_core_predicts_as_napari_emsr(package, model_file, em_slice):
+    """bioimageio.core on a real crop of another, non-square size: the network napari-emsr runs, and its result."""
+    core = _core()
+    from bioimageio.spec.model.v0_5 import TensorId
+
+    crop = em_slice[100:148, 200:280]  # uint8, 48 x 80: sizes of the package's steps (window 4)
+    sample = core.predict(model=package, inputs={TensorId("lr"): crop[None, None]})
+    sr = sample.members[TensorId("sr")]
+    assert tuple(sr.dims) == ("batch", "channel", "y", "x")
+    y = np.asarray(sr.data)[0, 0]
+    assert y.shape == (144, 240) and y.dtype == np.float32
+    intensity = IntensityMap(0.0, 255.0, np.dtype(np.float32))
+    expected = intensity.from_network(_network(model_file, intensity.to_network(crop.astype(np.float32))))
+    np.testing.assert_allclose(y, expected, atol=1e-3)
+    ours = super_resolve(crop, package, tile=128, pixel_size=30.0)  # one tile: the whole-image network
+    np.testing.assert_array_equal(ours, np.clip(y, 0, 255).round().astype(np.uint8))

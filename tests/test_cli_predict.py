@@ -64,8 +64,21 @@ def test_predict_png_folder_to_zarr_with_options(files, tmp_path, capsys):
     assert "4 slices" in captured.out and "(4, 1040, 1040)" in captured.out
     with open_volume(out) as vol:
         assert vol.shape == (4, 1040, 1040) and vol.pixel_size_nm[1:] == pytest.approx((6.0, 6.0))
+        full = vol.data.compute()
+    # the multiscale pyramid, written with each slice: 1040 -> 520 -> 260
+    import zarr
+
+    from napari_emsr.io.writers import halve
+
+    group = zarr.open_group(str(out), mode="r")
+    assert [group[d["path"]].shape for d in group.attrs["multiscales"][0]["datasets"]] == [
+        (4, 1040, 1040), (4, 520, 520), (4, 260, 260)]  # fmt: skip
+    np.testing.assert_array_equal(group["1"][2], halve(full[2]))
     assert main(argv + ["--resume"]) == 0
     assert "already complete" in capsys.readouterr().out
+    flat = tmp_path / "flat.ome.zarr"
+    assert main(argv[:2] + [str(flat)] + argv[3:] + ["--no-pyramid"]) == 0
+    assert len(zarr.open_group(str(flat), mode="r").attrs["multiscales"][0]["datasets"]) == 1
 
 
 def test_self_ensemble_flag(files, tmp_path, capsys):

@@ -188,7 +188,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["
 DEPENDENCIES = {_requirement_name(r) for r in PROJECT["dependencies"]}
 EXTRAS = {extra: {_requirement_name(r) for r in reqs} for extra, reqs in PROJECT["optional-dependencies"].items()}
 # extras that add optional features to the library itself (imported where the feature is used)
-LIBRARY_EXTRAS = {"distributed", "bioimageio", "plot"}
+LIBRARY_EXTRAS = {"distributed", "bioimageio", "plot", "n5"}
 
 
 def test_every_module_is_found():

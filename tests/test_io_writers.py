@@ -260,3 +260,67 @@ def test_iter_write_is_an_export_job_that_leaves_nothing_when_closed(planes, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
     with open_volume(path) as vol:
         np.testing.assert_array_equal(np.asarray(vol.data), planes)
+
+
+def test_pyramid_levels_halve_until_small():
+    from napari_emsr.io.writers import pyramid_shapes
+
+    assert pyramid_shapes((5, 512, 300)) == [(5, 512, 300)]
+    assert pyramid_shapes((5, 2100, 1031)) == [(5, 2100, 1031), (5, 1050, 516), (5, 525, 258), (5, 263, 129)]
+    assert pyramid_shapes((1031, 600)) == [(1031, 600), (516, 300), (258, 150)]  # 516 > 512: one more
+
+
+def test_halve_is_a_block_mean_that_keeps_dtype_and_borders():
+    from napari_emsr.io.writers import halve
+
+    plane = np.array([[0, 2, 10], [4, 6, 10], [100, 100, 7]], dtype=np.uint8)
+    np.testing.assert_array_equal(halve(plane), np.array([[3, 10], [100, 7]], dtype=np.uint8))  # odd edges replicated
+    assert halve(plane).dtype == np.uint8
+    flat = np.full((5, 7), 0.25, np.float32)
+    np.testing.assert_allclose(halve(flat), np.full((3, 4), 0.25))  # a flat image stays flat, up to its border
+
+
+def test_ome_zarr_pyramid_written_with_each_slice_and_resumable(rng, tmp_path):
+    from napari_emsr.io.writers import halve, ngff_multiscale
+
+    planes = (rng.random((3, 1100, 600)) * 255).astype(np.uint8)
+    multiscale = ngff_multiscale("o", 3, (40.0, 9.0, 9.0), scale=3)
+    path = tmp_path / "o.ome.zarr"
+
+    def writer(**more):
+        return OmeZarrWriter(path, shape=planes.shape, dtype=np.uint8, multiscale=multiscale,
+                             fingerprint={"run": 1}, chunk=256, **more)  # fmt: skip
+
+    first = writer()
+    first.open()
+    first.write(2, planes[2])  # out of order, as a preview slice comes first
+    first.abort()
+    with pytest.raises(ValueError, match="pyramid_levels: was 3, now 1"):
+        writer(resume=True, pyramid=False)  # a store keeps the levels it was started with
+    resumed = writer(resume=True)
+    np.testing.assert_array_equal(resumed.open(), [False, False, True])
+    resumed.write(0, planes[0])
+    resumed.write(1, planes[1])
+    resumed.commit()
+    group = zarr.open_group(str(path), mode="r")
+    datasets = group.attrs["multiscales"][0]["datasets"]
+    assert [d["path"] for d in datasets] == ["0", "1", "2"]
+    assert [group[d["path"]].shape for d in datasets] == [(3, 1100, 600), (3, 550, 300), (3, 275, 150)]
+    for level, d in enumerate(datasets):
+        scale, shift = (t[key] for t, key in zip(d["coordinateTransformations"], ("scale", "translation"), strict=True))
+        assert scale == pytest.approx([40.0, 3.0 * 2**level, 3.0 * 2**level])
+        # a level-l pixel centre sits at the centre of the 2**l x 2**l level-0 pixels it averages
+        assert shift[1:] == pytest.approx([-3.0 + (2**level - 1) / 2 * 3.0] * 2)
+    expected = planes
+    for level in (1, 2):
+        expected = np.stack([halve(p) for p in expected])
+        np.testing.assert_array_equal(group[str(level)][:], expected)
+    with open_volume(path) as vol:  # compute reads level 0
+        assert vol.data.shape == planes.shape and vol.pixel_size_nm == pytest.approx((40.0, 3.0, 3.0))
+    flat = tmp_path / "flat.ome.zarr"
+    plain = OmeZarrWriter(flat, shape=planes.shape, dtype=np.uint8, multiscale=multiscale, fingerprint={}, pyramid=False)
+    plain.open()
+    for z in range(3):
+        plain.write(z, planes[z])
+    plain.commit()
+    assert len(zarr.open_group(str(flat), mode="r").attrs["multiscales"][0]["datasets"]) == 1

@@ -32,9 +32,9 @@ def _add_prediction(viewer):
 
 def _panel(viewer, qtbot, reference=HR, layers=(SR,), lr=LR):
     widget = dock(viewer, qtbot, "Compare")
-    widget.reference.setCurrentText(reference or widget.reference.none_text)
+    widget.reference.set_layer(reference or widget.reference.none_text)
     widget.methods.set_layers([viewer.layers[name] for name in layers])
-    widget.lr.setCurrentText(lr or widget.lr.none_text)
+    widget.lr.set_layer(lr or widget.lr.none_text)
     return widget
 
 
@@ -152,7 +152,9 @@ def test_bad_input_gives_notifications(make_napari_viewer, qtbot, notes):
     assert "tick one layer" in notes()[-1]
     viewer.open_sample("napari-emsr", "em_pair")
     hr = viewer.layers[HR]
-    widget.reference.setCurrentText(HR)
+    # an LR / HR pair: the HR is the reference, the LR the bicubic baseline, by pixel size
+    assert (widget.reference.layer(), widget.lr.layer()) == (hr, viewer.layers[LR])
+    widget.lr.set_layer(None)
     widget.run()
     assert "tick the layers to score" in notes()[-1]
     widget.methods.set_layers([viewer.layers[LR]])  # 30 nm against 10 nm

@@ -10,7 +10,7 @@ from .conftest import dock, run_and_wait
 
 def _widget(viewer, qtbot, mode, fmt, path, model_file=None):
     widget = dock(viewer, qtbot, "Export")
-    widget.layer_combo.setCurrentText("EM LR 30 nm")
+    widget.layer_combo.set_layer("EM LR 30 nm")
     widget.mode.setCurrentText(mode)
     widget.format.setCurrentText(fmt)
     widget.path.setText(str(path))

@@ -22,8 +22,8 @@ SAMPLE_OFFSET = (0, 46, 46)
 
 def _panel(viewer, qtbot, model_file, out, *, steps=12, val_every=6):
     widget = dock(viewer, qtbot, "Fine-tune")
-    widget.lr_combo.setCurrentText(LR)
-    widget.hr_combo.setCurrentText(HR)
+    widget.lr_combo.set_layer(LR)
+    widget.hr_combo.set_layer(HR)
     widget.engine.set_model_file(model_file)
     widget.engine.device.setCurrentText("cpu")
     widget.form.steps.setValue(steps)
@@ -61,7 +61,7 @@ def test_locate_train_and_offer(sample, qtbot, model_file, tmp_path):
     super_resolve = dock(viewer, qtbot, "Super-resolve")
     out = tmp_path / "mine.safetensors"
     widget = dock(viewer, qtbot, "Fine-tune")
-    assert (widget.lr_combo.currentText(), widget.hr_combo.currentText()) == (LR, HR)  # guessed from pixel sizes
+    assert (widget.lr_combo.layer().name, widget.hr_combo.layer().name) == (LR, HR)  # guessed from pixel sizes
     widget = _panel(viewer, qtbot, model_file, out)
     report = _locate(qtbot, widget)
     assert report.offset == SAMPLE_OFFSET and report.score > 0.5
@@ -140,10 +140,10 @@ def test_bad_input_gives_notifications(make_napari_viewer, qtbot, model_file, tm
     assert _locate(qtbot, widget) is None and "choose an LR and an HR image layer" in notes()[-1]
     viewer.open_sample("napari-emsr", "em_pair")
     widget = _panel(viewer, qtbot, model_file, "")
-    widget.hr_combo.setCurrentText(LR)
+    widget.hr_combo.set_layer(LR)
     widget.train()
     assert "different layers" in notes()[-1]
-    widget.hr_combo.setCurrentText(HR)
+    widget.hr_combo.set_layer(HR)
     widget.train()
     assert "choose where to save the model" in notes()[-1]
     old = tmp_path / "old.safetensors"
@@ -161,21 +161,21 @@ def test_bad_input_gives_notifications(make_napari_viewer, qtbot, model_file, tm
 
     # no pixel size and a new network: the scale cannot be known
     viewer.add_image(np.zeros((4, 64, 64), np.uint8), name="no size")
-    widget.lr_combo.setCurrentText("no size")
+    widget.lr_combo.set_layer("no size")
     widget.engine.source.setCurrentText("New lite network (random weights)")
     widget.train()
     assert "pixel size of layer 'no size' is unknown" in notes()[-1]
     # pixel sizes that make a x2 pair, with a x3 base model
     viewer.add_image(viewer.layers[LR].data, name="LR 20 nm", scale=(10, 20, 20), units=("nm",) * 3)
-    widget.lr_combo.setCurrentText("LR 20 nm")
+    widget.lr_combo.set_layer("LR 20 nm")
     widget.engine.set_model_file(model_file)
     widget.train()
     assert "the base model is x3, but" in notes()[-1] and "x2 pair" in notes()[-1]
     # an HR field that is not in the LR volume
     noise = np.random.default_rng(0).integers(0, 255, (8, 96, 96), dtype=np.uint8)
     viewer.add_image(noise, name="elsewhere", scale=(10, 10, 10), units=("nm",) * 3)
-    widget.lr_combo.setCurrentText(LR)
-    widget.hr_combo.setCurrentText("elsewhere")
+    widget.lr_combo.set_layer(LR)
+    widget.hr_combo.set_layer("elsewhere")
     assert _locate(qtbot, widget) is None and "was not found in the LR volume" in notes()[-1]
     # ... then the rectangle is drawn where the layers place the HR field (its 96 px are 32 LR px), to be moved
     assert "move it onto the field, then Train" in notes()[-1]
@@ -274,8 +274,8 @@ def test_fit_degradation_shows_parameters_crops_and_noise_curves(sample, qtbot, 
 
     viewer = sample
     widget = dock(viewer, qtbot, "Fine-tune")
-    widget.lr_combo.setCurrentText(LR)
-    widget.hr_combo.setCurrentText(HR)
+    widget.lr_combo.set_layer(LR)
+    widget.hr_combo.set_layer(HR)
     assert run_and_wait(qtbot, widget.fit_panel, widget.fit_button.click) == "done"
     fit = widget.fitted
     # the sample's LR is em_like (napari_emsr.training.degrade, seed 0): a 1.2 HR px = 0.4 LR px beam,
@@ -305,8 +305,8 @@ def test_fit_degradation_shows_parameters_crops_and_noise_curves(sample, qtbot, 
 def test_register_finely_measures_the_sample_pairs_geometry(sample, qtbot):
     viewer = sample
     widget = dock(viewer, qtbot, "Fine-tune")
-    widget.lr_combo.setCurrentText(LR)
-    widget.hr_combo.setCurrentText(HR)
+    widget.lr_combo.set_layer(LR)
+    widget.hr_combo.set_layer(HR)
     widget.register_box.setChecked(True)
     report = _locate(qtbot, widget)
     reg = report.registration
@@ -314,3 +314,27 @@ def test_register_finely_measures_the_sample_pairs_geometry(sample, qtbot):
     assert reg.offset == pytest.approx((46.0, 46.0), abs=0.2)
     assert abs(reg.rotation_deg) < 0.2 and reg.ratio == pytest.approx(3.0, rel=0.005)
     assert "rotated" in widget.pair_status.text() and "pixel-size ratio" in widget.pair_status.text()
+
+
+def test_pair_follows_pixel_sizes_and_the_layer_list(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    widget = dock(viewer, qtbot, "Fine-tune")
+    viewer.open_sample("napari-emsr", "em_pair")  # the HR comes last and is made active
+    lr, hr = viewer.layers[LR], viewer.layers[HR]
+    assert (widget.lr_combo.layer(), widget.hr_combo.layer()) == (lr, hr)
+    mid = viewer.add_image(hr.data[:, ::2, ::2], name="20 nm", scale=(10, 20, 20), units=hr.units)
+    assert (widget.lr_combo.layer(), widget.hr_combo.layer()) == (lr, hr)  # an added layer is not a selection
+    qtbot.wait(10)
+    viewer.layers.selection.active = lr  # mid was made active when added: select another first
+    viewer.layers.selection.active = mid  # coarser than the HR: the LR
+    assert (widget.lr_combo.layer(), widget.hr_combo.layer()) == (mid, hr)
+    finer = viewer.add_image(hr.data, name="5 nm", scale=(10, 5, 5), units=hr.units)
+    assert (widget.lr_combo.layer(), widget.hr_combo.layer()) == (mid, finer)  # the finest is preferred as HR
+    qtbot.wait(10)
+    viewer.layers.selection.active = hr  # finer than the LR, not finer than the HR: the LR (coarser than HR)
+    assert (widget.lr_combo.layer(), widget.hr_combo.layer()) == (hr, finer)
+    viewer.layers.selection.active = lr
+    assert (widget.lr_combo.layer(), widget.hr_combo.layer()) == (lr, finer)
+    widget.lr_combo.set_layer(lr)  # a pick in the panel stays
+    viewer.layers.selection.active = mid
+    assert widget.lr_combo.layer() is lr

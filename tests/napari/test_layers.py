@@ -3,7 +3,16 @@
 import numpy as np
 from napari.layers import Image
 
-from napari_emsr._napari.common.layers import LayerCombo, overlay_transform, physical_geometry
+from napari_emsr._napari.common.layers import (
+    LayerCombo,
+    acquired,
+    coarsest,
+    finest,
+    matching_input,
+    newest_result,
+    overlay_transform,
+    physical_geometry,
+)
 
 
 def test_layer_combo_follows_adds_renames_and_removals(make_napari_viewer, qtbot):
@@ -11,18 +20,65 @@ def test_layer_combo_follows_adds_renames_and_removals(make_napari_viewer, qtbot
     a = viewer.add_image(np.zeros((4, 4)), name="a")
     viewer.add_points(np.zeros((1, 2)), name="pts")
     combo = LayerCombo(viewer)
-    qtbot.addWidget(combo)
+    qtbot.addWidget(combo.native)
     b = viewer.add_image(np.zeros((4, 4)), name="b")
-    assert [combo.itemText(i) for i in range(combo.count())] == ["a", "b"]  # image layers only
+    assert combo.names() == ["a", "b"]  # image layers only
     combo.set_layer(a)
     a.name = "a renamed"
-    assert combo.currentText() == "a renamed" and combo.layer() == a
+    assert combo.native.currentText() == "a renamed" and combo.layer() == a
     viewer.layers.selection.active = b
     viewer.layers.remove(a)
     assert combo.layer() == b
     with_none = LayerCombo(viewer, none_text="(none)")
-    qtbot.addWidget(with_none)
-    assert with_none.layer() is None and with_none.currentText() == "(none)"
+    qtbot.addWidget(with_none.native)
+    assert with_none.layer() is None and with_none.native.currentText() == "(none)"
+
+
+def test_layer_combo_prefers_the_lr_not_the_layer_just_added(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    combo = LayerCombo(viewer)  # prefers the coarsest layer
+    finer = LayerCombo(viewer, prefer=finest)
+    qtbot.addWidget(combo.native)
+    qtbot.addWidget(finer.native)
+    lr = viewer.add_image(np.zeros((2, 10, 10)), name="LR 30 nm", scale=(30, 30, 30))
+    hr = viewer.add_image(np.zeros((6, 30, 30)), name="HR 10 nm", scale=(10, 10, 10))  # napari makes it active
+    assert viewer.layers.selection.active is hr
+    assert (combo.layer(), finer.layer()) == (lr, hr)
+    qtbot.wait(10)  # back in the event loop: a selection in the layer list is now the user's
+    viewer.layers.selection.active = lr
+    viewer.layers.selection.active = hr
+    assert combo.layer() is hr  # followed the user's selection
+    combo.native.setCurrentIndex(combo.names().index("LR 30 nm"))
+    combo.native.activated.emit(combo.native.currentIndex())  # what a click in the list does
+    viewer.layers.selection.active = lr
+    viewer.layers.selection.active = hr
+    assert combo.layer() is lr  # the user's pick in the panel wins over the layer list
+    unknown = LayerCombo(viewer, accepts=False)
+    qtbot.addWidget(unknown.native)
+    viewer.layers.selection.active = lr
+    assert unknown.layer() is lr  # prefers the coarsest; does not follow the selection
+    viewer.layers.selection.active = hr
+    assert unknown.layer() is lr
+
+
+def test_preferences_by_pixel_size(make_napari_viewer):
+    viewer = make_napari_viewer()
+    lr = viewer.add_image(np.zeros((10, 10)), name="lr", scale=(30, 30))
+    hr = viewer.add_image(np.zeros((30, 30)), name="hr", scale=(10, 10))
+    coarse = viewer.add_image(np.zeros((5, 5)), name="coarse", scale=(60, 60))
+    sr = viewer.add_image(np.zeros((30, 30)), name="lr SR x3", scale=(10, 10), metadata={"napari_emsr": {"source_layer": "lr"}})
+    layers = list(viewer.layers)
+    assert coarsest(layers) is coarse and finest(acquired(layers)) is hr
+    assert acquired(layers) == [lr, hr, coarse] and newest_result(layers) is sr
+
+    class Model:
+        metadata = type("Meta", (), {"input_pixel_size_nm": 30.0, "valid_input_pixel_size_nm": (20.0, 45.0)})
+
+    assert matching_input(layers, Model()) is lr  # in the model's valid range, closest to its 30 nm
+    assert matching_input([hr, coarse], Model()) is coarse  # none suits: the coarsest
+    assert matching_input(layers, None) is coarse
+    unknown = [viewer.add_image(np.zeros((8, 8)), name="small"), viewer.add_image(np.zeros((24, 24)), name="big")]
+    assert coarsest(unknown).name == "small" and finest(unknown).name == "big"  # fewer pixels: coarser
 
 
 def test_overlay_transform_is_the_pixel_centre_formula():

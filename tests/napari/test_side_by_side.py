@@ -57,7 +57,7 @@ def test_widget_guesses_layers_and_toggles(sample, qtbot):
 def test_same_layer_twice_is_refused(sample, qtbot, notes):
     viewer = sample
     widget = dock(viewer, qtbot, "Side by side")
-    widget.lr.setCurrentText("EM LR 30 nm")
-    widget.sr.setCurrentText("EM LR 30 nm")
+    widget.lr.set_layer("EM LR 30 nm")
+    widget.sr.set_layer("EM LR 30 nm")
     widget.show_button.click()
     assert "different layers" in notes()[-1] and not viewer.canvas.grid.enabled

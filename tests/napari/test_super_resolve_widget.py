@@ -14,7 +14,7 @@ def _widget(viewer, qtbot, model_file, layer="EM LR 30 nm"):
     widget.engine.set_model_file(model_file)
     widget.engine.device.setCurrentText("cpu")
     if layer is not None:
-        widget.layer_combo.setCurrentText(layer)
+        widget.layer_combo.set_layer(layer)
     return widget
 
 
@@ -68,7 +68,7 @@ def test_a_zoo_model_chosen_by_name(make_napari_viewer, qtbot, tmp_path, monkeyp
     combo.setCurrentText("test-x2 (x2, 20 nm, default)")  # as a user picks it
     assert "Trained model" in widget.engine.model_status.text() and "x2" in widget.engine.model_status.text()
     widget.engine.device.setCurrentText("cpu")
-    widget.layer_combo.setCurrentText("EM LR 30 nm")
+    widget.layer_combo.set_layer("EM LR 30 nm")
     viewer.dims.set_point(0, 50.0)  # slice 5
     widget.scope.setCurrentText("Current slice")
     assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
@@ -132,17 +132,17 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, model_file, tmp_
     assert "no image layer" in notes()[-1]
 
     viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="colour", rgb=True)
-    widget.layer_combo.setCurrentText("colour")
+    widget.layer_combo.set_layer("colour")
     widget.run()
     assert "RGB" in notes()[-1]
 
     viewer.add_image(np.zeros((2, 3, 8, 8), np.uint8), name="4d")
-    widget.layer_combo.setCurrentText("4d")
+    widget.layer_combo.set_layer("4d")
     widget.run()
     assert "4 dimensions" in notes()[-1]
 
     viewer.add_image(np.zeros((16, 16), np.float32), name="flat")
-    widget.layer_combo.setCurrentText("flat")
+    widget.layer_combo.set_layer("flat")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not a model at all")
     widget.engine.set_model_file(bad)
@@ -182,3 +182,24 @@ def test_out_of_memory_message_says_what_to_do(monkeypatch):
     assert "does not fit in memory" in said and 'use the Export panel ("Super-resolve to disk")' in said
     assert 'choose a Scope with "region in view"' in said and "--" not in said and "output=" not in said
     assert "give --output PATH" in cli_message(caught.value) and "pass output=PATH" in str(caught.value)
+
+
+def test_image_is_the_lr_then_follows_the_layer_list(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    widget = dock(viewer, qtbot, "Super-resolve")  # the default model (x3 for 30 nm input)
+    viewer.open_sample("napari-emsr", "em_pair")
+    lr, hr = viewer.layers["EM LR 30 nm"], viewer.layers["EM HR 10 nm"]
+    assert viewer.layers.selection.active is hr
+    assert widget.layer_combo.layer() is lr  # the layer whose pixel size suits the model, not the last added
+    later = dock(viewer, qtbot, "Export")
+    assert dock(viewer, qtbot, "Side by side").lr.layer() is lr and later.layer_combo.layer() is hr
+    qtbot.wait(10)
+    viewer.layers.selection.active = lr
+    viewer.layers.selection.active = hr  # the user's selection in the layer list is followed...
+    assert widget.layer_combo.layer() is hr
+    combo = widget.layer_combo.native
+    combo.setCurrentIndex(widget.layer_combo.names().index(lr.name))
+    combo.activated.emit(combo.currentIndex())  # ...until the user picks in the panel
+    viewer.layers.selection.active = lr
+    viewer.layers.selection.active = hr
+    assert widget.layer_combo.layer() is lr

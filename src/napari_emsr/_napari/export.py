@@ -26,7 +26,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixel_size
-from napari_emsr._napari.common.layers import LayerCombo, image_data, layer_pixel_size, physical_geometry
+from napari_emsr._napari.common.layers import (
+    LayerCombo,
+    image_data,
+    layer_pixel_size,
+    newest_result,
+    physical_geometry,
+)
 from napari_emsr._napari.common.run_panel import RunPanel, gui_message
 
 if TYPE_CHECKING:
@@ -60,7 +66,7 @@ class ExportWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.layer_combo = LayerCombo(viewer)
+        self.layer_combo = LayerCombo(viewer, prefer=newest_result)  # the last result, then the user's selection
         self.mode = QComboBox()
         self.mode.addItems(list(MODES))
         self.engine = EngineOptions()
@@ -69,6 +75,7 @@ class ExportWidget(QWidget):
         self.path = QLineEdit(placeholderText="output file (.ome.tif) or folder (.ome.zarr)")  # type: ignore[call-overload]
         self.browse = QPushButton("Browse...")
         self.replace = QCheckBox("Replace an existing output")
+        self.pyramid = QCheckBox("Multiscale pyramid (OME-Zarr: fast to browse in napari)", checked=True)  # type: ignore[call-overload]
         self.run_panel = RunPanel("Export", run_text="Export")
         self._output: Path | None = None
         self._started = False
@@ -85,11 +92,12 @@ class ExportWidget(QWidget):
         row.addWidget(self.path, 1)
         row.addWidget(self.browse)
         form = QFormLayout()
-        form.addRow("Image", self.layer_combo)
+        form.addRow("Image", self.layer_combo.native)
         form.addRow("Export", self.mode)
         form.addRow("Format", self.format)
         form.addRow("Output", row)
         form.addRow("", self.replace)
+        form.addRow("", self.pyramid)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.engine)
@@ -143,9 +151,11 @@ class ExportWidget(QWidget):
             raise FileNotFoundError(f"{output.parent} does not exist; create the folder first")
         if MODES[self.mode.currentText()] == "layer":
             sizes, shift = physical_geometry(layer.scale, layer.translate, layer.units)
-            return lambda: iter_write(data, output, pixel_size_nm=sizes, translate=shift, overwrite=replace)
+            return lambda: iter_write(data, output, pixel_size_nm=sizes, translate=shift, overwrite=replace,
+                                      pyramid=self.pyramid.isChecked())  # fmt: skip
         model = self.engine.model()
-        options = self.engine.options(pixel_size=engine_pixel_size(layer_pixel_size(layer)), overwrite=replace)
+        options = self.engine.options(pixel_size=engine_pixel_size(layer_pixel_size(layer)), overwrite=replace,
+                                      pyramid=self.pyramid.isChecked())  # fmt: skip
         return lambda: iter_super_resolve(data, model, output=output, options=options)
 
     def _on_event(self, event: Event) -> None:

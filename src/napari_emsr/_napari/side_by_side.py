@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_emsr._napari.common.layers import LayerCombo, layer_pixel_size
+from napari_emsr._napari.common.layers import (
+    LayerCombo,
+    acquired,
+    coarsest,
+    is_result,
+    layer_pixel_size,
+    newest_result,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -109,7 +116,7 @@ def find_hr(viewer: "napari.viewer.Viewer", lr: Any, sr: Any = None) -> Any:
     lr_known = layer_pixel_size(lr) is not None
     candidates = []
     for layer in viewer.layers:
-        if not isinstance(layer, Image) or _same(layer, lr) or _same(layer, sr) or layer.rgb or _is_result(layer):
+        if not isinstance(layer, Image) or _same(layer, lr) or _same(layer, sr) or layer.rgb or is_result(layer):
             continue
         if (layer_pixel_size(layer) is not None) != lr_known:
             continue
@@ -119,10 +126,6 @@ def find_hr(viewer: "napari.viewer.Viewer", lr: Any, sr: Any = None) -> Any:
         if overlaps and pixel < lr_pixel:
             candidates.append((pixel, layer))
     return min(candidates, key=lambda c: c[0])[1] if candidates else None
-
-
-def _is_result(layer: Any) -> bool:
-    return bool((layer.metadata.get("napari_emsr") or {}).get("source_layer"))
 
 
 def find_sr(viewer: "napari.viewer.Viewer", lr: Any) -> Any:
@@ -141,16 +144,17 @@ class SideBySideWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.lr = LayerCombo(viewer)
-        self.sr = LayerCombo(viewer)
-        self.hr = LayerCombo(viewer, none_text="(none)")
+        # LR: the coarsest acquired layer (or the user's selection); SR and HR follow from it (guess)
+        self.lr = LayerCombo(viewer, prefer=lambda layers: coarsest(acquired(layers)))
+        self.sr = LayerCombo(viewer, prefer=newest_result, accepts=is_result)
+        self.hr = LayerCombo(viewer, none_text="(none)", accepts=False)
         self.show_button = QPushButton("Side by side")
         self.overlay_button = QPushButton("Back to overlay")
         self.status = QLabel(wordWrap=True)  # type: ignore[call-overload]
         form = QFormLayout()
-        form.addRow("LR (bicubic)", self.lr)
-        form.addRow("SR", self.sr)
-        form.addRow("HR", self.hr)
+        form.addRow("LR (bicubic)", self.lr.native)
+        form.addRow("SR", self.sr.native)
+        form.addRow("HR", self.hr.native)
         row = QHBoxLayout()
         row.addWidget(self.show_button)
         row.addWidget(self.overlay_button)
@@ -159,7 +163,7 @@ class SideBySideWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self.lr.currentTextChanged.connect(self.guess)
+        self.lr.changed.connect(self.guess)
         self.show_button.clicked.connect(self.show_side_by_side)
         self.overlay_button.clicked.connect(self.back_to_overlay)
         self.guess()

@@ -21,9 +21,11 @@ from napari_emsr._napari.common.engine_options import EngineOptions, engine_pixe
 from napari_emsr._napari.common.layers import (
     LayerCombo,
     LayerError,
+    acquired,
     current_slice,
     image_data,
     layer_pixel_size,
+    matching_input,
     overlay_transform,
     region_in_view,
 )
@@ -65,8 +67,9 @@ class SuperResolveWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.layer_combo = LayerCombo(viewer)
         self.engine = EngineOptions()
+        # the layer whose pixel size suits the model (else the coarsest), then the user's selection
+        self.layer_combo = LayerCombo(viewer, prefer=lambda layers: matching_input(acquired(layers), self._model()))
         self.scope = QComboBox()
         self.run_panel = RunPanel("Super-resolve", run_text="Super-resolve")
         self.compare_button = QPushButton("Side by side", enabled=False)  # type: ignore[call-overload]
@@ -74,7 +77,7 @@ class SuperResolveWidget(QWidget):
         self.result_layer: Any = None
         self._job: _Job | None = None
         form = QFormLayout()
-        form.addRow("Image", self.layer_combo)
+        form.addRow("Image", self.layer_combo.native)
         form.addRow("Scope", self.scope)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -82,10 +85,18 @@ class SuperResolveWidget(QWidget):
         layout.addWidget(self.run_panel)
         layout.addWidget(self.compare_button)
         layout.addStretch(1)
-        self.layer_combo.currentTextChanged.connect(self._update_scopes)
+        self.layer_combo.changed.connect(self._update_scopes)
+        self.engine.source.currentIndexChanged.connect(self.layer_combo.prefer_again)
         self.run_panel.run_button.clicked.connect(self.run)
         self.compare_button.clicked.connect(self.side_by_side)
         self._update_scopes()
+
+    def _model(self) -> Any:
+        """Return the chosen model, or None when none is usable (the engine form says why)."""
+        try:
+            return self.engine.model()
+        except (ValueError, OSError):
+            return None
 
     def _update_scopes(self, *_: Any) -> None:
         layer = self.layer_combo.layer()

@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "docs/evaluation.md."
         ),
     )
-    p.add_argument("reference", metavar="REFERENCE", help="reference (HR) image or stack")
+    p.add_argument("reference", metavar="REFERENCE",
+                   help="reference (HR) image or stack (TIFF, PNG slices, Zarr, MRC, HDF5 or N5, as emsr predict)")
     p.add_argument("prediction", metavar="PREDICTION", help="prediction to score, same field and pixel size")
     p.add_argument("--lr", metavar="LR_FILE", help="the LR input; its bicubic up-sampling is scored too")
     p.add_argument("--pixel-size", type=float, metavar="NM", help="REFERENCE pixel size in nm (default: from the file)")

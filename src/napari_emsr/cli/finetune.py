@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "(or placed at --offset), and its intensities matched to the LR's; then training runs as in the paper."
         ),
     )
-    p.add_argument("--lr", required=True, metavar="LR", help="the LR volume (large field)")
+    p.add_argument("--lr", required=True, metavar="LR",
+                   help="the LR volume (large field; TIFF, PNG slices, Zarr, MRC, HDF5 or N5)")
     p.add_argument("--hr", required=True, metavar="HR", help="the HR volume (small field inside the LR field)")
     p.add_argument("--base", metavar="MODEL",
                    help="model to start from: a model file or a shipped model's name (emsr info --zoo); 'none' for "

@@ -23,7 +23,10 @@ _DESCRIPTION = """\
 Super-resolve INPUT slice by slice with a model file and write OUTPUT chunk by chunk.
 
 INPUT: a TIFF / OME-TIFF / ImageJ TIFF, a PNG, a folder of PNG or TIFF slices, a glob of slices
-(quote it: "scan/*.png"; natural order, 2 before 10), or a Zarr / OME-Zarr. It is read lazily.
+(quote it: "scan/*.png"; natural order, 2 before 10), a Zarr / OME-Zarr, an MRC / MRCS file
+(.mrc, .mrcs, .rec, .st, .ali), an HDF5 file (.h5, .hdf5, .hdf) or an N5 container (.n5; needs
+pip install 'napari-emsr[n5]'). In an HDF5 / N5 / Zarr holding several images, name one after a
+colon: sample.h5:/volumes/raw. It is read lazily, with the pixel size the file records.
 OUTPUT: NAME.ome.tif (or .tif) or NAME.ome.zarr (or .zarr), with the pixel size / scale. It is
 written under a temporary name and renamed when complete; an interrupted OME-Zarr run keeps its
 progress in .NAME.partial and continues with --resume.
@@ -69,7 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", metavar="INPUT", help="image, stack, folder or glob of slices, or Zarr")
+    p.add_argument(
+        "input", metavar="INPUT", help="image, stack, folder or glob of slices, Zarr, MRC, HDF5 (FILE.h5:/DATASET), N5"
+    )
     p.add_argument("output", metavar="OUTPUT", help="*.ome.tif / *.tif or *.ome.zarr / *.zarr")
     p.add_argument(
         "--scale", type=int, choices=[2, 3, 4],
@@ -101,6 +106,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted OME-Zarr run")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (once the new one is complete)")
+    p.add_argument("--no-pyramid", dest="pyramid", action="store_false",
+                   help="an OME-Zarr OUTPUT without its multiscale pyramid (by default y and x are halved per "
+                        "level until <= 512 px, written with each slice, for fast browsing in napari)")  # fmt: skip
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
     p.add_argument(
         "--scheduler", metavar="ADDRESS",
@@ -222,7 +230,7 @@ def predict_options(args: argparse.Namespace) -> PredictOptions:
     return PredictOptions(
         tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device, pixel_size=args.pixel_size,
         self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, pyramid=args.pyramid,
     )  # fmt: skip
 
 

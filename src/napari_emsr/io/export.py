@@ -55,6 +55,7 @@ def iter_write(
     pixel_size_nm: Sequence[float | None] | None = None,
     translate: Sequence[float] | None = None,
     overwrite: bool = False,
+    pyramid: bool = True,
 ) -> Generator[Event, None, None]:
     """Write a (z, y, x) or (y, x) array (numpy or dask) slice by slice, yielding progress events.
 
@@ -70,6 +71,9 @@ def iter_write(
         Where the image starts, per axis in physical units (kept by an OME-Zarr as an NGFF translation).
     overwrite : bool
         Replace an existing output (once the new one is complete).
+    pyramid : bool
+        Give an OME-Zarr a multiscale pyramid, written slice by slice with the data (see
+        :func:`napari_emsr.io.writers.pyramid_shapes`); OME-TIFFs have none.
 
     Yields
     ------
@@ -85,7 +89,7 @@ def iter_write(
     multiscale = ngff_multiscale(Path(path).name, len(shape), pixel_size_nm, translate=translate)
     writer = open_writer(
         path, shape=shape, dtype=dtype, pixel_size_nm=pixel_size_nm, multiscale=multiscale,
-        fingerprint={"source": "napari layer", "shape": list(shape)}, overwrite=overwrite,
+        fingerprint={"source": "napari layer", "shape": list(shape)}, overwrite=overwrite, pyramid=pyramid,
     )  # fmt: skip
     planes = shape[0] if len(shape) == 3 else 1
     clock = Clock()

@@ -1,6 +1,8 @@
 """Format readers: TIFF / OME-TIFF / ImageJ TIFF, folders and globs of PNG/TIFF slices, Zarr / OME-Zarr.
 
-Each returns a :class:`~napari_emsr.io.volume.Volume` whose data are read on demand.
+Each returns a :class:`~napari_emsr.io.volume.Volume` whose data are read on demand. MRC, HDF5
+and N5 have modules of their own (:mod:`~napari_emsr.io.mrc`, :mod:`~napari_emsr.io.hdf5`,
+:mod:`~napari_emsr.io.n5`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from napari_emsr.io.containers import AmbiguousDatasetError, Candidate, is_next_level
 from napari_emsr.io.metadata import imagej_pixel_size, ngff_pixel_size, ome_pixel_size, resolution_pixel_size
 from napari_emsr.io.volume import (
     SLICE_SUFFIXES,
@@ -184,7 +187,7 @@ def folder_files(folder: Path) -> list[Path]:
     """Return the PNG and TIFF slices in ``folder``, in natural order (VolumeError if none)."""
     files = [p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(SLICE_SUFFIXES)]
     if not files:
-        raise VolumeError(folder, "the folder holds no PNG or TIFF slices (nor is it a Zarr)")
+        raise VolumeError(folder, "the folder holds no PNG or TIFF slices (nor is it a Zarr or an N5 container)")
     return sorted(files, key=lambda p: natural_sort_key(p.name))
 
 
@@ -294,10 +297,18 @@ def _multiscales(attrs: Any) -> list | None:
     return found if isinstance(found, list) and found else None
 
 
-def open_zarr(path: Path) -> Volume:
-    """Open a Zarr or OME-Zarr store (its full-resolution level) as a lazy :class:`Volume`."""
+def open_zarr(path: Path, dataset: str | None = None) -> Volume:
+    """Open a Zarr or OME-Zarr store (its full-resolution level) as a lazy :class:`Volume`.
+
+    ``dataset`` names an array (or a group) inside the store. An OME-Zarr pyramid's levels become
+    the volume's ``levels`` (for display; ``data`` is the full-resolution level).
+    """
     import zarr
 
+    if dataset:
+        if not (path / dataset).is_dir():
+            raise VolumeError(path, f"has no array {dataset!r}")
+        path = path / dataset
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:  # zarr raises many kinds for a broken store
@@ -305,8 +316,9 @@ def open_zarr(path: Path) -> Volume:
     sizes: tuple[float | None, ...] | None = None
     axes = ""
     kind = "zarr"
+    lower: list[Any] = []
     if isinstance(node, zarr.Group):
-        array, sizes, axes, kind = _zarr_group_array(node, path)
+        array, sizes, axes, kind, lower = _zarr_group_array(node, path)
     else:
         array = node
         parent = _parent_multiscale(path)
@@ -316,10 +328,25 @@ def open_zarr(path: Path) -> Volume:
     data, order = squeeze_axes(data, axes, path)
     if sizes is not None and len(sizes) == array.ndim:
         sizes = tuple(sizes[i] for i in order)
-    return Volume(data, sizes, path, kind)
+    return Volume(data, sizes, path, kind, levels=_pyramid(data, lower, axes, path))
 
 
-def _zarr_group_array(group: Any, path: Path) -> tuple[Any, Any, str, str]:
+def _pyramid(data: da.Array, lower: list[Any], axes: str, path: Path) -> tuple[da.Array, ...]:
+    """Return ``data`` and the lower levels that follow it as a pyramid (each smaller), or () for one level."""
+    levels = [data]
+    for array in lower:
+        try:
+            level, _ = squeeze_axes(reading_names_file(array, path), axes, path)
+        except VolumeError:
+            break
+        if not is_next_level(level.shape, levels[-1].shape):
+            break
+        levels.append(level)
+    return tuple(levels) if len(levels) > 1 else ()
+
+
+def _zarr_group_array(group: Any, path: Path) -> tuple[Any, Any, str, str, list[Any]]:
+    """(full-resolution array, its sizes, axis letters, format, the lower levels' arrays)."""
     multiscales = _multiscales(group.attrs)
     if multiscales:
         ms = multiscales[0]
@@ -332,16 +359,20 @@ def _zarr_group_array(group: Any, path: Path) -> tuple[Any, Any, str, str]:
             array = group[key]
         except KeyError:
             raise VolumeError(path, f"the OME-Zarr lists dataset {key!r}, which is missing") from None
-        return array, ngff_pixel_size(ms, 0), axes, "ome-zarr"
+        lower = []
+        for entry in datasets[1:]:
+            try:
+                lower.append(group[entry["path"]])
+            except (KeyError, TypeError):
+                break  # a missing level ends the pyramid; the full-resolution level still opens
+        return array, ngff_pixel_size(ms, 0), axes, "ome-zarr", lower
     keys = sorted(group.array_keys())
-    if len(keys) != 1:
-        listing = ", ".join(keys[:8]) if keys else "none"
-        raise VolumeError(
-            path,
-            f"a Zarr group without OME multiscales and with {len(keys)} arrays ({listing}); "
-            "give the path of one array",
-        )
-    return group[keys[0]], None, "", "zarr"
+    if len(keys) > 1:
+        arrays = [Candidate(k, tuple(int(n) for n in group[k].shape), np.dtype(group[k].dtype)) for k in keys]
+        raise AmbiguousDatasetError(path, arrays)  # lists them and says how to name one
+    if not keys:
+        raise VolumeError(path, "a Zarr group without OME multiscales and without arrays: give the path of one array")
+    return group[keys[0]], None, "", "zarr", []
 
 
 def _parent_multiscale(path: Path) -> tuple[tuple[float | None, ...], str, str] | None:

@@ -1,4 +1,4 @@
-"""Physical pixel sizes from file metadata: OME-XML, ImageJ, TIFF resolution tags, OME-Zarr multiscales.
+"""Physical pixel sizes from file metadata: OME-XML, ImageJ, TIFF tags, OME-Zarr, MRC, HDF5 and N5.
 
 Every function returns sizes in nanometres per axis, ``None`` for an axis whose size is unknown.
 """
@@ -14,6 +14,8 @@ __all__ = [
     "imagej_pixel_size",
     "resolution_pixel_size",
     "ngff_pixel_size",
+    "mrc_pixel_size",
+    "attribute_pixel_size",
     "merge_pixel_size",
 ]
 
@@ -142,6 +144,141 @@ def _scale(transforms: Any) -> list[float] | None:
         if isinstance(transform, Mapping) and transform.get("type") == "scale" and "scale" in transform:
             return [float(v) for v in transform["scale"]]
     return None
+
+
+#: MRC header voxel sizes (Å) that mean "not set": 0 (no cell given) and 1 Å (IMOD's and others' default)
+_MRC_UNSET_ANGSTROM = (0.0, 1.0)
+
+
+def mrc_pixel_size(
+    voxel_size_angstrom: Sequence[float], ndim: int, *, image_stack: bool = False
+) -> tuple[float | None, ...] | None:
+    """(z,) y, x in nm from an MRC header's voxel size (x, y, z in Å, as ``mrcfile``'s ``voxel_size``).
+
+    A size of 0 or exactly 1 Å is taken as unset (unknown), since that is what programs write
+    when they know no calibration. The z size of an image stack (``image_stack``: MRC2014's
+    ``mz = 1`` with several sections) is unknown: its sections are separate images.
+    """
+    sizes: list[float | None] = []
+    for value in voxel_size_angstrom:
+        number = _positive(value)
+        sizes.append(None if number is None or number in _MRC_UNSET_ANGSTROM else number * 0.1)
+    x, y, z = (sizes + [None, None, None])[:3]
+    result = (None if image_stack else z, y, x) if ndim == 3 else (y, x)
+    return result if any(s is not None for s in result) else None
+
+
+#: HDF5 / N5 attributes holding a pixel size, with the unit each assumes when none is given
+_ATTRIBUTE_UNITS = {
+    "element_size_um": "µm",  # ilastik, Fiji's HDF5 plugins (z, y, x)
+    "resolution": "nm",  # CREMI (z, y, x), Paintera / BigDataViewer N5 export (x, y, z)
+    "pixel_size_nm": "nm",
+    "pixel_size": "nm",
+    "voxel_size": "nm",
+}
+#: attributes that may name the unit of ``resolution``, ``pixel_size`` and ``voxel_size``
+_UNIT_ATTRIBUTES = ("unit", "units", "pixel_unit", "voxel_size_unit", "resolution_unit")
+
+
+def attribute_pixel_size(
+    attrs: Mapping[str, Any], ndim: int, *, order: str = "zyx"
+) -> tuple[float | None, ...] | None:
+    """Per-axis sizes in nm (numpy order: (z,) y, x) from the attributes of an HDF5 or N5 dataset or group.
+
+    Read, in this order of preference:
+
+    - ``pixelResolution``: ``{"dimensions": [...], "unit": "nm"}`` (N5 Viewer, N5 Spark; nm if it
+      names no unit);
+    - ``transform``: ``{"axes": ["z", "y", "x"], "scale": [...], "units": [...]}`` (OpenOrganelle),
+      matched by axis name;
+    - ``element_size_um``: µm (ilastik, Fiji); all ones is Fiji's "uncalibrated" and means unknown;
+    - ``resolution``, ``pixel_size_nm``, ``pixel_size``, ``voxel_size``: nm, unless an attribute
+      ``unit`` / ``units`` (one name, or one per axis) names another unit.
+
+    Lists run in ``order``: ``"zyx"`` (HDF5, C order) or ``"xyz"`` (N5: the first axis varies
+    fastest). A list shorter than ``ndim`` gives the last axes (y, x); one number is the y and x size
+    (``pixel_size*``) or every axis' (``resolution``, ``voxel_size``). Returns None when none of these
+    attributes gives a usable size.
+    """
+    attrs = {str(k): _plain(v) for k, v in attrs.items()}
+    found = _pixel_resolution(attrs.get("pixelResolution"), order)
+    if found is None:
+        found = _named_transform(attrs.get("transform"), ndim)
+    if found is None and "element_size_um" in attrs:
+        values = _numbers(attrs["element_size_um"])
+        if values and any(v != 1.0 for v in values):
+            found = [_size(v, "µm") for v in (values if order == "zyx" else values[::-1])]
+    for key in ("resolution", "pixel_size_nm", "pixel_size", "voxel_size"):
+        if found is not None:
+            break
+        values = _numbers(attrs.get(key))
+        if not values:
+            continue
+        unit = "nm" if key == "pixel_size_nm" else (_attribute_unit(attrs) or _ATTRIBUTE_UNITS[key])
+        units = unit if isinstance(unit, list) and len(unit) == len(values) else [unit] * len(values)
+        if order != "zyx":
+            values, units = values[::-1], units[::-1]
+        if len(values) == 1:  # one number: every axis (resolution, voxel_size) or y and x (pixel_size*)
+            count = ndim if key in ("resolution", "voxel_size") else 2
+            values, units = values * count, units * count
+        found = [_size(v, u) for v, u in zip(values, units, strict=True)]
+    if found is None:
+        return None
+    sizes = ([None] * ndim + list(found))[-ndim:]
+    return tuple(sizes) if any(s is not None for s in sizes) else None
+
+
+def _plain(value: Any) -> Any:
+    """Return an attribute value as plain Python: numpy arrays as lists, bytes as text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    tolist = getattr(value, "tolist", None)
+    return _plain(tolist()) if callable(tolist) else value
+
+
+def _numbers(value: Any) -> list[float] | None:
+    """Return a number or a flat list of numbers as floats, else None (text, nested lists, mappings)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or any(isinstance(v, (bool, str, list, tuple, Mapping)) or v is None for v in values):
+        return None
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def _attribute_unit(attrs: Mapping[str, Any]) -> str | list[str] | None:
+    for key in _UNIT_ATTRIBUTES:
+        unit = attrs.get(key)
+        if isinstance(unit, str) and unit_to_nm(unit) is not None:
+            return unit
+        if isinstance(unit, list) and unit and all(isinstance(u, str) and unit_to_nm(u) for u in unit):
+            return [str(u) for u in unit]
+    return None
+
+
+def _pixel_resolution(value: Any, order: str) -> list[float | None] | None:
+    if not isinstance(value, Mapping):
+        return None
+    values = _numbers(value.get("dimensions"))
+    if not values:
+        return None
+    unit = value.get("unit") or "nm"
+    sizes = [_size(v, unit) for v in values]
+    return sizes if order == "zyx" else sizes[::-1]
+
+
+def _named_transform(value: Any, ndim: int) -> list[float | None] | None:
+    if not isinstance(value, Mapping):
+        return None
+    axes, scale, units = value.get("axes"), _numbers(value.get("scale")), value.get("units")
+    if not isinstance(axes, list) or not scale or len(axes) != len(scale):
+        return None
+    units = units if isinstance(units, list) and len(units) == len(scale) else ["nm"] * len(scale)
+    named = {str(a).lower(): _size(s, u) for a, s, u in zip(axes, scale, units, strict=True)}
+    if not {"y", "x"} <= named.keys():
+        return None
+    return [named.get(a) for a in "zyx"[-ndim:]]
 
 
 def merge_pixel_size(

@@ -19,10 +19,23 @@ __all__ = [
     "squeeze_axes",
     "TIFF_SUFFIXES",
     "SLICE_SUFFIXES",
+    "MRC_SUFFIXES",
+    "HDF5_SUFFIXES",
+    "N5_SUFFIXES",
+    "FILE_SUFFIXES",
+    "MissingPackageError",
+    "lazy_reads",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 SLICE_SUFFIXES = (".png", *TIFF_SUFFIXES)
+#: MRC / CCP4-style files: IMOD volumes (.rec), stacks (.st, .ali), SerialEM and MRC2014 files
+MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+#: N5 containers are folders; their names usually end in .n5
+N5_SUFFIXES = (".n5",)
+#: every file (not folder) name ending :func:`napari_emsr.open_volume` reads
+FILE_SUFFIXES = (*SLICE_SUFFIXES, *MRC_SUFFIXES, *HDF5_SUFFIXES)
 
 
 class VolumeError(ValueError):
@@ -32,6 +45,16 @@ class VolumeError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class MissingPackageError(VolumeError):
+    """Reading this format needs an optional package that is not installed; the message says how to get it."""
+
+    def __init__(self, path: Any, what: str, package: str, extra: str) -> None:
+        self.package, self.extra = package, extra
+        super().__init__(
+            path, f"reading {what} needs the optional package {package}: pip install 'napari-emsr[{extra}]'"
+        )
 
 
 @dataclass(eq=False)
@@ -48,8 +71,12 @@ class Volume:
     path : Path or None
         Where the data comes from (None for in-memory arrays).
     format : str
-        ``"tiff"``, ``"ome-tiff"``, ``"imagej-tiff"``, ``"slices"``, ``"zarr"``, ``"ome-zarr"`` or
-        ``"array"``.
+        ``"tiff"``, ``"ome-tiff"``, ``"imagej-tiff"``, ``"slices"``, ``"zarr"``, ``"ome-zarr"``,
+        ``"mrc"``, ``"hdf5"``, ``"n5"`` or ``"array"``.
+    levels : tuple of dask.array.Array
+        Every level of a resolution pyramid (an OME-Zarr's datasets, an N5's ``s0, s1, ...``),
+        full resolution first (``levels[0]`` is ``data``), each halving or so the size of the one
+        before; empty when the source holds one level. For display: computations use ``data``.
     """
 
     data: da.Array
@@ -57,6 +84,7 @@ class Volume:
     path: Path | None = None
     format: str = "array"
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+    levels: tuple[da.Array, ...] = ()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -101,7 +129,7 @@ def check_volume(volume: Volume, where: Any = None) -> None:
             f"has shape {shape} ({volume.ndim} dimensions); napari-emsr super-resolves 2D images and 3D "
             "(z, y, x) stacks of grey-scale slices: select one channel / time point first",
         )
-    if volume.ndim == 3 and shape[-1] in (3, 4) and shape[0] > 4 and volume.format in ("array", "zarr"):
+    if volume.ndim == 3 and shape[-1] in (3, 4) and shape[0] > 4 and volume.format in ("array", "zarr", "hdf5", "n5"):
         raise VolumeError(where, f"has shape {shape}, which looks like an RGB(A) image; convert it to grey first")
     if 0 in shape:
         raise VolumeError(where, f"is empty (shape {shape})")
@@ -110,16 +138,30 @@ def check_volume(volume: Volume, where: Any = None) -> None:
 
 
 class _NamedReads:
-    """An array-like over a file's array whose read errors name the file (dask reads it chunk by chunk)."""
+    """An array-like over a file's array whose read errors name the file (dask reads it chunk by chunk).
 
-    def __init__(self, array: Any, path: Any) -> None:
-        self.array, self.path = array, path
-        self.shape, self.dtype = tuple(int(n) for n in array.shape), np.dtype(array.dtype)
+    ``transpose`` reverses the axes (an N5 dataset is indexed x, y, z; the data are z, y, x).
+    :meth:`release` drops the file's array: later reads raise a :class:`VolumeError`.
+    """
+
+    def __init__(self, array: Any, path: Any, *, reverse: bool = False) -> None:
+        self.array, self.path, self.reverse = array, path, reverse
+        shape = tuple(int(n) for n in array.shape)
+        self.shape, self.dtype = (shape[::-1] if reverse else shape), np.dtype(array.dtype)
         self.ndim = len(self.shape)
 
+    def release(self) -> None:
+        self.array = None
+
     def __getitem__(self, key: Any) -> Any:
+        if self.array is None:
+            raise VolumeError(self.path, "the volume was closed: open it again to read its data")
         try:
-            return self.array[key]
+            if self.reverse:
+                keys = key if isinstance(key, tuple) else (key,)
+                return np.ascontiguousarray(np.asarray(self.array[keys[::-1]]).transpose())
+            block = self.array[key]
+            return np.array(block) if isinstance(block, np.memmap) else block  # a copy: the map closes with the file
         except (MemoryError, VolumeError):
             raise
         except Exception as exc:  # noqa: BLE001  (codecs, stores and file handles raise many kinds)
@@ -131,11 +173,23 @@ class _NamedReads:
 
 def reading_names_file(array: Any, path: Any) -> da.Array:
     """Return a lazy dask array of a zarr-like ``array`` (chunk by chunk); a failed read names ``path``."""
+    return lazy_reads(array, path, tuple(array.chunks))[0]
+
+
+def lazy_reads(
+    array: Any, path: Any, chunks: tuple[int, ...], *, reverse: bool = False
+) -> tuple[da.Array, Callable[[], None]]:
+    """Return a lazy dask array of ``array`` in blocks of ``chunks``, and a function that releases it.
+
+    Nothing is read until the dask array is computed; a failed read names ``path``, and a read
+    after the release function was called raises a :class:`VolumeError` (closed). With
+    ``reverse``, the axes of ``array`` are reversed (``chunks`` are in the reversed order too).
+    """
     import uuid
 
-    return da.from_array(
-        _NamedReads(array, path), chunks=tuple(array.chunks), name=f"emsr-read-{uuid.uuid4().hex}", fancy=False
-    )
+    reads = _NamedReads(array, path, reverse=reverse)
+    data = da.from_array(reads, chunks=chunks, name=f"emsr-read-{uuid.uuid4().hex}", fancy=False)
+    return data, reads.release
 
 
 def squeeze_axes(data: da.Array, axes: str, where: Any) -> tuple[da.Array, list[int]]:

@@ -39,6 +39,9 @@ __all__ = [
     "write_zarr_slice",
     "ngff_transforms",
     "ngff_multiscale",
+    "pyramid_shapes",
+    "halve",
+    "with_pyramid",
     "human_bytes",
     "read_done",
 ]
@@ -395,6 +398,64 @@ def ngff_multiscale(
     return entry
 
 
+#: a pyramid level is added while the previous one is larger than this in y or x (pixels)
+PYRAMID_SMALL = 512
+
+
+def pyramid_shapes(shape: Sequence[int], small: int = PYRAMID_SMALL) -> list[tuple[int, ...]]:
+    """Return the shapes of an image's pyramid levels: level 0 is ``shape``; each next one halves y and x.
+
+    Levels are added (y and x rounded up) while the previous level is larger than ``small`` pixels
+    in y or x; z is kept (EM stacks are browsed slice by slice, and each slice's levels can then be
+    written with the slice, in any order).
+    """
+    levels = [tuple(int(n) for n in shape)]
+    while max(levels[-1][-2:]) > small:
+        last = levels[-1]
+        levels.append((*last[:-2], *(-(-n // 2) for n in last[-2:])))
+    return levels
+
+
+def halve(plane: np.ndarray) -> np.ndarray:
+    """Return ``plane`` (y, x) down-sampled by 2: the mean of each 2 x 2 block, in the plane's dtype.
+
+    An odd last row or column is averaged with a copy of itself (edge replication), so borders are
+    not darkened; integer planes are rounded to the nearest value.
+    """
+    plane = np.asarray(plane)
+    h, w = plane.shape
+    padded = np.pad(plane, ((0, h % 2), (0, w % 2)), mode="edge").astype(np.float32)
+    mean = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).mean(axis=(1, 3))
+    if np.issubdtype(plane.dtype, np.integer):
+        info = np.iinfo(plane.dtype)
+        return np.clip(np.rint(mean), info.min, info.max).astype(plane.dtype)
+    return mean.astype(plane.dtype)
+
+
+def with_pyramid(multiscale: dict[str, Any], shape: Sequence[int], small: int = PYRAMID_SMALL) -> dict[str, Any]:
+    """Return a copy of a one-level NGFF multiscale entry with the datasets of ``shape``'s pyramid.
+
+    Level ``l`` (path ``"l"``) has ``2**l`` times the y / x scale of level 0 and a translation that
+    puts its pixel centres at the centres of the 2**l x 2**l blocks of level-0 pixels it averages.
+    """
+    entry = json.loads(json.dumps(multiscale))
+    first = entry["datasets"][0]["coordinateTransformations"]
+    scale0 = list(first[0]["scale"])
+    shift0 = list(first[1]["translation"]) if len(first) > 1 else [0.0] * len(scale0)
+    datasets = [entry["datasets"][0]]
+    for level in range(1, len(pyramid_shapes(shape, small))):
+        f = 2**level
+        scale = [v * f if i >= len(scale0) - 2 else v for i, v in enumerate(scale0)]  # y and x only
+        in_plane = range(len(scale0) - 2, len(scale0))
+        pairs = enumerate(zip(shift0, scale0, strict=True))
+        shift = [t + (f - 1) / 2 * v if i in in_plane else t for i, (t, v) in pairs]
+        datasets.append({"path": str(level), "coordinateTransformations": [
+            {"type": "scale", "scale": scale}, {"type": "translation", "translation": shift}]})  # fmt: skip
+    entry["datasets"] = datasets
+    entry.setdefault("type", "mean")
+    return entry
+
+
 class OmeZarrWriter:
     """Write an OME-Zarr (NGFF 0.4) slice by slice, resumable, renamed into place when complete."""
 
@@ -411,10 +472,14 @@ class OmeZarrWriter:
         overwrite: bool = False,
         resume: bool = False,
         chunk: int = 1024,
+        pyramid: bool = True,
     ) -> None:
         self.path, self.partial = Path(path), partial_path(path)
         self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
-        self.multiscale, self.fingerprint = multiscale, json.loads(json.dumps(fingerprint))
+        self.levels = pyramid_shapes(self.shape) if pyramid else [self.shape]
+        self.multiscale = with_pyramid(multiscale, self.shape) if len(self.levels) > 1 else multiscale
+        # a store resumed must have the same levels: they are part of what it was started with
+        self.fingerprint = {**json.loads(json.dumps(fingerprint)), "pyramid_levels": len(self.levels)}
         self.overwrite, self.resume, self.chunk = overwrite, resume, int(chunk)
         self.already_complete = False
         self._created = False  # this writer made the partial store (it was not resumed)
@@ -489,15 +554,16 @@ class OmeZarrWriter:
         import zarr
 
         group = zarr.open_group(str(self.partial), mode="w", zarr_format=2)
-        tile = tuple(min(n, self.chunk) for n in self.shape[-2:])
-        group.create_array(
-            "0",
-            shape=self.shape,
-            chunks=(1, *tile) if len(self.shape) == 3 else tile,
-            dtype=self.dtype,
-            fill_value=0,
-            chunk_key_encoding={"name": "v2", "separator": "/"},
-        )
+        for level, shape in enumerate(self.levels):
+            tile = tuple(min(n, self.chunk) for n in shape[-2:])
+            group.create_array(
+                str(level),
+                shape=shape,
+                chunks=(1, *tile) if len(shape) == 3 else tile,
+                dtype=self.dtype,
+                fill_value=0,
+                chunk_key_encoding={"name": "v2", "separator": "/"},
+            )
         slices = self.shape[0] if len(self.shape) == 3 else 1
         group.create_array(_DONE, shape=(slices,), chunks=(1,), dtype=bool, fill_value=False)
         group.attrs.update(
@@ -527,8 +593,8 @@ class OmeZarrWriter:
         return self.path
 
     def estimated_bytes(self) -> tuple[int, bool]:
-        """Return (an upper bound of the store's size: the uncompressed data, False: not exact)."""
-        return int(np.prod(self.shape)) * self.dtype.itemsize + 4096, False
+        """Return (an upper bound of the store's size: the uncompressed data of every level, False: not exact)."""
+        return sum(int(np.prod(shape)) for shape in self.levels) * self.dtype.itemsize + 4096, False
 
     def kept(self) -> tuple[Path | None, int]:
         """Return (the partial store, if there is one, and how many of its slices are done)."""
@@ -592,31 +658,41 @@ def read_done(store: str | os.PathLike) -> np.ndarray:
 
 
 def write_zarr_slice(store: str | os.PathLike, index: int | None, plane: np.ndarray) -> None:
-    """Write one output slice into a partial OME-Zarr store and mark it done.
+    """Write one output slice (and its pyramid levels) into a partial OME-Zarr store and mark it done.
 
     A plain function of a path, so that independent processes (dask workers) can each write their
-    own slices; each slice is a separate set of chunks, and the done flag is written last.
+    own slices; each slice is a separate set of chunks in every level, the levels are written
+    before level 0 and the done flag last, so a slice marked done has all its levels.
     """
     import zarr
 
     group = zarr.open_group(str(store), mode="r+")
-    array, done = group["0"], group[_DONE]
-    assert isinstance(array, zarr.Array) and isinstance(done, zarr.Array)
-    if index is None:
-        array[...] = plane
-    else:
-        array[index] = plane
+    done = group[_DONE]
+    entries: Any = group.attrs.get("multiscales") or [{}]
+    paths = [str(d["path"]) for d in entries[0].get("datasets") or [{"path": "0"}]]
+    levels = [group[path] for path in paths]
+    assert isinstance(done, zarr.Array)
+    arrays = [a for a in levels if isinstance(a, zarr.Array)]
+    assert len(arrays) == len(levels)  # each level is an array
+    planes = [np.asarray(plane)]
+    for _ in levels[1:]:
+        planes.append(halve(planes[-1]))
+    for array, image in reversed(list(zip(arrays, planes, strict=True))):
+        if index is None:
+            array[...] = image
+        else:
+            array[index] = image
     done[0 if index is None else index] = True
 
 
 def open_writer(path: str | os.PathLike, **options: Any) -> OmeTiffWriter | OmeZarrWriter:
-    """Return the writer for ``path``'s kind; OME-TIFF ignores ``multiscale``, ``fingerprint``, ``resume``."""
+    """Return the writer for ``path``'s kind (OME-TIFF ignores multiscale, fingerprint, resume and pyramid)."""
     kind = output_kind(path)
     if kind == "ome-tiff":
         if options.get("resume"):
             raise ValueError(f"{path}: only OME-Zarr outputs can be resumed; write to a .ome.zarr to be able to resume")
         keep = {k: options[k] for k in ("shape", "dtype", "pixel_size_nm", "overwrite") if k in options}
         return OmeTiffWriter(path, **keep)
-    names = ("shape", "dtype", "multiscale", "fingerprint", "overwrite", "resume", "chunk")
+    names = ("shape", "dtype", "multiscale", "fingerprint", "overwrite", "resume", "chunk", "pyramid")
     keep = {k: options[k] for k in names if k in options}
     return OmeZarrWriter(path, **keep)

@@ -119,6 +119,7 @@ def _writer(plan: Plan, output: Any, options: PredictOptions):
     return open_writer(
         output, shape=plan.out_shape, dtype=plan.out_dtype, pixel_size_nm=plan.out_pixel_size,
         multiscale=plan.multiscale, fingerprint=fingerprint, overwrite=overwrite, resume=resume,
+        pyramid=options.pyramid,
     )  # fmt: skip
 
 

@@ -180,6 +180,7 @@ def plan_tasks(volume: Any, model: Any, output: Any, options: PredictOptions) ->
         writer = OmeZarrWriter(
             output, shape=plan.out_shape, dtype=plan.out_dtype, multiscale=plan.multiscale,
             fingerprint=plan.resume_fingerprint(), overwrite=options.overwrite, resume=options.resume,
+            pyramid=options.pyramid,
         )  # fmt: skip
         done = writer.open()
         out_bytes = int(np.prod(plan.out_shape[-2:])) * 4

@@ -231,7 +231,10 @@ def _cuda_count() -> int:
 
 
 def _missing(paths: Sequence[str]) -> list[str]:
-    return [p for p in paths if not os.path.exists(p)]
+    """Return the paths that do not exist (a container's ``FILE.h5:/DATASET`` is checked by its file)."""
+    from napari_emsr.io.containers import split_dataset
+
+    return [p for p in paths if not os.path.exists(split_dataset(p)[0])]
 
 
 def _paths(volume: Any, model: Any, output: Any) -> tuple[str, str, Path]:

@@ -154,6 +154,10 @@ class PredictOptions:
         is compared too, by a digest of sampled slices recorded when the run started).
     overwrite : bool
         Replace an existing output (only once the new one is complete).
+    pyramid : bool
+        Give an OME-Zarr output a multiscale pyramid (y and x halved per level until no more than
+        512 pixels; each slice's levels written with it), so that napari opens it as a multiscale
+        layer and browses it fast. Default True; OME-TIFF outputs have none.
     """
 
     tile: int | None = None
@@ -168,6 +172,7 @@ class PredictOptions:
     first_slice: int | None = None
     resume: bool = False
     overwrite: bool = False
+    pyramid: bool = True
 
     def __post_init__(self) -> None:
         checked: dict[str, Any] = {
@@ -183,6 +188,7 @@ class PredictOptions:
             "first_slice": None if self.first_slice is None else _whole("first_slice", self.first_slice, 0),
             "resume": _switch("resume", self.resume),
             "overwrite": _switch("overwrite", self.overwrite),
+            "pyramid": _switch("pyramid", self.pyramid),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

@@ -8,9 +8,10 @@ transform that puts its pixel centres where they lie inside the input's pixels.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+from magicgui.widgets import ComboBox
 from qtpy.QtWidgets import QComboBox
 
 if TYPE_CHECKING:
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
 __all__ = [
     "LayerCombo",
     "LayerError",
+    "acquired",
+    "coarsest",
+    "finest",
+    "is_result",
+    "newest_result",
+    "matching_input",
+    "plane_pixel_size",
     "image_data",
     "layer_pixel_size",
     "in_plane_pixel_size",
@@ -65,57 +73,213 @@ class FollowsLayers:
         self.refresh()
 
 
-class LayerCombo(FollowsLayers, QComboBox):
-    """A combo box of the viewer's image layers that follows additions, removals and renames.
+def is_result(layer: Any) -> bool:
+    """Whether ``layer`` is a napari-emsr result (a super-resolved layer names its source layer)."""
+    return bool((layer.metadata.get("napari_emsr") or {}).get("source_layer"))
 
-    It keeps its choice while that layer exists; otherwise it takes the active layer (if it is an
-    image) or the first image layer.
+
+def acquired(layers: Sequence[Any]) -> list[Any]:
+    """Return the layers that are not napari-emsr results (what was imaged), or all of them if none is."""
+    found = [layer for layer in layers if not is_result(layer)]
+    return found or list(layers)
+
+
+def newest_result(layers: Sequence[Any]) -> Any:
+    """Return the most recently added napari-emsr result (top of the layer list), else the top layer; None if none."""
+    results = [layer for layer in layers if is_result(layer)]
+    return (results or list(layers) or [None])[-1]
+
+
+def plane_pixel_size(layer: Any) -> float | None:
+    """Return the layer's in-plane pixel size in nm (the larger of y and x), or None when unknown."""
+    sizes = layer_pixel_size(layer)
+    known = [float(v) for v in (sizes or ())[-2:] if v is not None]
+    return max(known) if known else None
+
+
+def _coarseness(layer: Any) -> tuple[int, float]:
+    """Sort key, coarsest last: known pixel sizes by size; unknown ones before them, by fewer pixels."""
+    size = plane_pixel_size(layer)
+    if size is not None:
+        return (1, size)
+    shape = getattr(layer.data[0] if layer.multiscale else layer.data, "shape", (1, 1))
+    return (0, -float(np.prod(shape[-2:])))
+
+
+def coarsest(layers: Sequence[Any]) -> Any:
+    """Return the image layer with the largest pixels (else, all sizes unknown, the fewest pixels); None if none."""
+    return max(layers, key=_coarseness, default=None)
+
+
+def finest(layers: Sequence[Any]) -> Any:
+    """Return the image layer with the smallest known pixels (else, all unknown, the most pixels); None if none."""
+    known = [layer for layer in layers if plane_pixel_size(layer) is not None]
+    if known:
+        return min(known, key=lambda layer: plane_pixel_size(layer) or 0.0)
+    return min(layers, key=_coarseness, default=None)
+
+
+def matching_input(layers: Sequence[Any], model: Any) -> Any:
+    """Return the layer whose pixel size suits ``model``'s input best, else the coarsest (see :func:`coarsest`).
+
+    A layer suits the model when its pixel size lies in the model's measured range of valid input
+    pixel sizes (``valid_input_pixel_size_nm``; else within 25 % of ``input_pixel_size_nm``);
+    among those, the closest to ``input_pixel_size_nm`` (on a log scale) wins.
+    """
+    meta = getattr(model, "metadata", None)
+    nominal = getattr(meta, "input_pixel_size_nm", None)
+    valid = getattr(meta, "valid_input_pixel_size_nm", None)
+    if nominal is not None and valid is None:
+        valid = (nominal / 1.25, nominal * 1.25)
+    suited = []
+    for layer in layers:
+        size = plane_pixel_size(layer)
+        if size is not None and valid is not None and valid[0] <= size <= valid[1]:
+            suited.append((abs(math.log(size / nominal)) if nominal else 0.0, layer))
+    if suited:
+        return min(suited, key=lambda s: s[0])[1]
+    return coarsest(layers)
+
+
+_UNSET = object()  # no pick yet
+
+
+class LayerCombo(FollowsLayers, ComboBox):
+    """A magicgui combo box of the viewer's image layers: a preferred default, then the user's choice.
+
+    Until the user picks a layer in it (or :meth:`set_layer` is called), it shows the layer the
+    user last selected in napari's layer list (when ``accepts`` takes it), else the layer
+    ``prefer`` names among the image layers (by default the coarsest: the LR of an LR / HR pair).
+    A layer becoming active only because it was just added does not count as a selection (until
+    control returns to the event loop): opening the sample pair leaves an LR-preferring combo on
+    the LR. Once picked, the choice stays while
+    that layer exists, through renames. Add ``.native`` to a Qt layout.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+    none_text : str, optional
+        Offer a 'none' entry with this text (the default then is none, unless ``prefer`` names a layer).
+    prefer : callable, optional
+        ``prefer(image_layers) -> layer or None``: the default choice. Default :func:`coarsest`
+        (or none when ``none_text`` is given).
+    accepts : callable or bool, optional
+        ``accepts(layer) -> bool``: whether a layer the user selects in the layer list becomes the
+        choice (True: any image layer; False: the selection is not followed). Default True.
     """
 
-    def __init__(self, viewer: "napari.viewer.Viewer", *, none_text: str | None = None, parent=None) -> None:
-        super().__init__(parent)
+    def __init__(
+        self,
+        viewer: "napari.viewer.Viewer",
+        *,
+        none_text: str | None = None,
+        prefer: Callable[[list[Any]], Any] | None = None,
+        accepts: Callable[[Any], bool] | bool = True,
+    ) -> None:
+        if prefer is None:
+            prefer = coarsest if none_text is None else (lambda layers: None)
         self.viewer = viewer
         self.none_text = none_text
-        self._chosen: Any = None  # the layer itself, so that a renamed choice stays chosen
-        self.currentTextChanged.connect(self._remember)
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(12)
+        self.prefer = prefer
+        self.accepts = accepts
+        self._picked: Any = _UNSET  # the layer the user picked here (or set_layer gave; None: the 'none' entry)
+        self._followed: Any = None  # the layer the user last selected in the layer list
+        self._inserted: Any = None  # the layer just added (napari makes it active: not a selection)
+        self._updating = False
+        super().__init__(choices=self._choices, nullable=none_text is not None)
+        if none_text is not None:
+            self.null_string = none_text
+        self.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.native.setMinimumContentsLength(12)
+        self.native.activated.connect(self._user_picked)  # emitted for the user's picks only
+        viewer.layers.selection.events.active.connect(self._on_active)
         self._follow_layers(viewer)
 
-    def _remember(self, *_: Any) -> None:
-        self._chosen = self.layer()
+    def _images(self) -> list[Any]:
+        return [layer for layer in self.viewer.layers if _is_image(layer)]
+
+    def _choices(self, *_: Any) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in self._images()]
+
+    def _alive(self, layer: Any) -> bool:
+        return layer is not None and layer in self.viewer.layers
+
+    def _has_pick(self) -> bool:
+        return (self._picked is None and self.none_text is not None) or self._alive(self._picked)
+
+    def _wanted(self) -> Any:
+        if self._has_pick():
+            return self._picked
+        if self._alive(self._followed):
+            return self._followed
+        images = self._images()
+        return self.prefer(images) if images else None
+
+    def _user_picked(self, *_: Any) -> None:
+        self._picked = self.value
+        self._followed = None
+
+    def _on_active(self, event: Any = None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is None or not _is_image(layer) or layer is self._inserted:
+            return
+        if self._has_pick() or self.accepts is False:
+            return
+        if self.accepts is not True and not self.accepts(layer):
+            return
+        self._followed = layer
+        self.refresh()
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        if getattr(event, "type", "") == "inserted":
+            # napari makes an added layer active (several events, within the same call): not the user's
+            # selection. Forgotten once control is back in the event loop, so a later click on it counts.
+            from qtpy.QtCore import QTimer
+
+            self._inserted = getattr(event, "value", None)
+            QTimer.singleShot(0, self._forget_inserted)
+        super()._on_layers_changed(event)
+
+    def _forget_inserted(self) -> None:
+        self._inserted = None
 
     def refresh(self, event: Any = None) -> None:
-        """Rebuild the list of image layers, keeping the current choice when it still exists."""
-        current = self.currentText()
-        if self._chosen is not None and self._chosen in self.viewer.layers:
-            current = self._chosen.name
-        names = [layer.name for layer in self.viewer.layers if _is_image(layer)]
-        self.blockSignals(True)
-        self.clear()
-        if self.none_text is not None:
-            self.addItem(self.none_text)
-        self.addItems(names)
-        active = self.viewer.layers.selection.active
-        if current in names or (current and current == self.none_text):
-            self.setCurrentText(current)
-        elif active is not None and active.name in names and self.none_text is None:
-            self.setCurrentText(active.name)
-        self.blockSignals(False)
-        if self.currentText() != current:
-            self.currentTextChanged.emit(self.currentText())
-        self._chosen = self.layer()
+        """Rebuild the list (new, removed, renamed layers) and show the wanted layer (see the class)."""
+        if self._updating:
+            return
+        self._updating = True
+        try:
+            wanted, before = self._wanted(), self.value
+            with self.changed.blocked():
+                self.reset_choices()
+                if wanted in self.choices:
+                    self.value = wanted
+            if self.value is not before or event is not None:  # a rename changes the text only: say so too
+                self.changed.emit(self.value)
+        finally:
+            self._updating = False
 
     def layer(self) -> Any:
         """Return the chosen image layer, or None."""
-        name = self.currentText()
-        if not name or name == self.none_text or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
+        value = self.value
+        return value if self._alive(value) else None
 
     def set_layer(self, layer: Any) -> None:
-        """Choose ``layer`` (None: the 'none' entry, if there is one)."""
-        self.setCurrentText(self.none_text if layer is None else layer.name)
+        """Choose ``layer`` (a layer or its name; None: the 'none' entry) as if the user had picked it."""
+        if isinstance(layer, str):
+            layer = None if layer == self.none_text else self.viewer.layers[layer]
+        self._picked, self._followed = layer, None
+        self.refresh()
+
+    def prefer_again(self, *_: Any) -> None:
+        """Forget the user's pick and selection: show the preferred layer (e.g. after the model changed)."""
+        if not self._has_pick():
+            self._followed = None
+            self.refresh()
+
+    def names(self) -> list[str]:
+        """Return the entries' texts, in order (the 'none' entry first, when there is one)."""
+        return [self.native.itemText(i) for i in range(self.native.count())]
 
 
 def image_data(layer: Any) -> Any:

@@ -9,6 +9,10 @@ Cancel asks the work to stop at its next event (between two tiles, or two traini
 worker thread then closes the generator, so its clean-up (deleting a temporary file, saving a
 training checkpoint) runs at once, off the GUI thread, before the panel reports the end.
 
+Each run also has a bar in napari's activity dock (:class:`ActivityProgress`, a
+``napari.utils.progress``): total, done and description from the events, closed when the run ends,
+is cancelled or fails; the dock's Cancel button cancels the run as the panel's does.
+
 Errors raised by the work become napari error notifications, and its warnings (e.g. a model with
 random weights, a pixel size far from the model's) warning notifications: nothing is raised into
 the viewer's event loop, and the viewer keeps running. A library error's hints
@@ -20,15 +24,19 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Generator, Iterator, Mapping
 
+from napari.utils.progress import cancelable_progress
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from napari_emsr.errors import EMSRError, Hint
 from napari_emsr.events import Event
 
-__all__ = ["RunPanel", "format_seconds", "event_progress", "gui_message", "GUI_CONTROLS"]
+__all__ = ["RunPanel", "ActivityProgress", "format_seconds", "event_progress", "gui_message", "GUI_CONTROLS"]
 
 _STEPS = 1000
+#: the most characters of an event's message shown in the activity dock's description
+_DOCK_MESSAGE = 60
+
 
 def format_seconds(seconds: float | None) -> str:
     """'0:07', '12:30' or '1:02:03'; '...' when unknown."""
@@ -97,6 +105,62 @@ def gui_message(error: BaseException | str, controls: Mapping[str, str] | None =
     return str(error)
 
 
+class ActivityProgress(cancelable_progress):
+    """One run's bar in napari's activity dock: ``total``, ``n`` and the description follow its events.
+
+    The dock shows a Cancel button for it (a ``cancelable_progress``); pressing it calls
+    ``on_cancel`` (the panel's :meth:`RunPanel.cancel`). Without a viewer it is a tqdm bar on the
+    terminal, as any ``napari.utils.progress``.
+    """
+
+    def __init__(self, label: str, on_cancel: Callable[[], None]) -> None:
+        self.label = label
+        self._on_cancel = on_cancel
+        self._latest: Event | None = None  # the newest event not shown yet
+        self._busy = False
+        self._cancelling = False
+        self._text = label
+        self._total_shown = 0
+        super().__init__(desc=label, total=0)  # 0: busy until the first event gives the total
+
+    def cancel(self) -> None:
+        """Cancel the run (what the activity dock's Cancel button calls)."""
+        super().cancel()
+        self._on_cancel()
+
+    def cancelling(self) -> None:
+        """Say in the dock that the run is stopping."""
+        self._cancelling = True
+        self._describe(f"{self.label} (cancelling)")
+
+    def show(self, event: Event) -> None:
+        """Move the bar to ``event``; the newest event wins when the dock's redraw delivers the next one."""
+        self._latest = event
+        if self._busy:  # called again while the dock processes Qt events: the loop below shows it
+            return
+        self._busy = True
+        try:
+            while self._latest is not None and not self.disable:  # disable: closed meanwhile
+                event, self._latest = self._latest, None
+                self._apply(event)
+        finally:
+            self._busy = False
+
+    def _apply(self, event: Event) -> None:
+        if event.total and event.total != self._total_shown:
+            self._total_shown = self.total = event.total
+        if event.done != self.n:
+            self.update(event.done - self.n)
+        if not self._cancelling and event.kind != "info":
+            message = event.message[:_DOCK_MESSAGE]
+            self._describe(f"{self.label} - {message}" if message else self.label)
+
+    def _describe(self, text: str) -> None:
+        if text != self._text and not self.disable:
+            self._text = text
+            self.set_description(text)
+
+
 class RunPanel(QWidget):
     """Starts a generator in a worker thread, shows its progress, and cancels it between steps.
 
@@ -150,6 +214,8 @@ class RunPanel(QWidget):
         self._error: BaseException | None = None
         self._done = False
         self._stop = threading.Event()
+        #: the run's bar in napari's activity dock (None between runs)
+        self.activity: ActivityProgress | None = None
 
     @property
     def running(self) -> bool:
@@ -191,6 +257,7 @@ class RunPanel(QWidget):
                 "finished": self._finished,
             },
         )
+        self.activity = ActivityProgress(self.activity_label(), self.cancel)
         self.worker.start()
 
     def _work(self, make_events: Callable[[], Generator[Any, None, None]]) -> Iterator[Any]:
@@ -204,12 +271,19 @@ class RunPanel(QWidget):
                 events.close()  # the work's clean-up runs here, in the worker thread
                 return
 
+    def activity_label(self) -> str:
+        """Return the run's name in the activity dock: the title, and the Run button's text if it says more."""
+        action = self.run_button.text().replace("&", "")
+        return self.title if action == self.title else f"{self.title}: {action}"
+
     def cancel(self) -> None:
         """Ask the work to stop at its next event (between two tiles, or steps)."""
         if self.worker is not None:
             self.status.setText(self.cancelling_text)
             self.cancel_button.setEnabled(False)
             self._stop.set()
+            if self.activity is not None:
+                self.activity.cancelling()
 
     def _yielded(self, event: Event) -> None:
         fraction, text = event_progress(event)
@@ -219,6 +293,8 @@ class RunPanel(QWidget):
         self.progress.setFormat(text)
         self._on_event(event)
         self.progressed.emit(event)
+        if self.activity is not None:  # last: the dock processes Qt events while it redraws
+            self.activity.show(event)
 
     def _errored(self, error: BaseException) -> None:
         from napari.utils.notifications import notification_manager, show_error
@@ -237,6 +313,9 @@ class RunPanel(QWidget):
     def _finished(self) -> None:
         if self._events is not None:
             self._events.close()  # runs the engine's clean-up now (a no-op if it finished)
+        if self.activity is not None:
+            activity, self.activity = self.activity, None
+            activity.close()  # leaves the activity dock
         if self._done:
             outcome = "done"
         elif self._error is not None:

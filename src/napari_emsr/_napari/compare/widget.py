@@ -33,7 +33,17 @@ from qtpy.QtWidgets import (
 )
 
 from napari_emsr._napari.common.layer_list import LayerChecklist
-from napari_emsr._napari.common.layers import LayerCombo, LayerError, current_slice, in_plane_pixel_size
+from napari_emsr._napari.common.layers import (
+    LayerCombo,
+    LayerError,
+    acquired,
+    coarsest,
+    current_slice,
+    finest,
+    in_plane_pixel_size,
+    is_result,
+    plane_pixel_size,
+)
 from napari_emsr._napari.common.run_panel import RunPanel
 from napari_emsr._napari.common.scroll import scrolled
 from napari_emsr._napari.compare.data import (
@@ -69,17 +79,34 @@ class _Job:
     events: Callable[[], Generator[Event, None, None]]
 
 
+def _sizes(layers: list[Any]) -> set[float]:
+    return {size for layer in acquired(layers) if (size := plane_pixel_size(layer)) is not None}
+
+
+def _finest_of_a_pair(layers: list[Any]) -> Any:
+    """Return the finest acquired layer when acquired layers of two or more pixel sizes are open, else None."""
+    return finest([a for a in acquired(layers) if plane_pixel_size(a) is not None]) if len(_sizes(layers)) > 1 else None
+
+
+def _coarsest_of_a_pair(layers: list[Any]) -> Any:
+    """Return the coarsest acquired layer when acquired layers of two or more pixel sizes are open, else None."""
+    return coarsest(acquired(layers)) if len(_sizes(layers)) > 1 else None
+
+
 class CompareWidget(QWidget):
     """Score layers against a reference (or without one) and show FRC curves and a table."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.reference = LayerCombo(viewer, none_text=_NO_REFERENCE)
+        # reference: the finest acquired layer when layers of several pixel sizes are open (an LR / HR
+        # pair), else none; a selected layer becomes it unless it is a result (results are scored)
+        self.reference = LayerCombo(viewer, none_text=_NO_REFERENCE, prefer=_finest_of_a_pair,
+                                    accepts=lambda layer: not is_result(layer))  # fmt: skip
         self.methods = LayerChecklist(viewer)
         self.methods.setToolTip("the layers to score (e.g. Super-resolve results); without a reference: one or two")
-        self.lr = LayerCombo(viewer, none_text="(none)")
-        self.lr.setToolTip("an LR layer: its bicubic up-sampling is scored as a baseline")
+        self.lr = LayerCombo(viewer, none_text="(none)", prefer=_coarsest_of_a_pair, accepts=False)
+        self.lr.native.setToolTip("an LR layer: its bicubic up-sampling is scored as a baseline")
         self.threshold = QComboBox()
         for label, value in _THRESHOLDS.items():
             self.threshold.addItem(label, value)
@@ -101,7 +128,7 @@ class CompareWidget(QWidget):
         self.scores: dict[str, Any] = {}
         self._job: _Job | None = None
         self._layout()
-        self.reference.currentTextChanged.connect(self._show_mode)
+        self.reference.changed.connect(self._show_mode)
         self.methods.changed.connect(self._show_mode)
         self.run_panel.run_button.clicked.connect(self.run)
         self.save_plot_button.clicked.connect(self._choose_plot_file)
@@ -122,9 +149,9 @@ class CompareWidget(QWidget):
         self.table.setMinimumHeight(130)
         self.table.setMaximumHeight(190)
         form = QFormLayout()
-        form.addRow("Reference", self.reference)
+        form.addRow("Reference", self.reference.native)
         form.addRow("Layers", self.methods)
-        form.addRow("LR (bicubic)", self.lr)
+        form.addRow("LR (bicubic)", self.lr.native)
         form.addRow("Threshold", self.threshold)
         form.addRow("Window", self.frc_window)
         form.addRow("", self.whole_stack)

@@ -24,7 +24,14 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabe
 from superqt import QCollapsible
 
 from napari_emsr._napari.common.engine_options import ERROR_STYLE, EngineOptions
-from napari_emsr._napari.common.layers import LayerCombo, in_plane_pixel_size, overlay_transform
+from napari_emsr._napari.common.layers import (
+    LayerCombo,
+    acquired,
+    coarsest,
+    finest,
+    overlay_transform,
+    plane_pixel_size,
+)
 from napari_emsr._napari.common.run_panel import RunPanel, gui_message
 from napari_emsr._napari.common.scroll import scrolled
 from napari_emsr._napari.finetune.fit_plot import NoiseCurvePlot
@@ -57,6 +64,16 @@ FIT_REAL_LAYER = "fitted degradation: real LR"
 FIT_SIMULATED_LAYER = "fitted degradation: simulated LR"
 
 
+def _coarser(lr: Any, hr: Any) -> bool:
+    """Whether ``lr`` can be the LR of a pair with ``hr``: larger pixels when both are known, else another layer."""
+    if lr is None or hr is None:
+        return lr is not hr
+    lr_size, hr_size = plane_pixel_size(lr), plane_pixel_size(hr)
+    if lr_size is None or hr_size is None:
+        return lr is not hr
+    return lr_size > hr_size
+
+
 class FineTuneWidget(QWidget):
     """Fine-tune on an LR/HR layer pair, watching losses, validation scores and a preview.
 
@@ -71,8 +88,11 @@ class FineTuneWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.lr_combo = LayerCombo(viewer)
-        self.hr_combo = LayerCombo(viewer)
+        # LR: the coarsest acquired layer, HR: the finest. A layer selected in the layer list goes to LR
+        # if it is coarser than the HR choice, else to HR if it is finer than both choices
+        self.lr_combo = LayerCombo(viewer, prefer=lambda layers: coarsest(acquired(layers)),
+                                   accepts=lambda layer: _coarser(layer, self.hr_combo.layer()))  # fmt: skip
+        self.hr_combo = LayerCombo(viewer, prefer=lambda layers: finest(acquired(layers)), accepts=self._finer_hr)
         self.locate_panel = RunPanel(
             "Fine-tune", run_text="Locate HR in LR", cancel_tip="Stop locating the HR field",
             cancelling_text="Stopping...", cancelled_text="Not located: cancelled.",
@@ -129,12 +149,16 @@ class FineTuneWidget(QWidget):
         self._watched: Any = None
         self._layout()
         self._connect()
-        self._guess_pair()
+
+    def _finer_hr(self, layer: Any) -> bool:
+        """Whether a layer selected in the layer list becomes the HR: finer than the LR and the HR chosen."""
+        hr = self.hr_combo.layer()
+        return _coarser(self.lr_combo.layer(), layer) and (hr is None or hr is layer or _coarser(hr, layer))
 
     def _layout(self) -> None:
         form = QFormLayout()
-        form.addRow("LR", self.lr_combo)
-        form.addRow("HR", self.hr_combo)
+        form.addRow("LR", self.lr_combo.native)
+        form.addRow("HR", self.hr_combo.native)
         row = QHBoxLayout()
         row.addWidget(self.locate_panel, 1)
         row.addWidget(self.register_box)
@@ -168,25 +192,8 @@ class FineTuneWidget(QWidget):
         self.use_button.clicked.connect(self.super_resolve_with_it)
         self.form.out_path.textChanged.connect(self._update_resume)
         self.z_offset.valueChanged.connect(self._show_offset)
-        self.lr_combo.currentTextChanged.connect(self._show_offset)
-        self.hr_combo.currentTextChanged.connect(self._show_offset)
-        self.viewer.layers.events.inserted.connect(self._guess_pair)
-
-    def _guess_pair(self, *_: Any) -> None:
-        """While LR and HR show the same layer: the image layer with the largest pixels as LR, the smallest as HR."""
-        if self.lr_combo.layer() is not None and self.lr_combo.layer() != self.hr_combo.layer():
-            return
-        sized = []
-        for name in (self.lr_combo.itemText(i) for i in range(self.lr_combo.count())):
-            try:
-                size = in_plane_pixel_size(self.viewer.layers[name])
-            except (KeyError, ValueError):
-                continue
-            if size:
-                sized.append((size, name))
-        if len(sized) >= 2 and min(sized)[0] < max(sized)[0]:
-            self.lr_combo.setCurrentText(max(sized)[1])
-            self.hr_combo.setCurrentText(min(sized)[1])
+        self.lr_combo.changed.connect(self._show_offset)
+        self.hr_combo.changed.connect(self._show_offset)
 
     # -- locating the HR field ------------------------------------------------------------------
     def _base(self) -> tuple[Any, str]:

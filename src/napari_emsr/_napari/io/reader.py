@@ -1,14 +1,17 @@
 """Reader contribution: EM stacks opened lazily by :func:`napari_emsr.open_volume`.
 
-TIFF / OME-TIFF / ImageJ TIFF files, folders of PNG or TIFF slices and Zarr / OME-Zarr become
-one image layer backed by a dask array (slices are read when shown). The pixel size becomes the
-layer's ``scale`` in nanometres, and an OME-Zarr's NGFF translation its ``translate``, so that
-low- and high-resolution layers of the same sample overlay in world coordinates.
+TIFF / OME-TIFF / ImageJ TIFF files, folders of PNG or TIFF slices, Zarr / OME-Zarr, MRC / MRCS,
+HDF5 and N5 become image layers backed by dask arrays (slices are read when shown). The pixel
+size becomes the layer's ``scale`` in nanometres, and an OME-Zarr's NGFF translation its
+``translate``, so that low- and high-resolution layers of the same sample overlay in world
+coordinates. A pyramid (an OME-Zarr's datasets, an N5's ``s0, s1, ...``) becomes one multiscale
+layer; an HDF5 or N5 container holding several images opens each as a layer.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -16,45 +19,81 @@ import numpy as np
 
 __all__ = ["get_reader", "read_volume", "layer_geometry"]
 
-_SUFFIXES = (".tif", ".tiff", ".btf", ".png", ".zarr")
+#: suffixes that also name other kinds of files: read only when the header looks like an MRC's
+_MAYBE_MRC = (".rec", ".st", ".ali")
 
 
 def get_reader(path: str | os.PathLike | list[str] | tuple[str, ...]) -> Callable[[Any], list] | None:
     """Return the reader for ``path`` if napari-emsr can read it, else None (napari then asks others)."""
+    from napari_emsr.io.volume import FILE_SUFFIXES, SLICE_SUFFIXES
+
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
         path = path[0]
     where = Path(os.fspath(path))
     if where.is_dir():
-        from napari_emsr.io import SLICE_SUFFIXES
         from napari_emsr.io.formats import is_zarr
+        from napari_emsr.io.n5 import is_n5
 
-        if is_zarr(where) or any(p.suffix.lower() in SLICE_SUFFIXES for p in where.iterdir()):
+        if is_zarr(where) or is_n5(where) or any(p.suffix.lower() in SLICE_SUFFIXES for p in where.iterdir()):
             return read_volume
         return None
-    return read_volume if where.name.lower().endswith(_SUFFIXES) else None
+    name = where.name.lower()
+    if name.endswith(_MAYBE_MRC):
+        from napari_emsr.io.mrc import looks_like_mrc
+
+        return read_volume if looks_like_mrc(where) else None
+    return read_volume if name.endswith((*FILE_SUFFIXES, ".zarr")) else None
 
 
 def read_volume(path: str | os.PathLike | list[str] | tuple[str, ...]) -> list[tuple[Any, dict[str, Any], str]]:
-    """Open ``path`` lazily as one image layer (raises a clear ValueError for unusable data)."""
-    from napari_emsr.io import open_volume
+    """Open ``path`` lazily as image layers (raises a clear ValueError for unusable data).
+
+    One layer, except for an HDF5 or N5 container holding several images: a layer for each (the
+    ones that cannot be shown are left out with a warning saying why).
+    """
+    from napari_emsr.io import AmbiguousDatasetError, open_volume
 
     if isinstance(path, (list, tuple)):
         path = path[0]
-    volume = open_volume(path)
-    data = volume.data
-    middle = np.asarray(data[data.shape[0] // 2] if data.ndim == 3 else data)
+    name = Path(os.fspath(path)).name
+    try:
+        return [_layer(open_volume(path), name)]
+    except AmbiguousDatasetError as several:
+        layers, problems = [], []
+        for candidate in several.candidates:
+            try:
+                volume = open_volume(path, dataset=candidate.name)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            layers.append(_layer(volume, f"{name}:/{candidate.name}"))
+        if not layers:
+            raise
+        for problem in problems:
+            warnings.warn(f"not shown: {problem}", UserWarning, stacklevel=2)
+        return layers
+
+
+def _layer(volume: Any, name: str) -> tuple[Any, dict[str, Any], str]:
+    """One image layer: the data (a list of levels for a pyramid), its name, contrast and geometry."""
+    levels = list(volume.levels)
+    data = levels or volume.data
+    smallest = levels[-1] if levels else volume.data
+    middle = np.asarray(smallest[smallest.shape[0] // 2] if smallest.ndim == 3 else smallest)
     low, high = float(np.nanmin(middle)), float(np.nanmax(middle))
     meta: dict[str, Any] = {
-        "name": Path(os.fspath(path)).name,
-        "axis_labels": ("z", "y", "x")[-data.ndim :],
+        "name": name,
+        "axis_labels": ("z", "y", "x")[-volume.ndim :],
         "contrast_limits": (low, high if high > low else low + 1),
         "metadata": {"napari_emsr": {"path": str(volume.path), "format": volume.format,
                                      "pixel_size_nm": volume.pixel_size_nm}},
     }  # fmt: skip
-    meta.update(layer_geometry(volume.pixel_size_nm, data.ndim, _ngff_translation(volume)))
-    return [(data, meta, "image")]
+    if levels:
+        meta["multiscale"] = True
+    meta.update(layer_geometry(volume.pixel_size_nm, volume.ndim, _ngff_translation(volume)))
+    return (data, meta, "image")
 
 
 def layer_geometry(
