@@ -523,16 +523,23 @@ def _resumable(config: TrainingConfig) -> dict[str, Any]:
 CALIBRATION_STEPS = 20
 #: share of the budget a budgeted run plans for; the rest absorbs validations and timing noise
 BUDGET_SHARE = 0.95
+#: a budgeted run plans again every this many steps, from the step time of the latest ones, so that a
+#: slow start (another program busy during the calibration) or a slowdown does not leave the budget
+#: unused or overrun
+REPLAN_EVERY = 50
 
 
-def _fit_to_budget(run: _Run, first_step: int, seconds: float) -> TrainingConfig:
-    """Return the run's config with ``steps`` (and ``halve_every`` in proportion) set to fill its time budget."""
+def _fit_to_budget(run: _Run, seconds: float, per_step: float) -> TrainingConfig:
+    """Return the run's config with ``steps`` set to fill its time budget at ``per_step`` seconds a step.
+
+    ``seconds``: the time used so far. ``halve_every`` follows the steps in proportion until the
+    learning rate has been halved once (from then on it is kept, so the rate never goes back up).
+    """
     cfg = run.config
     assert cfg.minutes is not None  # a budget needs minutes (TrainingConfig checks it)
-    per_step = seconds / max(run.step - first_step, 1)
     left = BUDGET_SHARE * 60 * cfg.minutes - seconds
-    total = max(run.step + 1, run.step + int(left / per_step))
-    halve = max(1, round(cfg.halve_every * total / cfg.steps))
+    total = max(run.step + 1, run.step + int(left / max(per_step, 1e-9)))
+    halve = cfg.halve_every if run.step >= cfg.halve_every else max(1, round(cfg.halve_every * total / cfg.steps))
     return cfg.replace(steps=total, halve_every=halve, budget=False)
 
 
@@ -554,6 +561,7 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[Event]:
     for note in data.notes:
         yield event("info", note)
     yield event("info", f"validation: {data.validation.description}")
+    budgeted, planned_at = cfg.budget, (first_step, start)  # a budget: steps planned (and re-planned) from time
     try:
         while run.step < cfg.steps:
             if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
@@ -561,10 +569,20 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[Event]:
                 break
             with _sigint_held():
                 terms = run.train_step()
-            if cfg.budget and run.step - first_step >= CALIBRATION_STEPS:
-                run.config = cfg = _fit_to_budget(run, first_step, time.perf_counter() - start)
-                yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the measured step time "
-                                    f"(learning rate halved every {cfg.halve_every})")  # fmt: skip
+            since = run.step - planned_at[0]
+            # at least four re-plans over what is left, so a short plan made in a slow moment is revised
+            every = CALIBRATION_STEPS if cfg.budget else max(1, min(REPLAN_EVERY, (cfg.steps - planned_at[0]) // 4))
+            if budgeted and since >= every:
+                now = time.perf_counter()
+                before, first = cfg.steps, cfg.budget
+                run.config = cfg = _fit_to_budget(run, now - start, (now - planned_at[1]) / since)
+                planned_at = (run.step, now)
+                if first:
+                    yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the measured step time "
+                                        f"(learning rate halved every {cfg.halve_every})")  # fmt: skip
+                elif abs(cfg.steps - before) > 0.05 * before:
+                    yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the latest step time "
+                                        f"(was {before})")  # fmt: skip
             rate = (run.step - first_step) / max(time.perf_counter() - start, 1e-9)
             eta = (cfg.steps - run.step) / rate if rate > 0 else None
             if cfg.minutes is not None:
