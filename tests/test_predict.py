@@ -28,6 +28,15 @@ from .conftest import TINY
 pytestmark = pytest.mark.filterwarnings("ignore::napari_emsr.predict.UntrainedModelWarning")
 
 
+@pytest.fixture(autouse=True)
+def fp32(monkeypatch):
+    """The engine's arithmetic is checked against the network's own fp32 output: precision "auto"
+    resolves as on a CPU without AMX-BF16 (fp32); bf16 is tested in test_precision.py."""
+    from napari_emsr import device
+
+    monkeypatch.setattr(device, "cpu_has_amx_bf16", lambda: False)
+
+
 def whole(model, x):
     """The network on the whole image at once: the reference for tiled prediction."""
     with torch.inference_mode():

@@ -94,6 +94,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch", type=int, metavar="N", help="tiles per forward pass (default 1 CPU, 4 GPU)")
     p.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="arithmetic of the network: auto (default: bf16 on GPUs that have it and on CPUs "
+                        "with AMX-BF16, else fp32), fp32, bf16, fp16 (CUDA only); the choice and why are "
+                        "printed")  # fmt: skip
     p.add_argument(
         "--pixel-size",
         type=_pixel_size,
@@ -230,7 +234,7 @@ def predict_options(args: argparse.Namespace) -> PredictOptions:
     return PredictOptions(
         tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device, pixel_size=args.pixel_size,
         self_ensemble=args.self_ensemble, intensity_range=args.intensity_range, resume=args.resume,
-        overwrite=args.overwrite, pyramid=args.pyramid,
+        overwrite=args.overwrite, pyramid=args.pyramid, precision=args.precision,
     )  # fmt: skip
 
 
@@ -345,7 +349,8 @@ def _show(event: Event, write: Writer) -> None:
     exact = "exact" if plan.exact else f"{plan.halo_mode}; receptive radius {plan.receptive_radius}"
     write(
         f"emsr predict: {list(plan.input_shape)} {plan.dtype} -> {list(plan.output_shape)} on {plan.device}, "
-        f"tile {plan.tile}, halo {plan.halo} ({exact}), batch {plan.batch}"
+        f"tile {plan.tile}, halo {plan.halo} ({exact}), batch {plan.batch}, {plan.precision}"
+        + (f" ({plan.precision_reason})" if plan.precision_reason else "")
         + (", self-ensemble" if plan.self_ensemble else "")
         + (
             f"; resuming: {plan.slices_reused} of {plan.slices_total} slice(s) already done"

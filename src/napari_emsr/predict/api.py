@@ -185,7 +185,7 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Event]:
         yield state.event("start", plan.summary(slices_reused=state.slices_done))
         per_unit = slices_per_unit(plan.tiles_per_slice(), plan.batch, int(np.prod(plan.out_shape[-2:])) * 4)
         reader = SlabReader(plan.volume.data, plan.block)
-        runner = ModelRunner(plan.model, plan.device, plan.batch)
+        runner = ModelRunner(plan.model, plan.device, plan.batch, plan.precision)
         for unit in plan_units(plan.slices, per_unit=per_unit, first=first_slice, done=done_mask):
             out = yield from _run_unit(plan, runner, reader.read(unit), unit, state)
             for z, plane in zip(unit, out, strict=True):

@@ -76,16 +76,23 @@ class SliceTask:
     self_ensemble: bool
     block: tuple[slice, slice]
     crop: tuple[slice, slice] | None
+    precision: str = "auto"  # as asked: each worker resolves it for its own device
+
+
+def _runner(model: Any, device: str, batch: int, precision: str) -> ModelRunner:
+
+    from napari_emsr.device import resolve_precision, select_device
+
+    resolved = select_device(device)
+    return ModelRunner(prepare_model(model, resolved), resolved, batch, resolve_precision(precision, resolved)[0])
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_runner(model_path: str, device: str, batch: int) -> ModelRunner:
-    """One model per (process, file, device): a dask worker loads it for its first task only."""
-    import torch
-
+def _cached_runner(model_path: str, device: str, batch: int, precision: str = "auto") -> ModelRunner:
+    """One model per (process, file, device, precision): a dask worker loads it for its first task only."""
     from napari_emsr.model_io import load_model
 
-    return ModelRunner(prepare_model(load_model(model_path), torch.device(device)), torch.device(device), batch)
+    return _runner(load_model(model_path), device, batch, precision)
 
 
 @functools.lru_cache(maxsize=2)
@@ -101,15 +108,12 @@ def run_task(task: SliceTask) -> int:
     Pure in its effects: it writes only its own slices' chunks and done flags, so tasks can run in
     any order, in parallel, and again after a failure.
     """
-    import torch
-
     from napari_emsr.io.writers import write_zarr_slice
 
     if isinstance(task.model, str):
-        runner = _cached_runner(task.model, task.device, task.batch)
+        runner = _cached_runner(task.model, task.device, task.batch, task.precision)
     else:
-        device = torch.device(task.device)
-        runner = ModelRunner(prepare_model(task.model, device), device, task.batch)
+        runner = _runner(task.model, task.device, task.batch, task.precision)
     data = _cached_source(task.source) if isinstance(task.source, str) else task.source
     raw = read_block(data, task.slices, task.block)
     where = "the input" if task.slices == (None,) else f"slices {task.slices[0]}..{task.slices[-1]} of the input"
@@ -190,7 +194,7 @@ def plan_tasks(volume: Any, model: Any, output: Any, options: PredictOptions) ->
         common: dict[str, Any] = dict(
             source=source, model=plan.model_source or model, store=str(partial_path(output)), device=str(plan.device),
             batch=plan.batch, geometry=plan.geometry, intensity=plan.intensity, self_ensemble=plan.self_ensemble,
-            block=plan.block, crop=plan.crop,
+            block=plan.block, crop=plan.crop, precision=options.precision,
         )  # fmt: skip
         tasks = [SliceTask(slices=unit, **common) for unit in units]
         return TaskPlan(tasks, writer, done, plan.summary(slices_reused=int(done.sum())))

@@ -75,14 +75,17 @@ def prepare_model(model: _M, device: torch.device) -> _M:
 
 
 class ModelRunner:
-    """Runs the network on stacks of same-shaped tiles: float32, channels_last, inference mode.
+    """Runs the network on stacks of same-shaped tiles: channels_last, inference mode, fp32 or autocast.
 
     On an out-of-memory error the batch is halved and the tiles are retried; with a batch of one
     :class:`TileOutOfMemory` is raised so that the caller can use smaller tiles.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, batch: int) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, batch: int, precision: str = "fp32") -> None:
         self.model, self.device, self.batch = model, device, int(batch)
+        #: "fp32", or "bf16" / "fp16": the forward pass under autocast (weights stay fp32; output fp32)
+        self.precision = precision
+        self._autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         """(B, h, w) float32 -> (B, h * s, w * s) float32."""
@@ -111,7 +114,8 @@ class ModelRunner:
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))[:, None]
         x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self._autocast or torch.bfloat16,
+                                                    enabled=self._autocast is not None):  # fmt: skip
             y = self.model(x)
         return y[:, 0].float().cpu().numpy()
 

@@ -37,6 +37,15 @@ def _switch(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def _precision(value: Any) -> str:
+    from napari_emsr.device import PRECISIONS
+
+    text = "auto" if value is None else str(value).strip().lower()
+    if text not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    return text
+
+
 def device_spec(device: Any) -> str:
     """Return ``device`` as a canonical device name: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
 
@@ -154,6 +163,10 @@ class PredictOptions:
         is compared too, by a digest of sampled slices recorded when the run started).
     overwrite : bool
         Replace an existing output (only once the new one is complete).
+    precision : str
+        ``"auto"`` (the default), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only): the arithmetic of the
+        forward pass (bf16 / fp16 under autocast, the weights and the output in fp32). ``"auto"``: bf16
+        on GPUs that have it and on CPUs with AMX-BF16, else fp32 (:func:`napari_emsr.device.resolve_precision`).
     pyramid : bool
         Give an OME-Zarr output a multiscale pyramid (y and x halved per level until no more than
         512 pixels; each slice's levels written with it), so that napari opens it as a multiscale
@@ -173,6 +186,7 @@ class PredictOptions:
     resume: bool = False
     overwrite: bool = False
     pyramid: bool = True
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         checked: dict[str, Any] = {
@@ -189,6 +203,7 @@ class PredictOptions:
             "resume": _switch("resume", self.resume),
             "overwrite": _switch("overwrite", self.overwrite),
             "pyramid": _switch("pyramid", self.pyramid),
+            "precision": _precision(self.precision),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

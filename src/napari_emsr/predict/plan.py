@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from napari_emsr.device import default_batch, default_tile, select_device
+from napari_emsr.device import default_batch, default_tile, resolve_precision, select_device
 from napari_emsr.errors import EMSRError, Hint
 from napari_emsr.io.readers import Volume, as_volume
 from napari_emsr.io.writers import ngff_multiscale
@@ -93,6 +93,9 @@ class PlanSummary:
         Tiles per forward pass.
     self_ensemble : bool
         Whether the 8 flips / rotations are averaged.
+    precision : str
+        The forward pass's arithmetic (``"fp32"``, ``"bf16"``, ``"fp16"``; a distributed run: the
+        precision asked of each worker), and ``precision_reason`` why.
     scale : int
         The up-sampling factor.
     tiles_per_slice : int
@@ -137,6 +140,8 @@ class PlanSummary:
     slices_total: int = 1
     slices_reused: int = 0
     cluster: ClusterInfo | None = None
+    precision: str = "fp32"
+    precision_reason: str = ""
 
     @property
     def slices_to_do(self) -> int:
@@ -178,6 +183,8 @@ class Plan:
     fingerprint: dict[str, Any]
     halo_mode: str = "given"
     options: PredictOptions = field(default_factory=PredictOptions)
+    precision: str = "fp32"
+    precision_reason: str = ""
 
     @property
     def slices(self) -> list[int | None]:
@@ -209,6 +216,7 @@ class Plan:
             dtype=self.out_dtype.name, input_pixel_size_nm=_sizes(self.volume.pixel_size_nm),
             output_pixel_size_nm=_sizes(self.out_pixel_size), intensity=self.intensity.to_dict(),
             trained=bool(self.model.metadata.trained), slices_total=len(self.slices), slices_reused=int(slices_reused),
+            precision=self.precision, precision_reason=self.precision_reason,
         )  # fmt: skip
 
     def resume_fingerprint(self) -> dict[str, Any]:
@@ -462,6 +470,7 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
     """
     options = build_options(options, **keywords)
     resolved = select_device(options.device)
+    precision, precision_reason = resolve_precision(options.precision, resolved)
     net, source = _load_model(model)
     geometry = _geometry(net, resolved, options.tile, 0, options.blend)  # checks tile and blend before any reading
     batch = default_batch(resolved) if options.batch is None else options.batch
@@ -487,6 +496,7 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
             "self_ensemble": options.self_ensemble,
             "intensity": [intensity.low, intensity.high],
             "region": [list(b) for b in bounds] if bounds else None,
+            "precision": precision,
         }
         prepared = prepare_model(net, resolved)
         prepared.metadata = net.metadata
@@ -496,5 +506,5 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
         raise
     return Plan(
         vol, owned, prepared, source, resolved, geometry, batch, intensity, options.self_ensemble, block, crop,
-        out_shape, out_sizes, multiscale, exact, fingerprint, halo_mode, options,
+        out_shape, out_sizes, multiscale, exact, fingerprint, halo_mode, options, precision, precision_reason,
     )  # fmt: skip

@@ -100,6 +100,10 @@ class OverlapBox(QSpinBox):
         return {self.AUTO: "auto", self.EXACT: "exact"}.get(self.value(), self.value())
 
 
+#: the Precision choices (label -> PredictOptions.precision)
+PRECISION_ITEMS = {"auto": "auto", "fp32": "fp32", "bf16": "bf16", "fp16 (CUDA)": "fp16"}
+
+
 class EngineOptions(QWidget):
     """Model source, device, tile size, overlap and self-ensemble, with what each resolves to."""
 
@@ -141,6 +145,13 @@ class EngineOptions(QWidget):
             "1.5-2x the cost; a number of pixels: smaller is faster and approximate (the cross-fade hides the seams)."
         )
         self.self_ensemble = QCheckBox("Self-ensemble (8 flips / rotations, 8x slower)")
+        self.precision = QComboBox()
+        for label, value in PRECISION_ITEMS.items():
+            self.precision.addItem(label, value)
+        self.precision.setToolTip(
+            "arithmetic of the network: auto takes bf16 on GPUs that have it and on CPUs with AMX-BF16 (about 2x "
+            "faster, output within 0.001 dB of fp32), fp32 elsewhere"
+        )
         self._loaded: tuple[tuple, Any] | None = None
         self._fill_devices()
         self._layout()
@@ -148,6 +159,7 @@ class EngineOptions(QWidget):
         self.path.editingFinished.connect(self.refresh)
         self.browse.clicked.connect(self._choose_file)
         self.device.currentIndexChanged.connect(self._show_device)
+        self.precision.currentIndexChanged.connect(self._show_device)
         self.refresh()
 
     def _layout(self) -> None:
@@ -163,12 +175,13 @@ class EngineOptions(QWidget):
         form.addRow("Device", self.device)
         form.addRow("", self.device_status)
         if not self.inference:
-            for widget in (self.tile, self.overlap, self.self_ensemble):
+            for widget in (self.tile, self.overlap, self.self_ensemble, self.precision):
                 widget.setParent(self)
                 widget.hide()
             return
         form.addRow("Tile", self.tile)
         form.addRow("Overlap", self.overlap)
+        form.addRow("Precision", self.precision)
         form.addRow("", self.self_ensemble)
 
     def _device_item(self, index: int) -> Any:
@@ -200,8 +213,15 @@ class EngineOptions(QWidget):
             self.device_status.setText(str(exc))
             self.device_status.setStyleSheet(ERROR_STYLE)
             return
+        from napari_emsr.device import resolve_precision
+
+        try:
+            precision, why = resolve_precision(self.precision.currentData() or "auto", select_device(choice))
+            arithmetic = f", {precision} ({why})"
+        except ValueError as exc:  # e.g. fp16 on the CPU: said here, refused when run
+            arithmetic = f"; {exc}"
         self.device_status.setStyleSheet("")
-        self.device_status.setText(f"Uses {used}. Available here: {found}.")
+        self.device_status.setText(f"Uses {used}{arithmetic}. Available here: {found}.")
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open an EMSR model", "", "EMSR models (*.safetensors)")
@@ -323,6 +343,7 @@ class EngineOptions(QWidget):
             tile=self.tile.value() or None,
             overlap=self.overlap.engine_value(),
             self_ensemble=self.self_ensemble.isChecked(),
+            precision=self.precision.currentData(),
             **more,
         )
 
