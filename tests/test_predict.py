@@ -368,3 +368,46 @@ def test_a_tile_off_the_window_grid_is_snapped_up_and_said(em_slice, tile, used,
         events = iter_super_resolve(x, model, tile=used, overlap=4)  # on the grid: nothing to say
         assert next(events).payload.tile == used
         events.close()
+
+
+def test_engine_reads_ahead_and_writes_behind(em_slice, tmp_path, monkeypatch):
+    """Unit k+1 is read while unit k computes, and unit k is written while unit k+1 computes."""
+    import threading
+
+    import napari_emsr.predict.api as api
+    from napari_emsr.io.writers import OmeZarrWriter
+
+    stack = np.stack([em_slice[:48, :48], em_slice[48:96, :48], em_slice[96:144, :48]])
+    read = {unit: threading.Event() for unit in [(0,), (1,), (2,)]}
+    original_read, original_write = api.SlabReader.read, OmeZarrWriter.write
+    seen = {"first_call": True, "ahead": None, "behind": None}
+
+    def reading(self, unit):
+        out = original_read(self, unit)
+        read[unit].set()
+        return out
+
+    def writing(self, index, plane):
+        if index == 0:  # unit 2 is read only once unit 1 is under way: that is, this write runs behind
+            seen["behind"] = read[(2,)].wait(20)
+        return original_write(self, index, plane)
+
+    class Runner(api.ModelRunner):
+        def __call__(self, tiles):
+            if seen["first_call"]:  # the first unit's first tiles: the next unit is being read meanwhile
+                seen["first_call"], seen["ahead"] = False, read[(1,)].wait(20)
+            return super().__call__(tiles)
+
+    monkeypatch.setattr(api.SlabReader, "read", reading)
+    monkeypatch.setattr(OmeZarrWriter, "write", writing)
+    monkeypatch.setattr(api, "ModelRunner", Runner)
+    monkeypatch.setattr(api, "slices_per_unit", lambda *a, **k: 1)
+    model = sensitive_model(2)
+    events = list(iter_super_resolve(stack, model, output=tmp_path / "o.ome.zarr", tile=16))
+    assert seen["ahead"] is True and seen["behind"] is True
+    slices = [e.payload.index for e in events if e.kind == "slice"]
+    assert slices == [0, 1, 2] and events[-1].kind == "done"  # events still in order, after each write
+    from napari_emsr import open_volume
+
+    with open_volume(tmp_path / "o.ome.zarr") as written:
+        np.testing.assert_array_equal(written.data.compute(), super_resolve(stack, model, tile=16))

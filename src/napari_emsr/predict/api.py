@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator, Iterator
@@ -178,7 +179,23 @@ def iter_super_resolve(
         plan.close()
 
 
+def _write_unit(writer: Any, unit: tuple, out: np.ndarray) -> None:
+    for z, plane in zip(unit, out, strict=True):
+        writer.write(z, plane)
+
+
 def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Event]:
+    """Run the engine, pipelined: the next unit is read and the last one written while the network runs.
+
+    One reader thread reads one unit ahead; for a file output one writer thread writes the unit
+    before, so at most three units are in memory (one read ahead, one computed, one being written).
+    A unit's "slice" events come once it is written (its done flags set), so what a resumed run
+    reuses is exactly what the events reported. On any exit the threads are waited for before the
+    writer is aborted or committed: nothing writes behind the writer's back.
+    """
+    reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emsr-read")
+    writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emsr-write")
+    pending: list[Future] = []
     try:
         done_mask = writer.open()
         state = _State(plan, done_mask)
@@ -186,20 +203,55 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Event]:
         per_unit = slices_per_unit(plan.tiles_per_slice(), plan.batch, int(np.prod(plan.out_shape[-2:])) * 4)
         reader = SlabReader(plan.volume.data, plan.block)
         runner = ModelRunner(plan.model, plan.device, plan.batch, plan.precision)
-        for unit in plan_units(plan.slices, per_unit=per_unit, first=first_slice, done=done_mask):
-            out = yield from _run_unit(plan, runner, reader.read(unit), unit, state)
-            for z, plane in zip(unit, out, strict=True):
-                writer.write(z, plane)
+        units = list(plan_units(plan.slices, per_unit=per_unit, first=first_slice, done=done_mask))
+        behind = getattr(writer, "kind", "array") != "array"  # an in-memory result is copied at once
+        ahead = reads.submit(reader.read, units[0]) if units else None
+        written: tuple[Future, tuple, np.ndarray] | None = None
+
+        def finish(job: tuple[Future, tuple, np.ndarray]) -> Iterator[Event]:
+            job[0].result()  # a write error (e.g. a full disk) is raised here
+            for z, plane in zip(job[1], job[2], strict=True):
                 state.slices_done += 1
                 yield state.event("slice", SliceDone(z, plane, state.slices_done, state.slices_total))
+
+        for i, unit in enumerate(units):
+            assert ahead is not None  # submitted for every unit
+            raw = ahead.result()
+            ahead = reads.submit(reader.read, units[i + 1]) if i + 1 < len(units) else None
+            pending[:] = [f for f in (ahead, written[0] if written else None) if f is not None]
+            out = yield from _run_unit(plan, runner, raw, unit, state)
+            if written is not None:
+                yield from finish(written)
+                written = None
+            if behind:
+                written = (writes.submit(_write_unit, writer, unit, out), unit, out)
+                pending[:] = [f for f in (ahead, written[0]) if f is not None]
+            else:
+                _write_unit(writer, unit, out)
+                yield from finish((_DONE, unit, out))
+        if written is not None:
+            yield from finish(written)
         result = writer.commit()
     except BaseException as exc:
+        for future in pending:  # let a read or write in flight end before the writer is aborted
+            future.cancel()
+            try:
+                future.result()
+            except BaseException:  # noqa: BLE001 (its error is not the one being raised)
+                pass
         writer.abort()  # nothing is left under the output's name; a temporary file is removed
         no_room = _space_error(exc, writer)
         if no_room is not None:
             raise no_room from exc
         raise
+    finally:
+        reads.shutdown(wait=True, cancel_futures=True)
+        writes.shutdown(wait=True, cancel_futures=True)
     yield state.event("done", result)
+
+
+_DONE: Future = Future()
+_DONE.set_result(None)
 
 
 def _space_error(exc: BaseException, writer: Any) -> Exception | None:
