@@ -85,7 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a .safetensors model file, a bioimage.io package (.zip) made by emsr export-bioimageio, or the name "
         "of a shipped model (emsr info --zoo lists them) (default: the shipped model for --scale)",
     )  # fmt: skip
-    p.add_argument("--tile", type=int, metavar="N", help="tile core size in input pixels (default 256 CPU, 1024 GPU)")
+    p.add_argument("--tile", type=_tile, metavar="N",
+                   help="tile core size in input pixels (default 256 CPU, 1024 GPU), or auto: the fastest of a few "
+                        "sizes timed on this device for this slice (cached)")  # fmt: skip
     p.add_argument(
         "--overlap",
         type=_overlap,
@@ -349,7 +351,7 @@ def _show(event: Event, write: Writer) -> None:
     exact = "exact" if plan.exact else f"{plan.halo_mode}; receptive radius {plan.receptive_radius}"
     write(
         f"emsr predict: {list(plan.input_shape)} {plan.dtype} -> {list(plan.output_shape)} on {plan.device}, "
-        f"tile {plan.tile}, halo {plan.halo} ({exact}), batch {plan.batch}, {plan.precision}"
+        f"tile {plan.tile}{_tile_note(plan)}, halo {plan.halo} ({exact}), batch {plan.batch}, {plan.precision}"
         + (f" ({plan.precision_reason})" if plan.precision_reason else "")
         + (", self-ensemble" if plan.self_ensemble else "")
         + (
@@ -358,6 +360,24 @@ def _show(event: Event, write: Writer) -> None:
             else ""
         )
     )
+
+
+def _tile(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels or auto, got {text!r}") from None
+
+
+def _tile_note(plan: PlanSummary) -> str:
+    """' (auto, cached)' or ' (auto: 128 1.2 s, 256 0.9 s per slice)' for a timed tile; '' otherwise."""
+    choice = plan.tile_choice
+    if not choice:
+        return ""
+    timed = ", ".join(f"{t} {sec:.2g} s" for t, sec in choice.get("seconds", {}).items())
+    return f" (auto, cached: {timed} per slice)" if choice.get("cached") else f" (auto: {timed} per slice)"
 
 
 def _stderr(line: str) -> None:

@@ -312,6 +312,11 @@ def iter_super_resolve_distributed(
     generator cancels the tasks not yet finished; the partial store is kept for ``resume=True``.
     """
     options = build_options(options, **keywords)
+    if options.tile == "auto":
+        raise ValueError(
+            "tile 'auto' times the network on the device that plans the run, not on the workers: give a distributed "
+            "run a tile size (e.g. the one `emsr predict --tile auto` chose on a worker's kind of device)"
+        )
     distributed = _import_distributed()
     source, model_path, target = _paths(volume, model, output)
     spec = str(options.device)
@@ -328,7 +333,7 @@ def iter_super_resolve_distributed(
         on_gpu = bool(gpus) and all(gpus.values()) and spec != "cpu"
         kind = torch.device("cuda" if on_gpu else "cpu")  # the workers' kind of device, for the defaults
         planning = options.replace(
-            tile=options.tile if options.tile is not None else default_tile(kind),
+            tile=options.tile if isinstance(options.tile, int) else default_tile(kind),
             batch=options.batch if options.batch is not None else default_batch(kind),
             device="cpu",  # the client plans on its CPU; each worker picks its own device
         )

@@ -128,9 +128,11 @@ class PredictOptions:
 
     Attributes
     ----------
-    tile : int, optional
+    tile : int or "auto", optional
         Core size of a tile in input pixels (snapped up to the attention window); default 256 on
         the CPU, 1024 on a GPU. The network sees tile + 2 x (halo + blend) pixels per tile.
+        ``"auto"``: timed on this device for this slice (:mod:`napari_emsr.predict.autotile`;
+        the choice is cached).
     overlap : int, "auto" or "exact"
         The halo: context every output pixel has on each side, in input pixels (rounded up to the
         window). ``"auto"`` (the default, also for None): the network's effective receptive radius
@@ -173,7 +175,7 @@ class PredictOptions:
         layer and browses it fast. Default True; OME-TIFF outputs have none.
     """
 
-    tile: int | None = None
+    tile: int | str | None = None
     overlap: int | str = "auto"
     blend: int | None = None
     batch: int | None = None
@@ -190,7 +192,7 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         checked: dict[str, Any] = {
-            "tile": None if self.tile is None else _whole("tile", self.tile, 1),
+            "tile": self.tile if self.tile in (None, "auto") else _whole("tile", self.tile, 1),
             "blend": None if self.blend is None else _whole("blend", self.blend, 0),
             "batch": None if self.batch is None else _whole("batch", self.batch, 1),
             "overlap": self._overlap(self.overlap),

@@ -87,6 +87,8 @@ class PlanSummary:
         The network's theoretical receptive radius (input pixels).
     exact : bool
         Whether the halo covers it (tiled output == whole-slice output up to float rounding).
+    tile_choice : dict or None
+        With ``tile="auto"``: the seconds per slice of each tile timed, and whether the choice was cached.
     halo_mode : str
         How the halo was chosen (``"exact"``, ``"given"``, ``"auto: ..."``).
     batch : int
@@ -142,6 +144,7 @@ class PlanSummary:
     cluster: ClusterInfo | None = None
     precision: str = "fp32"
     precision_reason: str = ""
+    tile_choice: dict[str, Any] | None = None
 
     @property
     def slices_to_do(self) -> int:
@@ -185,6 +188,7 @@ class Plan:
     options: PredictOptions = field(default_factory=PredictOptions)
     precision: str = "fp32"
     precision_reason: str = ""
+    tile_choice: dict[str, Any] | None = None
 
     @property
     def slices(self) -> list[int | None]:
@@ -216,7 +220,7 @@ class Plan:
             dtype=self.out_dtype.name, input_pixel_size_nm=_sizes(self.volume.pixel_size_nm),
             output_pixel_size_nm=_sizes(self.out_pixel_size), intensity=self.intensity.to_dict(),
             trained=bool(self.model.metadata.trained), slices_total=len(self.slices), slices_reused=int(slices_reused),
-            precision=self.precision, precision_reason=self.precision_reason,
+            precision=self.precision, precision_reason=self.precision_reason, tile_choice=self.tile_choice,
         )  # fmt: skip
 
     def resume_fingerprint(self) -> dict[str, Any]:
@@ -472,7 +476,8 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
     resolved = select_device(options.device)
     precision, precision_reason = resolve_precision(options.precision, resolved)
     net, source = _load_model(model)
-    geometry = _geometry(net, resolved, options.tile, 0, options.blend)  # checks tile and blend before any reading
+    asked_tile = options.tile if isinstance(options.tile, int) else None  # "auto" is timed once the halo is known
+    geometry = _geometry(net, resolved, asked_tile, 0, options.blend)  # checks tile and blend before any reading
     batch = default_batch(resolved) if options.batch is None else options.batch
     vol, owned = as_volume(volume, pixel_size=options.pixel_size)
     try:
@@ -483,13 +488,24 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
         exact = halo >= receptive_radius(net.config)
         plane = (vol.shape[-2], vol.shape[-1])
         bounds = _region(options.region, plane)
+        digest = _model_digest(net)
+        prepared = prepare_model(net, resolved)
+        prepared.metadata = net.metadata
+        tile_choice = None
+        if options.tile == "auto":
+            from napari_emsr.predict.autotile import choose_tile
+
+            shape = plane if bounds is None else (bounds[0][1] - bounds[0][0], bounds[1][1] - bounds[1][0])
+            tile_choice = choose_tile(prepared, resolved, precision, shape, halo, key_model=digest, blend=options.blend,
+                                      batch=batch)  # fmt: skip
+            geometry = replace(_geometry(net, resolved, tile_choice["tile"], 0, options.blend), halo=halo)
         block, crop = _block(bounds, plane, geometry)
         out_shape, out_sizes, multiscale = _layout(vol, net, bounds, geometry)
         fingerprint = {
             "input": str(vol.path.resolve()) if vol.path else "array",
             "input_shape": list(vol.shape),
             "input_dtype": np.dtype(vol.dtype).name,
-            "model_sha256": _model_digest(net),
+            "model_sha256": digest,
             "tile": geometry.tile,
             "halo": geometry.halo,
             "blend": geometry.blend,
@@ -498,8 +514,6 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
             "region": [list(b) for b in bounds] if bounds else None,
             "precision": precision,
         }
-        prepared = prepare_model(net, resolved)
-        prepared.metadata = net.metadata
     except BaseException:
         if owned:
             vol.close()
@@ -507,4 +521,5 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
     return Plan(
         vol, owned, prepared, source, resolved, geometry, batch, intensity, options.self_ensemble, block, crop,
         out_shape, out_sizes, multiscale, exact, fingerprint, halo_mode, options, precision, precision_reason,
+        dict(tile_choice) if tile_choice is not None else None,
     )  # fmt: skip
