@@ -5,7 +5,7 @@ import torch
 from qtpy.QtCore import Qt
 
 from napari_emsr import build_emsr, save_model
-from napari_emsr._napari.common.engine_options import NO_DEFAULT_MODEL, EngineOptions
+from napari_emsr._napari.common.engine_options import NO_DEFAULT_MODEL, EngineOptions, OverlapBox
 from napari_emsr.predict import PredictOptions
 
 from ..conftest import TINY
@@ -13,7 +13,7 @@ from ..test_zoo import small_zoo, use_zoo
 
 
 def _items(form):
-    return [form.source.itemText(i) for i in range(form.source.count())]
+    return [form.source.native.itemText(i) for i in range(form.source.native.count())]
 
 
 def test_without_a_default_model_it_asks_for_a_file_and_says_why(qtbot, monkeypatch, tmp_path):
@@ -24,22 +24,23 @@ def test_without_a_default_model_it_asks_for_a_file_and_says_why(qtbot, monkeypa
     form = EngineOptions()
     qtbot.addWidget(form)
     assert _items(form) == ["Model file..."] and form.default_path is None and form.zoo_model() is None
-    assert form.model_status.text() == NO_DEFAULT_MODEL
+    assert form.model_status.value == NO_DEFAULT_MODEL
     with pytest.raises(ValueError, match="no model chosen"):
         form.model()
-    cpu = form.device.findData("cpu")
-    assert form.device.model().item(cpu).isEnabled() and form.device_status.text().startswith("Uses ")
+    cpu = form.device.native.findData("cpu")
+    assert form.device.native.model().item(cpu).isEnabled() and form.device_status.value.startswith("Uses ")
     if not torch.cuda.is_available():  # CUDA is listed, greyed out, with the reason as a tooltip
-        cuda = form.device.findData("cuda")
-        assert not form.device.model().item(cuda).isEnabled() and form.device.itemText(cuda) == "cuda (not available)"
-        assert "CUDA" in form.device.model().item(cuda).toolTip()
+        cuda = form.device.native.findData("cuda")
+        assert not form.device.native.model().item(cuda).isEnabled()
+        assert form.device.native.itemText(cuda) == "cuda (not available)"
+        assert "CUDA" in form.device.native.model().item(cuda).toolTip()
     assert form.options() == PredictOptions(device="auto", tile=None, overlap="auto", self_ensemble=False)
     assert form.options(first_slice=3, overwrite=True) == PredictOptions(first_slice=3, overwrite=True)
-    assert form.overlap.text() == "auto (measured effective radius)"
-    form.overlap.setValue(form.overlap.EXACT)
-    assert form.options().overlap == "exact" and form.overlap.text() == "exact (receptive radius)"
-    form.tile.setValue(256)
-    form.overlap.setValue(0)
+    assert form.overlap.native.text() == "auto (measured effective radius)"
+    form.overlap.value = OverlapBox.EXACT
+    assert form.options().overlap == "exact" and form.overlap.native.text() == "exact (receptive radius)"
+    form.tile.value = 256
+    form.overlap.value = 0
     assert form.options().tile == 256 and form.options().overlap == 0
 
 
@@ -54,12 +55,12 @@ def test_a_default_model_outside_the_zoo_is_offered_and_used_first(qtbot, tmp_pa
     monkeypatch.setattr(napari_emsr.model_io, "default_model_path", lambda scale=None: shipped)
     form = EngineOptions()
     qtbot.addWidget(form)
-    assert form.source.currentText() == "Default model (default)" and form.source.currentIndex() == 0
+    assert form.source.current_choice == "Default model (default)" and form.source.native.currentIndex() == 0
     assert _items(form)[1:] == [c.label for c in form.shipped[1:]] + ["Model file..."]
     assert form.zoo_names() == [m.name for m in zoo_models()]
     assert form.model_path() == shipped == form.default_path and form.model().metadata.trained
     assert form.zoo_model() is None  # not a zoo entry
-    assert form.model_status.text().startswith("Trained model") and "30 nm input" in form.model_status.text()
+    assert form.model_status.value.startswith("Trained model") and "30 nm input" in form.model_status.value
     assert form.model() is form.model()  # loaded once
 
 
@@ -68,19 +69,19 @@ def test_every_zoo_model_is_offered_by_name(qtbot, tmp_path, monkeypatch):
     form = EngineOptions()
     qtbot.addWidget(form)
     assert _items(form) == ["test-x3 (x3, 30 nm, default)", "test-x2 (x2, 20 nm, default)", "Model file..."]
-    assert form.source.currentText() == "test-x3 (x3, 30 nm, default)"  # the x3 default comes first
+    assert form.source.current_choice == "test-x3 (x3, 30 nm, default)"  # the x3 default comes first
     assert form.model_path() == weights / "test-x3.safetensors" == form.default_path
     assert form.zoo_model().name == "test-x3" and form.model().config.scale == 3
-    status = form.model_status.text()
+    status = form.model_status.value
     assert status.startswith("Trained model") and "measured to work for 20-45 nm input" in status
     assert "Model card: docs/models/test-x3.md" in status
-    tip = form.source.itemData(0, Qt.ItemDataRole.ToolTipRole)  # description, measured range, card
+    tip = form.source.native.itemData(0, Qt.ItemDataRole.ToolTipRole)  # description, measured range, card
     assert "a lite x3" in tip and "20-45 nm" in tip and "docs/models/test-x3.md" in tip
-    assert not form.path.isVisible() and not form.browse.isVisible()
+    assert form.path.native.isHidden()
 
     form.set_zoo_model("test-x2")
     assert form.model_path() == weights / "test-x2.safetensors" and form.model().config.scale == 2
-    assert form.zoo_model().name == "test-x2" and "x2" in form.model_status.text()
+    assert form.zoo_model().name == "test-x2" and "x2" in form.model_status.value
     form.set_zoo_model("default")
     assert form.zoo_model().name == "test-x3"
     with pytest.raises(KeyError, match="test-x3, test-x2"):
@@ -88,7 +89,8 @@ def test_every_zoo_model_is_offered_by_name(qtbot, tmp_path, monkeypatch):
 
     model_file = save_model(build_emsr(scale=4, **TINY), tmp_path / "m.safetensors", trained=True)
     form.set_model_file(model_file)
-    assert form.source.currentText() == "Model file..." and form.zoo_model() is None
+    assert form.source.current_choice == "Model file..." and form.zoo_model() is None
+    assert not form.path.native.isHidden() and form.path.line_edit.value == str(model_file)
     assert form.model_path() == model_file and form.model().config.scale == 4
 
 
@@ -99,7 +101,7 @@ def test_fine_tune_form_adds_new_networks(qtbot, tmp_path, monkeypatch):
     assert _items(form) == ["test-x3 (x3, 30 nm, default)", "test-x2 (x2, 20 nm, default)", "Model file...",
                             "New lite network (random weights)", "New paper network (random weights)"]  # fmt: skip
     assert form.new_preset() is None and form.zoo_model().name == "test-x3"
-    form.source.setCurrentText("New paper network (random weights)")
+    form.source.native.setCurrentText("New paper network (random weights)")
     assert form.new_preset() == "paper" and form.model_path() is None and form.zoo_model() is None
     form.set_zoo_model("test-x2")
     assert form.new_preset() is None and form.model().config.scale == 2

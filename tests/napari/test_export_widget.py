@@ -16,7 +16,7 @@ def _widget(viewer, qtbot, mode, fmt, path, model_file=None):
     widget.path.setText(str(path))
     if model_file is not None:
         widget.engine.set_model_file(model_file)
-        widget.engine.device.setCurrentText("cpu")
+        widget.engine.device.value = "cpu"
     return widget
 
 
@@ -47,8 +47,8 @@ def test_super_resolve_to_disk_and_read_back(sample, qtbot, tmp_path, model_file
 @pytest.mark.parametrize("fmt, name", [("OME-TIFF", "sr.ome.tif"), ("OME-Zarr", "sr.ome.zarr")])
 def test_cancel_midway_leaves_no_file(sample, qtbot, tmp_path, model_file, fmt, name):
     widget = _widget(sample, qtbot, "Super-resolve to disk", fmt, tmp_path / name, model_file)
-    widget.engine.tile.setValue(32)
-    widget.engine.overlap.setValue(8)
+    widget.engine.tile.value = 32
+    widget.engine.overlap.value = 8
     slices = []
 
     def on_event(event):

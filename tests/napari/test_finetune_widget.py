@@ -25,11 +25,11 @@ def _panel(viewer, qtbot, model_file, out, *, steps=12, val_every=6):
     widget.lr_combo.set_layer(LR)
     widget.hr_combo.set_layer(HR)
     widget.engine.set_model_file(model_file)
-    widget.engine.device.setCurrentText("cpu")
-    widget.form.steps.setValue(steps)
-    widget.form.val_every.setValue(val_every)
-    widget.form.patch.setValue(16)
-    widget.form.out_path.setText(str(out))
+    widget.engine.device.value = "cpu"
+    widget.form.steps.value = steps
+    widget.form.val_every.value = val_every
+    widget.form.patch.value = 16
+    widget.form.out_path.line_edit.value = str(out)
     return widget
 
 
@@ -49,10 +49,38 @@ def test_defaults_are_those_of_emsr_finetune(make_napari_viewer, qtbot):
 
     widget = dock(make_napari_viewer(show=True), qtbot, "Fine-tune")
     args = build_parser().parse_args(["finetune", "--lr", "lr.tif", "--hr", "hr.tif", "--out", "m.safetensors"])
-    assert widget.form.config(widget.engine.device.currentData()) == training_config(args)
-    assert widget.form.learning_rate.text() == "0.0001"
-    widget.form.learning_rate.stepBy(1)  # the arrows double / halve a learning rate
-    assert widget.form.learning_rate.value() == pytest.approx(2e-4)
+    assert widget.form.config(widget.engine.device.value) == training_config(args)
+    assert widget.form.learning_rate.native.text() == "0.0001"
+    widget.form.learning_rate.native.stepBy(1)  # the arrows double / halve a learning rate
+    assert widget.form.learning_rate.value == pytest.approx(2e-4)
+
+
+def test_the_training_form_enables_what_the_strategy_uses_and_browse_confirms(qtbot, tmp_path):
+    from qtpy.QtCore import Qt
+
+    from napari_emsr._napari.finetune.form import STRATEGY_ITEMS, TrainingForm
+
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    assert form.strategy.native.itemData(1, Qt.ItemDataRole.ToolTipRole) == STRATEGY_ITEMS["real+fitted"]
+    assert (form.minutes.native.text(), form.consistency.native.text()) == ("no time limit", "off")
+    assert not form.fitted_share.enabled and not form.consistency.enabled  # "real" uses neither
+    form.strategy.native.setCurrentIndex(2)  # as a user picks "fitted"
+    assert form.strategy.value == "fitted" and form.consistency.enabled and not form.fitted_share.enabled
+    form.strategy.value = "real+fitted"
+    assert form.consistency.enabled and form.fitted_share.enabled
+    with pytest.raises(ValueError, match="choose where to save the model"):
+        form.output()
+    # Browse: the save dialog's choice gets the suffix; an existing file ticks Replace (the dialog asked)
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(b"a model already")
+    answers = iter([str(tmp_path / "old"), None])
+    form.out_path._show_file_dialog = lambda *args, **kwargs: next(answers)  # the user picks "old", then cancels
+    form.out_path.choose_btn.native.click()
+    assert form.out_path.line_edit.value == str(old) and form.output() == old and form.replace.value
+    form.replace.value = False
+    form.out_path.choose_btn.native.click()  # cancelled: nothing changes
+    assert form.output() == old and not form.replace.value
 
 
 @pytest.mark.slow  # locates the HR field, then trains
@@ -125,7 +153,7 @@ def test_moved_field_cancel_and_resume(sample, qtbot, model_file, tmp_path):
 
     # Resume continues the saved run on the field it used, even after the rectangle moved again
     field.data = [np.asarray(field.data[0]) + [5.0, 5.0]]
-    widget.form.steps.setValue(reached + 4)
+    widget.form.steps.value = reached + 4
     assert run_and_wait(qtbot, widget.run_panel, widget.resume, timeout=180_000) == "done"
     assert _provenance(checkpoint_path(out))["steps"] == reached + 4
     assert _provenance(out)["pair"]["offset_zyx"] == [0, 48, 43] and widget.field_offset() == (0, 48, 43)
@@ -148,21 +176,21 @@ def test_bad_input_gives_notifications(make_napari_viewer, qtbot, model_file, tm
     assert "choose where to save the model" in notes()[-1]
     old = tmp_path / "old.safetensors"
     old.write_bytes(b"a model already")
-    widget.form.out_path.setText(str(old))
+    widget.form.out_path.line_edit.value = str(old)
     widget.train()
     assert "exists: tick 'Replace an existing model file'" in notes()[-1]
     widget.resume()
     assert "nothing to resume" in notes()[-1]
-    widget.form.out_path.setText(str(tmp_path / "new.safetensors"))
-    widget.form.val_slices.setText("20:30")
+    widget.form.out_path.line_edit.value = str(tmp_path / "new.safetensors")
+    widget.form.val_slices.value = "20:30"
     widget.train()
     assert "must lie within 0..15" in notes()[-1]
-    widget.form.val_slices.setText("")
+    widget.form.val_slices.value = ""
 
     # no pixel size and a new network: the scale cannot be known
     viewer.add_image(np.zeros((4, 64, 64), np.uint8), name="no size")
     widget.lr_combo.set_layer("no size")
-    widget.engine.source.setCurrentText("New lite network (random weights)")
+    widget.engine.source.native.setCurrentText("New lite network (random weights)")
     widget.train()
     assert "pixel size of layer 'no size' is unknown" in notes()[-1]
     # pixel sizes that make a x2 pair, with a x3 base model
@@ -193,16 +221,16 @@ def test_the_base_model_can_be_any_zoo_model(sample, qtbot, tmp_path, monkeypatc
     viewer = sample
     out = tmp_path / "from-zoo.safetensors"
     widget = dock(viewer, qtbot, "Fine-tune")
-    combo = widget.engine.source
+    combo = widget.engine.source.native
     assert [combo.itemText(i) for i in range(combo.count())] == [
         "tiny-x2 (x2, 20 nm)", "tiny-x3 (x3, 30 nm, default)", "Model file...",
         "New lite network (random weights)", "New paper network (random weights)"]  # fmt: skip
     assert combo.currentText() == "tiny-x3 (x3, 30 nm, default)"  # the default model first
-    widget.engine.device.setCurrentText("cpu")
-    widget.form.steps.setValue(2)
-    widget.form.val_every.setValue(2)
-    widget.form.patch.setValue(16)
-    widget.form.out_path.setText(str(out))
+    widget.engine.device.value = "cpu"
+    widget.form.steps.value = 2
+    widget.form.val_every.value = 2
+    widget.form.patch.value = 16
+    widget.form.out_path.line_edit.value = str(out)
     combo.setCurrentText("tiny-x2 (x2, 20 nm)")  # the sample is a x3 pair
     widget.train()
     assert "the base model is x2, but" in notes()[-1] and "choose a x3 model (shipped: tiny-x3)" in notes()[-1]
@@ -248,7 +276,7 @@ def test_the_panel_and_emsr_finetune_run_the_same_library_job(sample, qtbot, mod
     monkeypatch.setattr(finetune_pair, "iter_finetune_pair", recorded)
     out = tmp_path / "same.safetensors"
     widget = _panel(sample, qtbot, model_file, out)
-    widget.form.val_slices.setText("last:2")
+    widget.form.val_slices.value = "last:2"
     assert run_and_wait(qtbot, widget.run_panel, widget.train, timeout=60_000) in ("done", "cancelled")
     with em_pair_file("lr") as lr, em_pair_file("hr") as hr:
         argv = ["finetune", "--lr", str(lr), "--hr", str(hr), "--base", str(model_file), "--out", str(out),
@@ -292,13 +320,13 @@ def test_fit_degradation_shows_parameters_crops_and_noise_curves(sample, qtbot, 
     assert abs(float(simulated.data.mean()) - float(real.data.mean())) < 0.05 * 255
     assert set(widget.fit_plot.lines) == {"real", "simulated"} and widget.fit_plot.isVisible()
     # the strategies that use it can be chosen, with the mix
-    widget.form.strategy.setCurrentIndex(widget.form.strategy.findData("real+fitted"))
-    widget.form.fitted_share.setValue(0.3)
-    widget.form.consistency.setValue(0.5)
+    widget.form.strategy.value = "real+fitted"
+    widget.form.fitted_share.value = 0.3
+    widget.form.consistency.value = 0.5
     config = widget.form.config("cpu")
     assert (config.strategy, config.fitted_share, config.lambda_consistency) == ("real+fitted", 0.3, 0.5)
-    widget.form.strategy.setCurrentIndex(widget.form.strategy.findData("real"))
-    assert not widget.form.consistency.isEnabled() and widget.form.config("cpu").lambda_consistency == 0.0
+    widget.form.strategy.value = "real"
+    assert not widget.form.consistency.enabled and widget.form.config("cpu").lambda_consistency == 0.0
 
 
 @pytest.mark.slow  # registers the sample pair finely

@@ -15,7 +15,7 @@ def test_first_screen_is_the_sample_with_super_resolve_on_the_lr(make_napari_vie
     assert "Super-resolve (napari-emsr)" in viewer.window.dock_widgets
     assert panel.layer_combo.layer() is viewer.layers["EM LR 30 nm"]  # not the HR, added last and active
     assert panel.engine.zoo_model() is not None and panel.engine.zoo_model().name == "em-x3"
-    panel.engine.device.setCurrentText("cpu")
+    panel.engine.device.value = "cpu"
     assert run_and_wait(qtbot, panel.run_panel, panel.run, timeout=120_000) == "done"  # the one click
     result = panel.result_layer
     assert result.name == "EM LR 30 nm SR x3 (slice 7)" and result.data.shape == (1, 519, 519)

@@ -12,7 +12,7 @@ from .conftest import dock, run_and_wait
 def _widget(viewer, qtbot, model_file, layer="EM LR 30 nm"):
     widget = dock(viewer, qtbot, "Super-resolve")
     widget.engine.set_model_file(model_file)
-    widget.engine.device.setCurrentText("cpu")
+    widget.engine.device.value = "cpu"
     if layer is not None:
         widget.layer_combo.set_layer(layer)
     return widget
@@ -25,7 +25,7 @@ def _world(layer, index):
 def test_current_slice_then_whole_stack(sample, qtbot, model_file, notes):
     viewer = sample
     widget = _widget(viewer, qtbot, model_file)
-    assert "RANDOM WEIGHTS" in widget.engine.model_status.text()
+    assert "RANDOM WEIGHTS" in widget.engine.model_status.value
     lr, hr = viewer.layers["EM LR 30 nm"], viewer.layers["EM HR 10 nm"]
     viewer.dims.set_point(0, 70.0)  # world z in nm: slice 7
     widget.scope.setCurrentText("Current slice")
@@ -61,13 +61,13 @@ def test_a_zoo_model_chosen_by_name(make_napari_viewer, qtbot, tmp_path, monkeyp
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-emsr", "em_pair")
     widget = dock(viewer, qtbot, "Super-resolve")
-    combo = widget.engine.source
+    combo = widget.engine.source.native
     assert [combo.itemText(i) for i in range(combo.count())] == [
         "test-x3 (x3, 30 nm, default)", "test-x2 (x2, 20 nm, default)", "Model file..."]  # fmt: skip
     assert combo.currentText() == "test-x3 (x3, 30 nm, default)"
     combo.setCurrentText("test-x2 (x2, 20 nm, default)")  # as a user picks it
-    assert "Trained model" in widget.engine.model_status.text() and "x2" in widget.engine.model_status.text()
-    widget.engine.device.setCurrentText("cpu")
+    assert "Trained model" in widget.engine.model_status.value and "x2" in widget.engine.model_status.value
+    widget.engine.device.value = "cpu"
     widget.layer_combo.set_layer("EM LR 30 nm")
     viewer.dims.set_point(0, 50.0)  # slice 5
     widget.scope.setCurrentText("Current slice")
@@ -106,8 +106,8 @@ def test_cancel_midway_leaves_no_layer(sample, qtbot, model_file):
     viewer = sample
     widget = _widget(viewer, qtbot, model_file)
     widget.scope.setCurrentText("Whole stack (current slice first)")
-    widget.engine.tile.setValue(32)
-    widget.engine.overlap.setValue(8)  # 36 tiles per slice: a long run
+    widget.engine.tile.value = 32
+    widget.engine.overlap.value = 8  # 36 tiles per slice: a long run
     before = [layer.name for layer in viewer.layers]
     events = []
 
@@ -146,7 +146,7 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, model_file, tmp_
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not a model at all")
     widget.engine.set_model_file(bad)
-    assert "Cannot use this model" in widget.engine.model_status.text()
+    assert "Cannot use this model" in widget.engine.model_status.value
     widget.run()
     assert "bad.safetensors" in notes()[-1] and not widget.run_panel.running
     assert len(viewer.layers) == 3 and widget.result_layer is None

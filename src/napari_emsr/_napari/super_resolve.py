@@ -86,7 +86,7 @@ class SuperResolveWidget(QWidget):
         layout.addWidget(self.compare_button)
         layout.addStretch(1)
         self.layer_combo.changed.connect(self._update_scopes)
-        self.engine.source.currentIndexChanged.connect(self.layer_combo.prefer_again)
+        self.engine.source.changed.connect(self.layer_combo.prefer_again)
         self.run_panel.run_button.clicked.connect(self.run)
         self.compare_button.clicked.connect(self.side_by_side)
         self._update_scopes()

@@ -6,6 +6,8 @@ The model choice lists every model of the zoo by name
 (``em-x3 (x3, 30 nm, default)``, see ``_zoo_choices``), the default model chosen first, then a model
 file. The "Fine-tune" widget uses its model and device rows only (``inference=False``) and adds new
 networks of named presets as starting points (``presets=``).
+The fields are magicgui widgets, with Qt (``.native``) where magicgui has no word: per-item tooltips,
+greyed-out devices, special texts, word-wrapped status lines, the overlap's words (:class:`OverlapBox`).
 """
 
 from __future__ import annotations
@@ -13,24 +15,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from magicgui.backends._qtpy.widgets import QBaseRangedWidget
+from magicgui.types import FileDialogMode
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Widget
+from magicgui.widgets.bases import RangedWidget
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QValidator
+from qtpy.QtWidgets import QAbstractSpinBox, QSizePolicy, QSpinBox, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     from napari_emsr.predict.options import PredictOptions
 
 __all__ = [
     "EngineOptions",
+    "OverlapBox",
+    "spin_widget",
+    "row",
     "model_summary",
     "engine_pixel_size",
     "NO_DEFAULT_MODEL",
@@ -48,6 +48,30 @@ NO_DEFAULT_MODEL = (
 )
 WARNING_STYLE = "color: #e0a030; font-weight: bold;"
 ERROR_STYLE = "color: #e05050;"
+
+
+def spin_widget(qt_class: type[QAbstractSpinBox], **options: Any) -> RangedWidget:
+    """Return a magicgui spin box (``value``, ``min``, ``max``, ``step``, ``label``, ...) on ``qt_class``.
+
+    For a QSpinBox / QDoubleSpinBox subclass whose text or arrows magicgui cannot express (words
+    for values, halving / doubling), or a plain QSpinBox where a special text is needed (magicgui's
+    own SpinBox, a superqt QLargeIntSpinBox, does not show one).
+    """
+
+    class Backend(QBaseRangedWidget):  # magicgui's Qt backend of a spin box, on qt_class
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(qt_class, **kwargs)
+
+    return RangedWidget(widget_type=Backend, **options)
+
+
+def row(label: str, *widgets: Widget) -> Container:
+    """Return a magicgui Container of ``widgets`` side by side: one row of a form, labelled ``label``."""
+    box = Container(widgets=widgets, layout="horizontal", labels=False, label=label)
+    box.margins = (0, 0, 0, 0)
+    for index in range(len(widgets)):
+        box.native.layout().setStretch(index, 1)  # an equal share each
+    return box
 
 
 def _available_devices() -> list[tuple[str, str | None]]:
@@ -71,13 +95,13 @@ def _available_devices() -> list[tuple[str, str | None]]:
 
 
 class OverlapBox(QSpinBox):
-    """Tile overlap: "auto" (the engine's measured halo, the default), "exact", or pixels."""
+    """Tile overlap: "auto" (the engine's measured halo, the default), "exact", or pixels.
+
+    Custom Qt: magicgui's spin boxes show numbers only (one special text at most), not two words.
+    """
 
     AUTO, EXACT = -2, -1
     _TEXT = {AUTO: "auto (measured effective radius)", EXACT: "exact (receptive radius)"}
-
-    def __init__(self) -> None:
-        super().__init__(minimum=self.AUTO, maximum=1024, singleStep=8, value=self.AUTO)  # type: ignore[call-arg]
 
     def textFromValue(self, value: int) -> str:  # noqa: N802 (Qt's name)
         return self._TEXT.get(value, str(value))
@@ -90,29 +114,39 @@ class OverlapBox(QSpinBox):
         return int(text) if text.strip().lstrip("-").isdigit() else self.AUTO
 
     def validate(self, text: str | None, pos: int):
-        from qtpy.QtGui import QValidator
-
         text = text or ""
         ok = text.strip().isdigit() or any(label.startswith(text.strip()) for label in self._TEXT.values())
         return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate, text, pos)
 
-    def engine_value(self) -> int | str:
-        return {self.AUTO: "auto", self.EXACT: "exact"}.get(self.value(), self.value())
+    @classmethod
+    def engine_value(cls, value: int) -> int | str:
+        """Return ``value`` as PredictOptions.overlap takes it ("auto", "exact" or pixels)."""
+        return {cls.AUTO: "auto", cls.EXACT: "exact"}.get(value, value)
 
 
 #: the Precision choices (label -> PredictOptions.precision)
 PRECISION_ITEMS = {"auto": "auto", "fp32": "fp32", "bf16": "bf16", "fp16 (CUDA)": "fp16"}
+#: the fields' tooltips
+_TIPS = {
+    "source": "a shipped model (see Model info, or `emsr info --zoo`), a model file, or a new network",
+    "tile": "Core of a tile in input pixels; larger tiles waste less on halos but need more memory.",
+    "overlap": "Context around each tile in input pixels. 'auto': the network's measured effective radius (within "
+    "about a quarter grey level of a whole-slice prediction); 'exact' equals a whole-slice prediction at 1.5-2x the "
+    "cost; a number of pixels: smaller is faster and approximate (the cross-fade hides the seams).",
+    "precision": "arithmetic of the network: auto takes bf16 on GPUs that have it and on CPUs with AMX-BF16 (about "
+    "2x faster, output within 0.001 dB of fp32), fp32 elsewhere",
+}
 
 
 class EngineOptions(QWidget):
-    """Model source, device, tile size, overlap and self-ensemble, with what each resolves to."""
+    """Model source, device, tile size, overlap and self-ensemble, with what each resolves to.
 
-    def __init__(
-        self, parent: QWidget | None = None, *, presets: tuple[str, ...] = (), inference: bool = True
-    ) -> None:
+    A QWidget holding a magicgui Container rather than a Container: its :meth:`options`, which the
+    panels call, would shadow magicgui's ``Widget.options``.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, presets: tuple[str, ...] = (), inference: bool = True) -> None:
         super().__init__(parent)
-        from qtpy.QtCore import Qt
-
         from napari_emsr._napari.common.zoo_choices import first_choice, shipped_choices
 
         self.shipped = shipped_choices()
@@ -120,119 +154,77 @@ class EngineOptions(QWidget):
         #: the model used when none is chosen (the zoo's default), or None when none ships
         self.default_path = self.shipped[first].path if first is not None else None
         self.inference = inference
-        self.source = QComboBox()
-        self.source.setToolTip("a shipped model (see Model info, or `emsr info --zoo`), a model file, or a new network")
+        sources = [(choice.label, f"{_ZOO_KEY}{index}") for index, choice in enumerate(self.shipped)]
+        sources += [(FILE_ITEM, _FILE_KEY)] + [(_PRESET_ITEM.format(n), f"{_PRESET_KEY}{n}") for n in presets]
+        self.source = ComboBox(label="Model", choices=sources, value=sources[first or 0][1])
         for index, choice in enumerate(self.shipped):
-            self.source.addItem(choice.label, f"{_ZOO_KEY}{index}")
-            self.source.setItemData(index, choice.tooltip, Qt.ItemDataRole.ToolTipRole)
-        self.source.addItem(FILE_ITEM, _FILE_KEY)
-        for name in presets:
-            self.source.addItem(_PRESET_ITEM.format(name), f"{_PRESET_KEY}{name}")
-        if first is not None:
-            self.source.setCurrentIndex(first)
-        self.path = QLineEdit(placeholderText="a .safetensors model file")  # type: ignore[call-overload]
-        self.browse = QPushButton("Browse...")
-        self.model_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
-        self.device = QComboBox()
-        self.device_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
-        self.tile = QSpinBox(minimum=0, maximum=8192, singleStep=64, value=0)  # type: ignore[call-arg]
-        self.tile.setSpecialValueText("auto (256 CPU, 1024 GPU)")
-        self.tile.setToolTip("Core of a tile in input pixels; larger tiles waste less on halos but need more memory.")
-        self.overlap = OverlapBox()
-        self.overlap.setToolTip(
-            "Context around each tile in input pixels. 'auto': the network's measured effective radius (within "
-            "about a quarter grey level of a whole-slice prediction); 'exact' equals a whole-slice prediction at "
-            "1.5-2x the cost; a number of pixels: smaller is faster and approximate (the cross-fade hides the seams)."
-        )
-        self.self_ensemble = QCheckBox("Self-ensemble (8 flips / rotations, 8x slower)")
-        self.precision = QComboBox()
-        for label, value in PRECISION_ITEMS.items():
-            self.precision.addItem(label, value)
-        self.precision.setToolTip(
-            "arithmetic of the network: auto takes bf16 on GPUs that have it and on CPUs with AMX-BF16 (about 2x "
-            "faster, output within 0.001 dB of fp32), fp32 elsewhere"
-        )
-        self._loaded: tuple[tuple, Any] | None = None
-        self._fill_devices()
-        self._layout()
-        self.source.currentIndexChanged.connect(self.refresh)
-        self.path.editingFinished.connect(self.refresh)
-        self.browse.clicked.connect(self._choose_file)
-        self.device.currentIndexChanged.connect(self._show_device)
-        self.precision.currentIndexChanged.connect(self._show_device)
-        self.refresh()
-
-    def _layout(self) -> None:
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.path, 1)
-        row.addWidget(self.browse)
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Model", self.source)
-        form.addRow("", row)
-        form.addRow("", self.model_status)
-        form.addRow("Device", self.device)
-        form.addRow("", self.device_status)
-        if not self.inference:
-            for widget in (self.tile, self.overlap, self.self_ensemble, self.precision):
-                widget.setParent(self)
-                widget.hide()
-            return
-        form.addRow("Tile", self.tile)
-        form.addRow("Overlap", self.overlap)
-        form.addRow("Precision", self.precision)
-        form.addRow("", self.self_ensemble)
-
-    def _device_item(self, index: int) -> Any:
-        from qtpy.QtGui import QStandardItemModel
-
-        model = self.device.model()
-        assert isinstance(model, QStandardItemModel)  # a QComboBox's own model
-        return model.item(index)
-
-    def _fill_devices(self) -> None:
-        for name, problem in _available_devices():
-            self.device.addItem(name if problem is None else f"{name} (not available)", name)
-            if problem is not None:
-                item = self._device_item(self.device.count() - 1)
+            self.source.native.setItemData(index, choice.tooltip, Qt.ItemDataRole.ToolTipRole)
+        self.path = FileEdit(mode=FileDialogMode.EXISTING_FILE, filter="EMSR models (*.safetensors)", nullable=True)
+        self.path.line_edit.native.setPlaceholderText("a .safetensors model file")
+        self.path.choose_btn.text = "Browse..."
+        devices = self._devices = _available_devices()
+        self.device = ComboBox(label="Device", choices=[(f"{n} (not available)" if p else n, n) for n, p in devices])
+        for index, (_, problem) in enumerate(devices):
+            if problem is not None:  # listed, greyed out, with the reason as its tooltip
+                item = self.device.native.model().item(index)  # the QComboBox's QStandardItemModel
                 item.setEnabled(False)
                 item.setToolTip(problem)
+        self.model_status, self.device_status = Label(), Label()
+        for status in (self.model_status, self.device_status):  # magicgui's Label is one fixed-size line
+            status.native.setWordWrap(True)
+            status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.tile = spin_widget(QSpinBox, label="Tile", value=0, min=0, max=8192, step=64)
+        self.tile.native.setSpecialValueText("auto (256 CPU, 1024 GPU)")
+        self.overlap = spin_widget(
+            OverlapBox, label="Overlap", value=OverlapBox.AUTO, min=OverlapBox.AUTO, max=1024, step=8
+        )
+        self.precision = ComboBox(label="Precision", choices=list(PRECISION_ITEMS.items()))
+        self.self_ensemble = CheckBox(text="Self-ensemble (8 flips / rotations, 8x slower)")
+        for name, tip in _TIPS.items():
+            getattr(self, name).tooltip = tip
+        fields: list[Widget] = [self.source, self.path, self.model_status, self.device, self.device_status]
+        if inference:  # else made but not shown: options() still reads them
+            fields += [self.tile, self.overlap, self.precision, row("", self.self_ensemble)]
+        form: Container = Container()
+        form.extend(fields)  # added once made, so that the labels get one width
+        form.margins = (0, 0, 0, 0)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(form.native)
+        layout.addStretch()  # rows at their heights, as in a form layout
+        self._loaded: tuple[tuple, Any] | None = None
+        self.source.changed.connect(self.refresh)
+        self.path.line_edit.native.editingFinished.connect(self.refresh)
+        self.path.choose_btn.changed.connect(self.refresh)  # after FileEdit's own dialog
+        self.device.changed.connect(self._show_device)
+        self.precision.changed.connect(self._show_device)
         self._show_device()
+        self.refresh()
 
     def _show_device(self, *_: Any) -> None:
-        from napari_emsr.device import select_device
+        from napari_emsr.device import resolve_precision, select_device
 
-        choice = self.device.currentData()
-        items = range(self.device.count())
-        present = [self.device.itemData(i) for i in items if self._device_item(i).isEnabled()]
-        found = ", ".join(d for d in present if d != "auto")
+        choice = self.device.value
+        found = ", ".join(name for name, problem in self._devices if problem is None and name != "auto")
         try:
             used = str(select_device(choice))
         except ValueError as exc:  # a device that went away since the list was made
-            self.device_status.setText(str(exc))
-            self.device_status.setStyleSheet(ERROR_STYLE)
+            self.device_status.value = str(exc)
+            self.device_status.native.setStyleSheet(ERROR_STYLE)
             return
-        from napari_emsr.device import resolve_precision
-
         try:
-            precision, why = resolve_precision(self.precision.currentData() or "auto", select_device(choice))
+            precision, why = resolve_precision(self.precision.value or "auto", select_device(choice))
             arithmetic = f", {precision} ({why})"
         except ValueError as exc:  # e.g. fp16 on the CPU: said here, refused when run
             arithmetic = f"; {exc}"
-        self.device_status.setStyleSheet("")
-        self.device_status.setText(f"Uses {used}{arithmetic}. Available here: {found}.")
-
-    def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open an EMSR model", "", "EMSR models (*.safetensors)")
-        if path:
-            self.set_model_file(path)
+        self.device_status.native.setStyleSheet("")
+        self.device_status.value = f"Uses {used}{arithmetic}. Available here: {found}."
 
     def set_model_file(self, path: str | Path) -> None:
         """Use the model file at ``path`` (its description or problem is shown, not raised)."""
-        self.path.setText(str(path))
+        self.path.value = Path(path)
         if not self._file_chosen():
-            self.source.setCurrentIndex(self.source.findData(_FILE_KEY))  # triggers refresh
+            self.source.value = _FILE_KEY  # triggers refresh
         else:
             self.refresh()
 
@@ -244,13 +236,13 @@ class EngineOptions(QWidget):
         """Choose the shipped model called ``name`` (``"default"``: the default model); KeyError if none."""
         for index, choice in enumerate(self.shipped):
             if choice.name == name or (name == "default" and choice.first):
-                self.source.setCurrentIndex(index)  # triggers refresh
+                self.source.value = f"{_ZOO_KEY}{index}"  # triggers refresh
                 return
         raise KeyError(f"no shipped model called {name!r}; the zoo has: {', '.join(self.zoo_names()) or 'none'}")
 
     def shipped_choice(self) -> Any:
         """Return the chosen shipped model (a ``_zoo_choices.ShippedChoice``), or None for a file or a new network."""
-        key = self.source.currentData() or ""
+        key = self.source.value or ""
         return self.shipped[int(key[len(_ZOO_KEY):])] if key.startswith(_ZOO_KEY) else None
 
     def zoo_model(self) -> Any:
@@ -259,11 +251,11 @@ class EngineOptions(QWidget):
         return None if choice is None else choice.zoo
 
     def _file_chosen(self) -> bool:
-        return self.source.currentData() == _FILE_KEY
+        return self.source.value == _FILE_KEY
 
     def new_preset(self) -> str | None:
         """Return the preset of a new (random-weight) network when one is chosen, else None."""
-        key = self.source.currentData() or ""
+        key = self.source.value or ""
         return key[len(_PRESET_KEY):] if key.startswith(_PRESET_KEY) else None
 
     def model_path(self) -> Path | None:
@@ -273,7 +265,7 @@ class EngineOptions(QWidget):
             return choice.path
         if not self._file_chosen():
             return None
-        text = self.path.text().strip()
+        text = self.path.line_edit.value.strip()
         return Path(text).expanduser() if text else None
 
     def model(self) -> Any:
@@ -304,14 +296,13 @@ class EngineOptions(QWidget):
         from napari_emsr.model_io import ModelFileError
 
         is_file = self._file_chosen()
-        self.path.setVisible(is_file)
-        self.browse.setVisible(is_file)
+        self.path.visible = is_file
         if self.new_preset() is not None:
             self._status(
                 f"A new '{self.new_preset()}' network from random weights, at the scale of the pair's pixel sizes.", ""
             )
             return
-        if is_file and not self.path.text().strip():
+        if is_file and not self.path.line_edit.value.strip():
             hint = NO_DEFAULT_MODEL if not self.shipped else "Choose a model file with Browse..."
             self._status(hint, "")
             return
@@ -327,8 +318,8 @@ class EngineOptions(QWidget):
         self._status(text, style)
 
     def _status(self, text: str, style: str) -> None:
-        self.model_status.setText(text)
-        self.model_status.setStyleSheet(style)
+        self.model_status.value = text
+        self.model_status.native.setStyleSheet(style)
 
     def options(self, **more: Any) -> PredictOptions:
         """Return the run's options from this form (device, tile, overlap, self-ensemble), with ``more`` fields.
@@ -339,11 +330,11 @@ class EngineOptions(QWidget):
         from napari_emsr.predict.options import PredictOptions
 
         return PredictOptions(
-            device=self.device.currentData(),
-            tile=self.tile.value() or None,
-            overlap=self.overlap.engine_value(),
-            self_ensemble=self.self_ensemble.isChecked(),
-            precision=self.precision.currentData(),
+            device=self.device.value,
+            tile=self.tile.value or None,
+            overlap=OverlapBox.engine_value(self.overlap.value),
+            self_ensemble=self.self_ensemble.value,
+            precision=self.precision.value,
             **more,
         )
 

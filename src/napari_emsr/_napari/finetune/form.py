@@ -2,7 +2,8 @@
 
 Each field maps to a :class:`napari_emsr.config.TrainingConfig` setting (or to ``emsr finetune``'s
 option of the same meaning); the config validates the values once, and its messages become the
-panel's error notifications.
+panel's error notifications. The fields are magicgui widgets (``.native`` for per-item tooltips,
+special texts and placeholders, which magicgui has no word for).
 """
 
 from __future__ import annotations
@@ -10,20 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from magicgui.types import FileDialogMode
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtGui import QValidator
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QVBoxLayout, QWidget
+
+from napari_emsr._napari.common.engine_options import row, spin_widget
 
 __all__ = ["TrainingForm", "RateBox", "STRATEGY_ITEMS"]
 
@@ -40,13 +34,15 @@ STRATEGY_ITEMS = {
 
 
 class RateBox(QDoubleSpinBox):
-    """A learning rate, typed and shown as a plain number (1e-4, 0.0002); the arrows halve / double it."""
+    """A learning rate, typed and shown as a plain number (1e-4, 0.0002); the arrows halve / double it.
 
-    def __init__(self, value: float, minimum: float = 1e-7, maximum: float = 0.5) -> None:
-        super().__init__()
+    Custom Qt (the native widget of a magicgui spin box, see :func:`spin_widget`): magicgui's
+    FloatSpinBox shows fixed decimals and steps by adding.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.setDecimals(12)  # before the range and the value, which are rounded to the decimals
-        self.setRange(minimum, maximum)
-        self.setValue(value)
 
     def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt's name)
         return f"{value:.3g}"
@@ -58,8 +54,6 @@ class RateBox(QDoubleSpinBox):
             return self.value()
 
     def validate(self, text: str | None, pos: int):
-        from qtpy.QtGui import QValidator
-
         try:
             ok = self.minimum() <= float(text or "") <= self.maximum()
         except ValueError:
@@ -70,132 +64,108 @@ class RateBox(QDoubleSpinBox):
         self.setValue(self.value() * 2.0**steps)
 
 
-def _spin(minimum: int, maximum: int, value: int, step: int = 1, tip: str = "") -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(minimum, maximum)  # before the value, which the default range would clip
-    box.setValue(value)
-    box.setSingleStep(step)
-    box.setToolTip(tip)
-    return box
+#: the fields' tooltips
+_TIPS = {
+    "strategy": "how LR inputs are obtained (paper III-B); hover over an item for its meaning",
+    "steps": "optimisation steps (a run stops at these or at the time limit)",
+    "minutes": "stop after this many minutes of training, whichever comes first",
+    "learning_rate": "initial Adam learning rate (paper: 1e-4); the arrows halve or double it",
+    "fitted_share": "with real+fitted: the share of patches whose input is simulated",
+    "consistency": "with a fitted strategy: weight of l(D(f(y)), y) on LR patches outside the HR field (D the "
+    "fitted degradation); 0 is off",
+    "val_slices": "held-out HR slices for validation, never trained on: last:3, first:2, 40:50 or 3,7,9 (indices "
+    "of the HR stack)",
+    "val_every": "validate (and keep the best model) every N steps",
+    "patch": "LR patch size in pixels (HR patches are scale times larger)",
+    "batch": "patches per step (paper: 2)",
+}
+_MODELS = "EMSR models (*.safetensors)"  # the save dialog's filter
+_LOSSES = [("L1 (mean absolute error)", "l1"), ("L2 (mean squared error)", "l2")]
 
 
 class TrainingForm(QWidget):
-    """Strategy, loss, length, learning rate, validation, patches and the output model file."""
+    """Strategy, loss, length, learning rate, validation, patches and the output model file.
+
+    A QWidget holding a magicgui Container, as :class:`~._napari.common.engine_options.EngineOptions`.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.strategy = QComboBox()
-        for index, (name, meaning) in enumerate(STRATEGY_ITEMS.items()):
-            self.strategy.addItem(name, name)
-            self.strategy.setItemData(index, meaning, Qt.ItemDataRole.ToolTipRole)
-        self.strategy.setToolTip("how LR inputs are obtained (paper III-B); hover over an item for its meaning")
-        self.loss = QComboBox()
-        self.loss.addItem("L1 (mean absolute error)", "l1")
-        self.loss.addItem("L2 (mean squared error)", "l2")
+        self.strategy = ComboBox(label="Strategy", choices=list(STRATEGY_ITEMS))
+        for index, meaning in enumerate(STRATEGY_ITEMS.values()):
+            self.strategy.native.setItemData(index, meaning, Qt.ItemDataRole.ToolTipRole)
+        self.loss = ComboBox(label="Loss", choices=_LOSSES)
         for combo in (self.strategy, self.loss):
-            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(10)
-        self.steps = _spin(1, 10_000_000, 2000, 100, "optimisation steps (a run stops at these or at the time limit)")
-        self.minutes = QDoubleSpinBox()
-        self.minutes.setDecimals(1)
-        self.minutes.setRange(0, 100_000)
-        self.minutes.setSingleStep(5)
-        self.minutes.setSpecialValueText("no time limit")
-        self.minutes.setToolTip("stop after this many minutes of training, whichever comes first")
-        self.learning_rate = RateBox(1e-4)
-        self.learning_rate.setToolTip("initial Adam learning rate (paper: 1e-4); the arrows halve or double it")
-        self.fitted_share = QDoubleSpinBox()
-        self.fitted_share.setRange(0.0, 1.0)
-        self.fitted_share.setSingleStep(0.1)
-        self.fitted_share.setValue(0.5)
-        self.fitted_share.setToolTip("with real+fitted: the share of patches whose input is simulated")
-        self.consistency = QDoubleSpinBox()
-        self.consistency.setRange(0.0, 100.0)
-        self.consistency.setSingleStep(0.1)
-        self.consistency.setSpecialValueText("off")
-        self.consistency.setToolTip(
-            "with a fitted strategy: weight of l(D(f(y)), y) on LR patches outside the HR field (D the fitted "
-            "degradation); 0 is off"
-        )
-        self.strategy.currentIndexChanged.connect(self._strategy_changed)
-        self.val_slices = QLineEdit(placeholderText="last 10 % of the HR slices")  # type: ignore[call-overload]
-        self.val_slices.setToolTip(
-            "held-out HR slices for validation, never trained on: last:3, first:2, 40:50 or 3,7,9 (indices of the "
-            "HR stack)"
-        )
-        self.val_every = _spin(1, 1_000_000, 250, 50, "validate (and keep the best model) every N steps")
-        self.patch = _spin(8, 1024, 48, 8, "LR patch size in pixels (HR patches are scale times larger)")
-        self.batch = _spin(1, 256, 2, 1, "patches per step (paper: 2)")
-        self.out_path = QLineEdit(placeholderText="model file to write (.safetensors)")  # type: ignore[call-overload]
-        self.browse = QPushButton("Browse...")
-        self.replace = QCheckBox("Replace an existing model file")
-        self.browse.clicked.connect(self._choose_output)
-        self._layout()
+            combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.native.setMinimumContentsLength(10)
+        self.steps = SpinBox(value=2000, min=1, max=10_000_000, step=100)
+        self.minutes = FloatSpinBox(value=0, min=0, max=100_000, step=5)
+        self.minutes.native.setDecimals(1)
+        self.minutes.native.setSpecialValueText("no time limit")
+        self.learning_rate = spin_widget(RateBox, label="Learning rate", value=1e-4, min=1e-7, max=0.5)
+        self.fitted_share = FloatSpinBox(value=0.5, min=0.0, max=1.0, step=0.1)
+        self.consistency = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.1)
+        self.consistency.native.setSpecialValueText("off")
+        self.val_slices = LineEdit(label="Validation")
+        self.val_slices.native.setPlaceholderText("last 10 % of the HR slices")
+        self.val_every = SpinBox(label="Validate every", value=250, min=1, max=1_000_000, step=50)
+        self.patch = SpinBox(value=48, min=8, max=1024, step=8)
+        self.batch = SpinBox(value=2, min=1, max=256, step=1)
+        for name, tip in _TIPS.items():
+            getattr(self, name).tooltip = tip
+        self.out_path = FileEdit(label="Output", mode=FileDialogMode.OPTIONAL_FILE, filter=_MODELS, nullable=True)
+        self.out_path.line_edit.native.setPlaceholderText("model file to write (.safetensors)")
+        self.out_path.choose_btn.text = "Browse..."
+        self.replace = CheckBox(text="Replace an existing model file")
+        form: Container = Container()
+        form.extend([  # added once made, so that the labels get one width
+            self.strategy, row("Fitted share / consistency", self.fitted_share, self.consistency), self.loss,
+            row("Steps / time", self.steps, self.minutes), self.learning_rate, self.val_slices, self.val_every,
+            row("Patch / batch", self.patch, self.batch), self.out_path, row("", self.replace),
+        ])  # fmt: skip
+        form.margins = (0, 0, 0, 0)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(form.native)
+        layout.addStretch()  # rows at their heights, as in a form layout
+        self.strategy.changed.connect(self._strategy_changed)
+        # around FileEdit's own save dialog (the higher priority is called first), see _chosen
+        self.out_path.choose_btn.changed.connect(self._before_dialog, priority=1)
+        self.out_path.choose_btn.changed.connect(self._chosen)
+        self._typed = ""
         self._strategy_changed()
 
     def _strategy_changed(self, *_: Any) -> None:
-        fitted = self.strategy.currentData() in ("fitted", "real+fitted")
-        self.fitted_share.setEnabled(self.strategy.currentData() == "real+fitted")
-        self.consistency.setEnabled(fitted)
+        self.fitted_share.enabled = self.strategy.value == "real+fitted"
+        self.consistency.enabled = self.strategy.value in ("fitted", "real+fitted")
 
-    def _layout(self) -> None:
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.out_path, 1)
-        row.addWidget(self.browse)
-        length = QHBoxLayout()
-        length.setContentsMargins(0, 0, 0, 0)
-        length.addWidget(self.steps, 1)
-        length.addWidget(self.minutes, 1)
-        form = QFormLayout()
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Strategy", self.strategy)
-        form.addRow("Fitted share / consistency", self._pair(self.fitted_share, self.consistency))
-        form.addRow("Loss", self.loss)
-        form.addRow("Steps / time", length)
-        form.addRow("Learning rate", self.learning_rate)
-        form.addRow("Validation", self.val_slices)
-        form.addRow("Validate every", self.val_every)
-        form.addRow("Patch / batch", self._pair(self.patch, self.batch))
-        form.addRow("Output", row)
-        form.addRow("", self.replace)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(form)
+    def _before_dialog(self, *_: Any) -> None:
+        self._typed = self.out_path.line_edit.value
 
-    @staticmethod
-    def _pair(a: QWidget, b: QWidget) -> QHBoxLayout:
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(a, 1)
-        row.addWidget(b, 1)
-        return row
-
-    def _choose_output(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the fine-tuned model as", "", "EMSR models (*.safetensors)")
-        if path:
-            self.out_path.setText(path if path.endswith(".safetensors") else path + ".safetensors")
-            self.replace.setChecked(Path(self.out_path.text()).exists())  # the dialog asked before replacing
+    def _chosen(self, *_: Any) -> None:
+        """Add the suffix to a file chosen in the dialog; tick Replace if it exists (the dialog asked)."""
+        if self.out_path.line_edit.value != self._typed:  # else the dialog was cancelled
+            self.out_path.value = self.output()
+            self.replace.value = self.output().exists()
 
     def config(self, device: str) -> Any:
         """Return the validated :class:`~napari_emsr.config.TrainingConfig` (ConfigError, a ValueError, if not)."""
         from napari_emsr.config import TrainingConfig
 
         return TrainingConfig(
-            strategy=self.strategy.currentData(), steps=self.steps.value(), minutes=self.minutes.value() or None,
-            batch=self.batch.value(), patch=self.patch.value(), learning_rate=self.learning_rate.value(),
-            loss=self.loss.currentData(), val_every=self.val_every.value(), device=device,
-            fitted_share=self.fitted_share.value(),
-            lambda_consistency=self.consistency.value() if self.consistency.isEnabled() else 0.0,
+            strategy=self.strategy.value, steps=self.steps.value, minutes=self.minutes.value or None,
+            batch=self.batch.value, patch=self.patch.value, learning_rate=self.learning_rate.value,
+            loss=self.loss.value, val_every=self.val_every.value, device=device, fitted_share=self.fitted_share.value,
+            lambda_consistency=self.consistency.value if self.consistency.enabled else 0.0,
         )  # fmt: skip
 
     def validation_slices(self) -> str | None:
         """Return the held-out slice spec, or None for the default (the last ~10 %)."""
-        return self.val_slices.text().strip() or None
+        return self.val_slices.value.strip() or None
 
     def output(self) -> Path:
         """Return the model file to write (``.safetensors`` added if the name lacks it); ValueError if none is given."""
-        text = self.out_path.text().strip()
+        text = self.out_path.line_edit.value.strip()
         if not text:
             raise ValueError("choose where to save the model: Output (Browse...)")
         return Path(text if text.endswith(".safetensors") else text + ".safetensors").expanduser()

@@ -127,8 +127,8 @@ class FineTuneWidget(QWidget):
         self.offset_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
         self.noise_status = QLabel(wordWrap=True)  # type: ignore[call-overload]
         self.engine = EngineOptions(presets=("lite", "paper"), inference=False)
-        self.engine.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.engine.source.setMinimumContentsLength(12)
+        self.engine.source.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.engine.source.native.setMinimumContentsLength(12)
         self.form = TrainingForm()
         self.settings = QCollapsible("Model and training settings")
         self.run_panel = RunPanel(
@@ -190,7 +190,7 @@ class FineTuneWidget(QWidget):
         self.run_panel.run_button.clicked.connect(self.train)
         self.resume_button.clicked.connect(self.resume)
         self.use_button.clicked.connect(self.super_resolve_with_it)
-        self.form.out_path.textChanged.connect(self._update_resume)
+        self.form.out_path.changed.connect(self._update_resume)
         self.z_offset.valueChanged.connect(self._show_offset)
         self.lr_combo.changed.connect(self._show_offset)
         self.hr_combo.changed.connect(self._show_offset)
@@ -414,15 +414,15 @@ class FineTuneWidget(QWidget):
         pair = self._pair(lr_layer, hr_layer)
         base, preset = self._base()
         out = self.form.output()
-        config = self.form.config(self.engine.device.currentData())
+        config = self.form.config(self.engine.device.value)
         offset, resume_step = self.field_offset(), 0
         if resume:
             offset, resume_step = resume_point(out, config.steps, offset)
-        elif out.exists() and not self.form.replace.isChecked():  # the library's rule, in this panel's words
+        elif out.exists() and not self.form.replace.value:  # the library's rule, in this panel's words
             raise FileExistsError(
                 f"{out} exists: tick 'Replace an existing model file', choose another name, or Resume it"
             )
-        check_output(out, resume=resume, overwrite=self.form.replace.isChecked())
+        check_output(out, resume=resume, overwrite=self.form.replace.value)
         noise_known = self._noise is not None and self._noise[0] is hr_layer
         source = {"lr": layer_name(lr_layer), "hr": layer_name(hr_layer)}
         provenance: dict[str, Any] = {"data": source, "command": "napari-emsr Fine-tune panel"}
@@ -434,7 +434,7 @@ class FineTuneWidget(QWidget):
                 provenance["base_zoo_model"] = shipped.name
         job = FineTuneJob(
             dataclasses.replace(pair, offset=offset), out=out, config=config, base=base, preset=preset,
-            val_slices=self.form.validation_slices(), resume=resume, overwrite=self.form.replace.isChecked(),
+            val_slices=self.form.validation_slices(), resume=resume, overwrite=self.form.replace.value,
             check_noise=not noise_known, previews=True, provenance=provenance,
         )  # fmt: skip
         return job, resume_step
@@ -496,7 +496,7 @@ class FineTuneWidget(QWidget):
     def _update_resume(self, *_: Any) -> None:
         from napari_emsr.training import checkpoint_path
 
-        text = self.form.out_path.text().strip()
+        text = self.form.out_path.line_edit.value.strip()
         can = bool(text) and checkpoint_path(self.form.output()).is_file() and not self.run_panel.running
         self.resume_button.setEnabled(can)
 
