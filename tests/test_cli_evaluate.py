@@ -214,3 +214,21 @@ def test_the_command_reports_the_library_evaluation(volumes, capsys):
         if key not in ("label",):
             assert report[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
     assert "data range: 255 (from the reference's dtype (uint8))" in capsys.readouterr().out
+
+
+def test_z_consistency_of_the_prediction_and_of_bicubic(volumes, capsys):
+    from napari_emsr.metrics import z_consistency
+
+    p = volumes["paths"]
+    out = volumes["folder"] / "z.json"
+    argv = ["evaluate", str(p["reference"]), str(p["prediction"]), "--lr", str(p["lr"]), "--z-consistency"]
+    assert main([*argv, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "z-consistency of prediction against the LR input: flicker index" in text
+    assert "xz / yz mean FRC n/a (< 8 slices)" in text  # four slices
+    report = json.loads(out.read_text())["z_consistency"]
+    expected = z_consistency(volumes["prediction"], volumes["lr"].astype(float), scale=SCALE)
+    assert report["prediction"]["flicker_index"] == pytest.approx(expected.flicker_index)
+    assert set(report) == {"prediction", "bicubic"}
+    assert main(["evaluate", str(p["reference"]), str(p["prediction"]), "--z-consistency"]) == 2
+    assert "give --lr LR_FILE too" in capsys.readouterr().err

@@ -37,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reference (HR) image or stack (TIFF, PNG slices, Zarr, MRC, HDF5 or N5, as emsr predict)")
     p.add_argument("prediction", metavar="PREDICTION", help="prediction to score, same field and pixel size")
     p.add_argument("--lr", metavar="LR_FILE", help="the LR input; its bicubic up-sampling is scored too")
+    p.add_argument("--z-consistency", action="store_true",
+                   help="with --lr and stacks: how consistently PREDICTION (and bicubic) follow the LR input "
+                        "from slice to slice: flicker index and xz / yz FRC (docs/evaluation.md; reads the "
+                        "stacks whole)")  # fmt: skip
     p.add_argument("--pixel-size", type=float, metavar="NM", help="REFERENCE pixel size in nm (default: from the file)")
     p.add_argument("--json", metavar="OUT", help="write all results as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write the pooled FRC curves with the threshold lines")
@@ -148,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_emsr.metrics import EvaluationOptions, ScoringError, iter_compare
 
     names = _names(args)
+    if args.z_consistency and not args.lr:
+        raise CLIError("--z-consistency compares the prediction with its LR input: give --lr LR_FILE too")
     with ExitStack() as files:
         ref = files.enter_context(_checked(open_volume(args.reference)))
         pred = files.enter_context(_checked(open_volume(args.prediction)))
@@ -165,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
             crop=args.crop_anchor if args.crop else None, window=None if args.window == "none" else args.window,
             resolution_window=None if args.resolution_window == "none" else args.resolution_window,
         )  # fmt: skip
+        consistency = _z_consistency(pred, lr, scale) if args.z_consistency and scale is not None else None
         events = iter_compare(_Checked(ref.data, names["reference"]), methods, options)
         try:
             _, last = drive(events, desc="emsr evaluate")
@@ -176,12 +183,36 @@ def run(args: argparse.Namespace) -> int:
     results = list(scores.results.values())
     report = _report(args, results, scores.data_range, pixel_size, scale)
     print(_table(report, results))
+    if consistency is not None:
+        report["z_consistency"] = consistency
+        for name, c in consistency.items():
+            planes = "n/a (< 8 slices)" if c["frc_xz"] is None else f"{c['frc_xz']:.3f} / {c['frc_yz']:.3f}"
+            print(f"z-consistency of {name} against the LR input: flicker index {c['flicker_index']:.3f} "
+                  f"(1: as the input), xz / yz mean FRC {planes}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
     if args.plot:
         title = f"{Path(args.prediction).name} vs {Path(args.reference).name}"
         _plot(results, args.plot, threshold=args.threshold, title=title)
     return 0
+
+
+def _z_consistency(pred, lr, scale: int) -> dict[str, dict[str, Any]]:
+    """Flicker index and xz / yz FRC of the prediction and of bicubic, against the LR input (3D stacks)."""
+    from napari_emsr.cli import CLIError
+    from napari_emsr.metrics import z_consistency
+    from napari_emsr.resample import bicubic_upsample
+
+    if pred.data.ndim != 3 or lr.data.ndim != 3:
+        raise CLIError("--z-consistency needs stacks (z, y, x): PREDICTION and --lr are single images")
+    low = np.asarray(lr.data, dtype=np.float64)
+    try:
+        return {
+            "prediction": z_consistency(np.asarray(pred.data), low, scale=scale).to_dict(),
+            "bicubic": z_consistency(bicubic_upsample(low, scale), low, scale=scale).to_dict(),
+        }
+    except ValueError as exc:
+        raise CLIError(f"--z-consistency: {exc}") from None
 
 
 def _checked(volume):

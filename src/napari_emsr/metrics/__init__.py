@@ -50,6 +50,7 @@ from napari_emsr.metrics.stack import (
     iter_evaluate_stack,
     pool_stack,
 )
+from napari_emsr.metrics.zconsistency import ZConsistency, flicker_index, z_consistency
 
 __all__ = [
     "psnr",
@@ -87,4 +88,7 @@ __all__ = [
     "ScoringError",
     "common_region",
     "ANCHORS",
+    "ZConsistency",
+    "z_consistency",
+    "flicker_index",
 ]
