@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, replace
-from typing import Generator, TypeVar
+from typing import Any, Generator, TypeVar
 
 import numpy as np
 import torch
@@ -140,18 +140,22 @@ def _accumulate(target: np.ndarray, pred: np.ndarray, tile: Tile, geometry: Geom
 
 
 def predict_planes(
-    planes: np.ndarray, runner: ModelRunner, geometry: Geometry, *, self_ensemble: bool = False
-) -> Generator[int, None, np.ndarray]:
+    planes: np.ndarray, runner: ModelRunner, geometry: Geometry, *, self_ensemble: bool = False, spread: bool = False
+) -> Generator[int, None, Any]:
     """Tiled prediction of ``planes`` (k, H, W) float32 in network units -> (k, sH, sW) float32.
 
     Tiles of all planes are batched together (tile by tile, plane by plane). With
     ``self_ensemble``, the whole planes are flipped/rotated 8 ways, each predicted with its own tile
     grid, transformed back and averaged: the tiled result equals the self-ensemble of whole planes.
-    Yields the number of tiles finished after each forward pass.
+    With ``spread`` (and ``self_ensemble``) it returns ``(mean, std)``: the per-pixel standard
+    deviation of the 8 predictions too. Yields the number of tiles finished after each forward pass.
     """
+    if spread and not self_ensemble:
+        raise ValueError("the spread of the self-ensemble needs self_ensemble=True")
     k, height, width = planes.shape
     s = geometry.scale
     out = np.zeros((k, s * height, s * width), dtype=np.float32)
+    squares = np.zeros_like(out) if spread else None
     transforms = DIHEDRAL if self_ensemble else DIHEDRAL[:1]
     for rot, flip in transforms:
         views = [_forward_transform(p, rot, flip) for p in planes]
@@ -165,9 +169,14 @@ def predict_planes(
             yield len(batch)
         if target is not out:
             for j in range(k):
-                out[j] += _inverse_transform(target[j], rot, flip)
+                back = _inverse_transform(target[j], rot, flip)
+                out[j] += back
+                if squares is not None:
+                    squares[j] += back * back
     if len(transforms) > 1:
         out /= len(transforms)
+    if squares is not None:
+        return out, np.sqrt(np.maximum(squares / len(transforms) - out * out, 0.0))
     return out
 
 
