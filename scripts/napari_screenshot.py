@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", type=Path, nargs="?", help="a model file (.safetensors); default: the shipped default model")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "napari-super-resolve.png")
     parser.add_argument("--slice", type=int, default=8, help="the slice shown (and super-resolved first)")
+    parser.add_argument("--view", choices=["xy", "xz", "yz"], default="xy",
+                        help="the plane shown in every cell (xz / yz: through the HR field's centre)")
     args = parser.parse_args(argv)
 
     import napari
+    import numpy as np
     from qtpy.QtCore import QEventLoop, QTimer
 
     viewer = napari.Viewer(show=True)
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     viewer.open_sample("napari-emsr", "em_pair")
     viewer.dims.set_point(0, 10.0 * args.slice)
     dock, widget = viewer.window.add_plugin_dock_widget("napari-emsr", "Super-resolve")
-    widget.layer_combo.setCurrentText("EM LR 30 nm")
+    widget.layer_combo.set_layer("EM LR 30 nm")
     widget.scope.setCurrentText("Whole stack (current slice first)")
     if args.model is not None:
         widget.engine.set_model_file(args.model)  # otherwise the panel's first choice: the default model
@@ -43,7 +46,20 @@ def main(argv: list[str] | None = None) -> None:
     if outcome != ["done"]:
         raise SystemExit(f"the run ended with {outcome}: {widget.run_panel.status.text()}")
     widget.side_by_side()
-    viewer.scene.camera.zoom *= 1.6  # closer than "HR fills its cell": 10 nm pixels become visible
+    if args.view == "xy":
+        viewer.scene.camera.zoom *= 1.6  # closer than "HR fills its cell": 10 nm pixels become visible
+    else:
+        from napari_emsr._napari.side_by_side import orthogonal_view
+
+        hr = viewer.layers["EM HR 10 nm"]
+        viewer.cursor.position = tuple(np.asarray(hr.extent.world, dtype=float).mean(axis=0))
+        orthogonal_view(viewer, args.view)
+        # the sample is 16 slices (160 nm) thin: centre on the HR field and zoom to a quarter of its width
+        shown = list(viewer.dims.displayed)
+        extent = np.asarray(hr.extent.world, dtype=float)[:, shown]
+        height, width = viewer.canvas.viewbox_size(viewer.layers)
+        viewer.scene.camera.center = tuple(extent.mean(axis=0))
+        viewer.scene.camera.zoom = 4 * 0.95 * width / (extent[1, 1] - extent[0, 1])
     QTimer.singleShot(1500, loop.quit)  # let the canvas and the dock settle
     loop.exec()
     args.out.parent.mkdir(parents=True, exist_ok=True)

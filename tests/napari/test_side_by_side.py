@@ -61,3 +61,25 @@ def test_same_layer_twice_is_refused(sample, qtbot, notes):
     widget.sr.set_layer("EM LR 30 nm")
     widget.show_button.click()
     assert "different layers" in notes()[-1] and not viewer.canvas.grid.enabled
+
+
+def test_xz_and_yz_views_cut_every_layer_at_the_cursor(sample, qtbot):
+    viewer = sample
+    lr, hr = viewer.layers["EM LR 30 nm"], viewer.layers["EM HR 10 nm"]
+    sr = _fake_result(viewer, lr)
+    widget = dock(viewer, qtbot, "Side by side")
+    widget.lr.set_layer(lr)
+    widget.show_button.click()
+    viewer.cursor.position = (70.0, 2500.0, 3000.0)  # world nm: over the HR field
+    widget.view_buttons["xz"].click()
+    assert tuple(viewer.dims.order) == (1, 0, 2) and list(viewer.dims.displayed) == [0, 2]
+    assert viewer.dims.point[1] == 2500.0  # the xz plane through the cursor's y
+    assert viewer.canvas.grid.enabled and layers_in_grid_order(viewer) == [lr, sr, hr]  # still side by side
+    assert "xz planes of every layer, at the same y" in widget.status.text()
+    # each layer shows its own xz plane at that y: the HR's row there is its data row of that world y
+    row = int(round(float(hr.world_to_data((70.0, 2500.0, 3000.0))[1])))
+    np.testing.assert_array_equal(hr._slice.image.raw, np.asarray(hr.data)[:, row, :])
+    widget.view_buttons["yz"].click()
+    assert tuple(viewer.dims.order) == (2, 0, 1) and viewer.dims.point[2] == 3000.0
+    widget.view_buttons["xy"].click()
+    assert tuple(viewer.dims.order) == (0, 1, 2)

@@ -27,7 +27,7 @@ from napari_emsr._napari.common.layers import (
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["SideBySideWidget", "compare", "end_comparison", "find_hr", "find_sr"]
+__all__ = ["SideBySideWidget", "compare", "end_comparison", "find_hr", "find_sr", "orthogonal_view", "VIEWS"]
 
 def _same(a: Any, b: Any) -> bool:
     """Whether two layer references are the same layer (``==``: napari may hand plugins proxies)."""
@@ -158,9 +158,18 @@ class SideBySideWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.show_button)
         row.addWidget(self.overlay_button)
+        # the plane shown in every grid cell: xz / yz cut the stack at the cursor, all layers alike
+        self.view_buttons = {name: QPushButton(name) for name in VIEWS}
+        views = QHBoxLayout()
+        views.addWidget(QLabel("View"))
+        for name, button in self.view_buttons.items():
+            button.setToolTip(VIEW_TIPS[name])
+            button.clicked.connect(lambda _=False, name=name: self.show_view(name))
+            views.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(row)
+        layout.addLayout(views)
         layout.addWidget(self.status)
         layout.addStretch(1)
         self.lr.changed.connect(self.guess)
@@ -191,8 +200,47 @@ class SideBySideWidget(QWidget):
         names = ", ".join(f"'{layer.name}'" for layer in (lr, sr, hr) if layer is not None)
         self.status.setText(f"Left to right: {names}. Zoom, pan and slice move them together.")
 
+    def show_view(self, name: str) -> None:
+        """Show the ``"xy"``, ``"xz"`` or ``"yz"`` plane in every cell, through the cursor (:func:`orthogonal_view`)."""
+        try:
+            orthogonal_view(self.viewer, name)
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
+        along = VIEWS[name][1]
+        self.status.setText(f"{name} planes of every layer, at the same {along}: the slider moves them together.")
+
     def back_to_overlay(self) -> None:
         self.status.setText("" if end_comparison(self.viewer) else "The grid is already off.")
+
+
+#: view -> (the dims order that shows it for (z, y, x) data, the axis the slider then moves along)
+VIEWS = {"xy": ((0, 1, 2), "z"), "xz": ((1, 0, 2), "y"), "yz": ((2, 0, 1), "x")}
+VIEW_TIPS = {
+    "xy": "the slices as acquired",
+    "xz": "z against x at the cursor's y: where slice-wise processing shows flicker and the LR its z smear",
+    "yz": "z against y at the cursor's x",
+}
+
+
+def orthogonal_view(viewer: "napari.viewer.Viewer", name: str) -> None:
+    """Show the ``name`` plane (``"xy"``, ``"xz"``, ``"yz"``) of every layer, cut where the mouse cursor is.
+
+    All layers share napari's dims, so in the side-by-side grid LR (interpolated), SR and HR show the
+    same plane and move together. The plane goes through the cursor's world position when the
+    cursor is over the data, else through the current point.
+    """
+    order, _ = VIEWS[name]
+    if viewer.dims.ndim != 3:
+        raise ValueError(f"the {name} view needs (z, y, x) stacks; the viewer has {viewer.dims.ndim} dimensions")
+    cursor = np.asarray(viewer.cursor.position, dtype=float)
+    if name != "xy" and len(cursor) == 3 and np.isfinite(cursor).all():
+        axis = order[0]
+        low, high = viewer.dims.range[axis][:2]
+        if low <= cursor[axis] <= high:
+            viewer.dims.set_point(axis, float(cursor[axis]))
+    viewer.dims.order = order
+    viewer.reset_view()
 
 
 def layers_in_grid_order(viewer: "napari.viewer.Viewer") -> Sequence[Any]:
