@@ -562,6 +562,7 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[Event]:
         yield event("info", note)
     yield event("info", f"validation: {data.validation.description}")
     budgeted, planned_at = cfg.budget, (first_step, start)  # a budget: steps planned (and re-planned) from time
+    announced = cfg.steps
     try:
         while run.step < cfg.steps:
             if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
@@ -574,15 +575,17 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[Event]:
             every = CALIBRATION_STEPS if cfg.budget else max(1, min(REPLAN_EVERY, (cfg.steps - planned_at[0]) // 4))
             if budgeted and since >= every:
                 now = time.perf_counter()
-                before, first = cfg.steps, cfg.budget
+                first = cfg.budget
                 run.config = cfg = _fit_to_budget(run, now - start, (now - planned_at[1]) / since)
                 planned_at = (run.step, now)
                 if first:
+                    announced = cfg.steps
                     yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the measured step time "
                                         f"(learning rate halved every {cfg.halve_every})")  # fmt: skip
-                elif abs(cfg.steps - before) > 0.05 * before:
+                elif abs(cfg.steps - announced) > 0.05 * announced:  # said again when 5 % off what was said
                     yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the latest step time "
-                                        f"(was {before})")  # fmt: skip
+                                        f"(was {announced})")  # fmt: skip
+                    announced = cfg.steps
             rate = (run.step - first_step) / max(time.perf_counter() - start, 1e-9)
             eta = (cfg.steps - run.step) / rate if rate > 0 else None
             if cfg.minutes is not None:
