@@ -25,6 +25,23 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @functools.lru_cache(maxsize=1)
+def _cpuinfo() -> list[str]:
+    """Return the lines of ``/proc/cpuinfo`` (Linux), read once; empty where the file is absent."""
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def cpu_name() -> str:
+    """Return the CPU's model name (from ``/proc/cpuinfo``, else :func:`platform.processor`)."""
+    import platform
+
+    found = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), None)
+    return found or platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=1)
 def cpu_has_amx_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices on AMX tiles (Intel Sapphire Rapids and later).
 
@@ -33,11 +50,7 @@ def cpu_has_amx_bf16() -> bool:
     machine, the default model runs about 2x faster under bf16 autocast than in fp32
     (benchmarks/precision.py).
     """
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return any(line.startswith("flags") and " amx_bf16" in f"{line} " for line in text.splitlines())
+    return any(line.startswith("flags") and " amx_bf16 " in f"{line} " for line in _cpuinfo())
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:

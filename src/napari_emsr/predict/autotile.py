@@ -44,15 +44,9 @@ def cache_path() -> Path:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    import platform
+    from napari_emsr.device import cpu_name
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    return f"{device.type}:{cpu}:{torch.get_num_threads()} threads"
+    return f"{device.type}:{cpu_name()}:{torch.get_num_threads()} threads"
 
 
 def _read_cache() -> dict[str, Any]:

@@ -41,6 +41,7 @@ def ensemble_spread(volume: Any, model: Any = None, **options: Any) -> tuple[np.
     spread : ndarray of float32
         The standard deviation of the 8 predictions per output pixel, in output intensity units.
     """
+    from napari_emsr.predict.chunks import _exhaust
     from napari_emsr.predict.engine import ModelRunner, predict_planes
     from napari_emsr.predict.plan import make_plan
 
@@ -51,13 +52,8 @@ def ensemble_spread(volume: Any, model: Any = None, **options: Any) -> tuple[np.
         stack = data if data.ndim == 3 else data[None]
         means, spreads = [], []
         for raw in stack:
-            work = predict_planes(plan.intensity.to_network(raw[None]), runner, plan.geometry, self_ensemble=True,
-                                  spread=True)  # fmt: skip
-            try:
-                while True:
-                    next(work)
-            except StopIteration as stop:
-                mean, std = stop.value
+            mean, std = _exhaust(predict_planes(plan.intensity.to_network(raw[None]), runner, plan.geometry,
+                                                self_ensemble=True, spread=True))  # fmt: skip
             if plan.crop is not None:
                 mean, std = mean[(slice(None), *plan.crop)], std[(slice(None), *plan.crop)]
             means.append(plan.intensity.from_network(mean)[0])
