@@ -21,8 +21,9 @@ class ConfigError(ValueError):
 
 #: training strategies: the paper's four (III-B: acquired pairs, bicubic LR, blur+noise LR, denoised
 #: HR) and ``synthetic-em``, LR simulated by a physical EM acquisition model with scale augmentation
-#: (``napari_emsr.training.acquisition``)
-STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised", "synthetic-em", "fitted", "real+fitted")
+#: (``napari_emsr.training.acquisition``); ``axial``: xy slices sampled along one axis the way sections
+#: sample z, for isotropic reconstruction (``napari_emsr.isotropic``; needs a scale-1 network)
+STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised", "synthetic-em", "fitted", "real+fitted", "axial")
 #: the strategies that simulate LR inputs through a degradation fitted to the user's pair
 FITTED_STRATEGIES = ("fitted", "real+fitted")
 
@@ -64,6 +65,9 @@ class EMSRConfig:
     window_size: int = 4
     #: hidden width of the ViT block's MLP, as a multiple of channels
     mlp_ratio: float = 2.0
+    #: 1: the network adds its input to its output (scale 1 only): it learns the correction of an
+    #: input already on the output grid, e.g. a volume interpolated to isotropic voxels; 0: the paper's
+    global_residual: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -93,6 +97,10 @@ class EMSRConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        if self.global_residual not in (0, 1):
+            raise ConfigError(f"global_residual must be 0 or 1, got {self.global_residual}")
+        if self.global_residual and (self.scale != 1 or self.in_channels != self.out_channels):
+            raise ConfigError("global_residual needs scale 1 and as many output channels as input channels")
         if not 0.25 <= self.mlp_ratio <= 16:
             raise ConfigError(f"mlp_ratio must be between 0.25 and 16, got {self.mlp_ratio}")
         if self.channels % self.num_heads:
@@ -208,8 +216,29 @@ class TrainingConfig:
     #: arithmetic of the forward and backward passes: "fp32", or "bf16" autocast (weights, optimiser
     #: and loss stay fp32); bf16 pays on CPUs with AMX-BF16 and on recent GPUs
     precision: str = "fp32"
+    #: with the axial strategy: xy pixels per z step K (z step / xy pixel size, any number > 1)
+    z_factor: float | None = None
+    #: with the axial strategy: draw K per patch in [z_factor, z_factor_max] (one model for a range)
+    z_factor_max: float | None = None
+    #: with the axial strategy: the section profile along z, "box" or "gaussian" (FWHM = thickness)
+    section_profile: str = "box"
+    #: with the axial strategy: the section thickness as a multiple of the z step
+    section_thickness: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.strategy == "axial":
+            if self.z_factor is None or not (math.isfinite(self.z_factor) and self.z_factor > 1):
+                raise ConfigError(
+                    f"the axial strategy needs z_factor > 1 (z step / xy pixel size), got {self.z_factor}"
+                )
+            if self.z_factor_max is not None and not self.z_factor_max >= self.z_factor:
+                raise ConfigError(f"z_factor_max ({self.z_factor_max}) must be at least z_factor ({self.z_factor})")
+            if self.section_profile not in ("box", "gaussian"):
+                raise ConfigError(f"section_profile must be 'box' or 'gaussian', got {self.section_profile!r}")
+            if not 0 < self.section_thickness <= 4:
+                raise ConfigError(f"section_thickness must be in (0, 4] z steps, got {self.section_thickness}")
+        elif self.z_factor is not None or self.z_factor_max is not None:
+            raise ConfigError("z_factor is a setting of the axial strategy (isotropic reconstruction)")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.strategy not in STRATEGIES:

@@ -177,7 +177,7 @@ def test_out_of_memory_message_says_what_to_do(monkeypatch):
 
     monkeypatch.setattr(api.np, "zeros", no_room)
     with pytest.raises(HintedMemoryError) as caught:
-        api._ArrayWriter((4000, 4000, 2000), np.dtype(np.uint8))
+        api.ArrayWriter((4000, 4000, 2000), np.dtype(np.uint8))
     said = gui_message(caught.value)
     assert "does not fit in memory" in said and 'use the Export panel ("Super-resolve to disk")' in said
     assert 'choose a Scope with "region in view"' in said and "--" not in said and "output=" not in said

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "evaluate": "napari_emsr.cli.evaluate",
     "train": "napari_emsr.cli.train",
     "finetune": "napari_emsr.cli.finetune",
+    "isotropic": "napari_emsr.cli.isotropic",
     "export-bioimageio": "napari_emsr.cli.export_bioimageio",
 }
 

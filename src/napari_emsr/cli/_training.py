@@ -59,7 +59,8 @@ def lambdas(text: str) -> tuple[float, float, float]:
 def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_steps: int) -> None:
     p.add_argument("--out", required=True, metavar="MODEL",
                    help="model file to write (.safetensors); the best by validation SSIM")
-    p.add_argument("--strategy", choices=STRATEGIES, default=default_strategy,
+    p.add_argument("--strategy", choices=[s for s in STRATEGIES if s != "axial"],  # axial: emsr isotropic
+                   default=default_strategy,
                    help=f"training strategy (default: {default_strategy}); fitted and real+fitted simulate LR "
                         "inputs through the degradation fitted to the pair (docs/training.md)")
     p.add_argument("--fitted-share", type=float, default=0.5, metavar="F",

@@ -195,11 +195,11 @@ def run(args: argparse.Namespace) -> int:
             _check_output(args)
             return _run_distributed(args) if args.scheduler is not None else _run_local(args)
         except KeyboardInterrupt as exc:
-            _stderr(_interrupted(args, exc))
+            _stderr(interrupted_line(args, exc))
             return 128 + exc.signum if isinstance(exc, Terminated) else 130
 
 
-def _interrupted(args: argparse.Namespace, exc: BaseException) -> str:
+def interrupted_line(args: argparse.Namespace, exc: BaseException, command: str = "emsr predict") -> str:
     """Return the line of a stopped run: what is kept, and how to continue (--resume) or why it cannot be."""
     from napari_emsr.io.writers import output_kind, partial_path, read_done
 
@@ -208,7 +208,7 @@ def _interrupted(args: argparse.Namespace, exc: BaseException) -> str:
     try:
         kind = output_kind(output)
     except ValueError:  # stopped before OUTPUT was checked
-        return f"emsr predict: {how}"
+        return f"{command}: {how}"
     if kind == "ome-zarr":
         partial = partial_path(output)
         if partial.is_dir():
@@ -217,10 +217,10 @@ def _interrupted(args: argparse.Namespace, exc: BaseException) -> str:
                 kept = f"{int(done.sum())} of {done.size} slice(s) are done and kept in {partial}"
             except Exception:  # noqa: BLE001  (stopped while the store was being made)
                 kept = f"the partial result is kept in {partial}"
-            return f"emsr predict: {how}; {kept}: rerun the same command with --resume to continue"
-        return f"emsr predict: {how} before any slice was finished; nothing was written (rerun the command)"
+            return f"{command}: {how}; {kept}: rerun the same command with --resume to continue"
+        return f"{command}: {how} before any slice was finished; nothing was written (rerun the command)"
     return (
-        f"emsr predict: {how}; nothing was written (an OME-TIFF run cannot be resumed: to be able to continue "
+        f"{command}: {how}; nothing was written (an OME-TIFF run cannot be resumed: to be able to continue "
         f"with --resume after an interruption, write {output.name.split('.')[0]}.ome.zarr)"
     )
 

@@ -85,6 +85,8 @@ class EMSR(nn.Module):
             x = block(x, y)
         x = self.body_conv(x) + shallow
         out = self.mapper(self.upsample(x))
+        if self.config.global_residual:  # scale 1: the output is the input corrected
+            out = out + y
         s = self.config.scale
         return out[..., : h * s, : w * s]
 

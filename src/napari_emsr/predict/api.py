@@ -35,7 +35,7 @@ from napari_emsr.predict.engine import Geometry, ModelRunner, OutOfMemoryWarning
 from napari_emsr.predict.options import PredictOptions, build_options
 from napari_emsr.predict.plan import Plan, make_plan
 
-__all__ = ["SliceDone", "iter_super_resolve", "super_resolve", "JOB"]
+__all__ = ["SliceDone", "ArrayWriter", "iter_super_resolve", "super_resolve", "space_error_of", "JOB"]
 
 #: the ``job`` of a prediction's events
 JOB = "predict"
@@ -66,7 +66,7 @@ def slice_message(slices_done: int, slices_total: int) -> str:
     return f"slice {slices_done}/{slices_total}" if slices_total > 1 else ""
 
 
-class _ArrayWriter:
+class ArrayWriter:
     """The in-memory 'writer': fills a numpy array."""
 
     kind = "array"
@@ -84,18 +84,22 @@ class _ArrayWriter:
             ) from None
 
     def open(self) -> np.ndarray:
+        """Return the done flags: none is done."""
         return np.zeros(self.array.shape[0] if self.array.ndim == 3 else 1, dtype=bool)
 
     def write(self, index: int | None, plane: np.ndarray) -> None:
+        """Put a slice (``index``) or the whole image (None) in the array."""
         if index is None:
             self.array[...] = plane
         else:
             self.array[index] = plane
 
     def commit(self) -> np.ndarray:
+        """Return the finished array."""
         return self.array
 
     def abort(self) -> None:
+        """Drop the array."""
         self.array = None  # type: ignore[assignment]  # dropped: the aborted result is never returned
 
 
@@ -104,7 +108,7 @@ def _writer(plan: Plan, output: Any, options: PredictOptions):
     if output is None:
         if resume:
             raise ValueError("resume needs an output file (an OME-Zarr) to resume")
-        return _ArrayWriter(plan.out_shape, plan.out_dtype)
+        return ArrayWriter(plan.out_shape, plan.out_dtype)
     if not isinstance(output, (str, os.PathLike)):
         raise TypeError(f"output must be a path (.ome.tif or .ome.zarr) or None, got {type(output).__name__}")
     from napari_emsr.io.writers import open_writer, output_kind
@@ -240,7 +244,7 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Event]:
             except BaseException:  # noqa: BLE001 (its error is not the one being raised)
                 pass
         writer.abort()  # nothing is left under the output's name; a temporary file is removed
-        no_room = _space_error(exc, writer)
+        no_room = space_error_of(exc, writer)
         if no_room is not None:
             raise no_room from exc
         raise
@@ -254,7 +258,8 @@ _DONE: Future = Future()
 _DONE.set_result(None)
 
 
-def _space_error(exc: BaseException, writer: Any) -> Exception | None:
+def space_error_of(exc: BaseException, writer: Any) -> Exception | None:
+    """Return the hinted out-of-space error for an exception of a file writer, or None (an in-memory result: never)."""
     if getattr(writer, "kind", "array") == "array":
         return None
     from napari_emsr.io.writers import space_error

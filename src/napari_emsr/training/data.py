@@ -132,8 +132,10 @@ def default_normalization(volume) -> Normalization:
     return Normalization("percentile", 0.1, 99.9)
 
 
-def _validation_lr(hr_crop: torch.Tensor, strategy: str, scale: int, seed: int) -> torch.Tensor:
+def _validation_lr(hr_crop: torch.Tensor, strategy: str, scale: int, seed: int, sampling: Any = None) -> torch.Tensor:
     """LR inputs for validation under the synthetic strategies: the same degradation, fixed seed."""
+    if strategy == "axial":  # every crop at the range's typical z factor, a fixed phase per crop
+        return sampling.simulate(hr_crop, torch.Generator().manual_seed(seed + 10_007), factor=sampling.typical)
     if strategy == "synthetic-i":
         return synthetic_i(hr_crop, scale)
     if strategy == "synthetic-em":
@@ -142,7 +144,7 @@ def _validation_lr(hr_crop: torch.Tensor, strategy: str, scale: int, seed: int) 
 
 
 def _validation_set(
-    hr: Volume3D, lr: Volume3D | None, held_out: list[int], config: TrainingConfig, scale: int
+    hr: Volume3D, lr: Volume3D | None, held_out: list[int], config: TrainingConfig, scale: int, sampling: Any = None
 ) -> ValidationSet:
     spread = np.linspace(0, len(held_out) - 1, min(config.val_count, len(held_out))).round().astype(int)
     picks = [held_out[i] for i in spread]
@@ -152,15 +154,19 @@ def _validation_set(
     y0, x0 = (lr_h - c) // 2, (lr_w - c) // 2
     hrs = torch.stack([hr.crop(z, y0 * scale, x0 * scale, c * scale) for z in picks])[:, None]
     if lr is None:
-        lrs = _validation_lr(hrs, config.strategy, scale, config.seed)
+        lrs = _validation_lr(hrs, config.strategy, scale, config.seed, sampling)
         how = f"{config.strategy} degradation of the references (fixed seed)"
+        if config.strategy == "axial":
+            how = (f"the references' rows sampled as sections every {sampling.typical:.3g} px, cubic back "
+                   f"(fixed seed); 'bicubic' is cubic interpolation along z")
     else:
         lrs = torch.stack([lr.crop(z, y0, x0, c) for z in picks])[:, None]
         how = "the LR volume"
     from napari_emsr.resample import bicubic_upsample
 
     ref = hrs[:, 0].numpy()
-    bicubic = np.clip(bicubic_upsample(lrs[:, 0].numpy(), scale, clip=False), 0, 1)
+    inputs = lrs[:, 0].numpy()  # at scale 1 (axial) the input is already on the reference's grid
+    bicubic = np.clip(inputs if scale == 1 else bicubic_upsample(inputs, scale, clip=False), 0, 1)
     text = f"{len(picks)} held-out slices {picks}, centre {c}x{c} LR crops; LR from {how}"
     return ValidationSet(lrs.float(), ref, bicubic, text)
 
@@ -185,7 +191,7 @@ def build_training_data(
     region (z0, z1, y0, y1, x0, x1) its patches must not overlap (the HR field), for the
     degradation-consistency term; they are normalised like the first LR volume.
     """
-    synthetic = config.strategy.startswith("synthetic")
+    synthetic = config.strategy.startswith("synthetic") or config.strategy == "axial"
     if not synthetic and lr is None:
         raise HintedValueError(
             f"strategy {config.strategy!r} needs LR volumes (synthetic strategies make them)",
@@ -224,6 +230,16 @@ def build_training_data(
             raise ValueError(f"the degradation was fitted for x{degradation.scale}, the model is x{scale}")
         share = "" if config.strategy == "fitted" else f" for {100 * config.fitted_share:.0f} % of the patches"
         notes.append(f"LR inputs simulated through the degradation fitted to the pair{share}")
+    sampling = None
+    if config.strategy == "axial":
+        sampling = axial_sampling(config, hr_vols[0])
+        degradation = sampling
+        notes.append(
+            f"inputs: xy patches sampled along their rows every {config.z_factor:g}"
+            + (f"..{config.z_factor_max:g}" if config.z_factor_max else "")
+            + f" px through a {config.section_profile} section profile ({config.section_thickness:g} z step thick), "
+            f"noise of one measurement restored (sigma {255 * sampling.noise_sigma:.2f} on 0..255), cubic back"
+        )
     unpaired = []
     if config.lambda_consistency > 0:
         assert lr_vols  # a fitted strategy: paired LR volumes exist
@@ -232,8 +248,25 @@ def build_training_data(
             check_finite(data, "the LR volume", role="lr", index=0)
             unpaired.append((Volume3D(data, range(data.shape[0]), lr_vols[0].low, lr_vols[0].high), exclude))
         notes.append(f"degradation-consistency term on LR patches without HR, weight {config.lambda_consistency:g}")
-    validation = _validation_set(hr_vols[0], lr_vols[0] if lr_vols else None, held_out, config, scale)
+    validation = _validation_set(hr_vols[0], lr_vols[0] if lr_vols else None, held_out, config, scale, sampling)
     return TrainingData(hr_vols, lr_vols, validation, norm, notes, degradation, unpaired)
+
+
+def axial_sampling(config: TrainingConfig, hr: Volume3D):
+    """Return the section sampling of the axial strategy, with the noise of one xy pixel measured on ``hr``.
+
+    The noise sigma is the median, over up to 8 training slices, of Donoho's Haar estimate, in
+    the normalised units training uses.
+    """
+    from napari_emsr.isotropic.sampling import SectionSampling
+    from napari_emsr.metrics.noise import noise_sigma
+
+    slices = list(hr.slices)
+    picks = [slices[int(i)] for i in np.unique(np.linspace(0, len(slices) - 1, min(8, len(slices))).round())]
+    sigma = float(np.median([noise_sigma(np.asarray(hr.data[z], dtype=np.float64)) for z in picks]))
+    assert config.z_factor is not None  # the config checks it for the axial strategy
+    return SectionSampling(config.z_factor, config.z_factor_max, config.section_profile, config.section_thickness,
+                           sigma / (hr.high - hr.low))
 
 
 def fit_pair_degradation(lr: Volume3D, hr: Volume3D, scale: int, **options: Any):

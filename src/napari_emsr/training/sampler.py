@@ -63,7 +63,11 @@ class PatchSampler:
         Up-sampling factor and LR patch size (HR patches are ``scale * patch``).
     strategy : str
         One of :data:`STRATEGIES`.
-    degradation : FittedDegradation, optional
+    degradation : FittedDegradation or SectionSampling, optional
+        For ``axial`` (scale 1): the :class:`~napari_emsr.isotropic.sampling.SectionSampling` that
+        makes inputs from HR patches, sampled along their rows as sections sample z. The HR patch is
+        rotated (k * 90 degrees) before it is sampled, and only flips and half turns follow, so the
+        sampled axis is always the rows (z in an xz / yz plane) and both in-plane axes are learnt.
         For ``fitted`` and ``real+fitted``: the degradation fitted to the pair, through which LR
         inputs are simulated from HR patches as acquired (before rotation and flips: the probe's
         orientation belongs to the microscope).
@@ -91,15 +95,20 @@ class PatchSampler:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.synthetic = self.strategy.startswith("synthetic")
         self.fitted = self.strategy in FITTED_STRATEGIES
+        self.axial = self.strategy == "axial"
+        if self.axial and (self.degradation is None or self.scale != 1):
+            raise ValueError("strategy 'axial' needs a scale-1 network and the section sampling to simulate")
         if self.fitted and self.degradation is None:
             raise ValueError(f"strategy {self.strategy!r} needs the degradation fitted to the pair")
         if (
             self.strategy not in ("fitted",)
             and not self.synthetic
+            and not self.axial
             and (self.lr is None or len(self.lr) != len(self.hr))
         ):
             raise ValueError(f"strategy {self.strategy!r} needs one LR volume per HR volume")
-        need = (self.patch + (2 * _MARGIN if self.synthetic or self.fitted else 0)) * self.scale
+        margin = self.degradation.margin() if self.axial else _MARGIN
+        need = (self.patch + (2 * margin if self.synthetic or self.fitted or self.axial else 0)) * self.scale
         for vol in self.hr:
             if min(vol.data.shape[1:]) < need:
                 raise ValueError(
@@ -125,6 +134,8 @@ class PatchSampler:
         z = hr_vol.slices[self._randint(len(hr_vol.slices))]
         if self.strategy == "synthetic-em":
             return self._one_em(hr_vol, z)
+        if self.axial:
+            return self._one_axial(hr_vol, z)
         if self.strategy == "fitted" or (
             self.strategy == "real+fitted" and float(torch.rand(1, generator=self.generator)) < self.fitted_share
         ):
@@ -150,6 +161,16 @@ class PatchSampler:
         y = degrade(x)
         c = _MARGIN
         return y[0, :, c : c + p, c : c + p], x[0, :, c * s : (c + p) * s, c * s : (c + p) * s]
+
+    def _one_axial(self, hr_vol: Volume3D, z: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """axial: an HR patch turned by k * 90 degrees, its rows sampled as sections sample z."""
+        p, c = self.patch, self.degradation.margin()
+        size = p + 2 * c
+        i = self._randint(hr_vol.data.shape[1] - size + 1)
+        j = self._randint(hr_vol.data.shape[2] - size + 1)
+        x = torch.rot90(hr_vol.crop(z, i, j, size), self._randint(4), (-2, -1))[None, None]
+        y = self.degradation.simulate(x, self.generator)
+        return y[0, :, c : c + p, c : c + p], x[0, :, c : c + p, c : c + p]
 
     def _one_em(self, hr_vol: Volume3D, z: int) -> tuple[torch.Tensor, torch.Tensor]:
         """synthetic-em: a zoomed HR patch (scale augmentation), then a simulated LR scan of it."""
@@ -191,7 +212,7 @@ class PatchSampler:
         ys, xs = [], []
         for _ in range(batch):
             y, x = self._one()
-            k = self._randint(4)
+            k = 2 * self._randint(2) if self.axial else self._randint(4)  # axial: the sampled axis stays the rows
             flips = [d for d in (-1, -2) if self._randint(2)]
             y, x = torch.rot90(y, k, (-2, -1)), torch.rot90(x, k, (-2, -1))
             if flips:

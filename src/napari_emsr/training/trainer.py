@@ -230,14 +230,15 @@ def _start_model(base, preset: str, scale: int | None, seed: int, *, transfer_sc
     return build_emsr(EMSRConfig.preset(preset, **({"scale": scale} if scale else {})))
 
 
-def transfer_to_scale(model: EMSR, scale: int) -> EMSR:
+def transfer_to_scale(model: EMSR, scale: int, **changes: Any) -> EMSR:
     """Return a network of ``model``'s architecture at another ``scale``, starting from its learnt weights.
 
     Everything but the pixel-shuffle convolution (whose width is C * s * s) does not depend on the
-    scale and is copied; that one convolution starts from random weights. The result is an
-    initialisation for training, not a trained model: its metadata says it is untrained.
+    scale and is copied; that one convolution starts from random weights. ``changes``: other
+    config values (e.g. ``global_residual=1``). The result is an initialisation for training, not a
+    trained model: its metadata says it is untrained.
     """
-    target = build_emsr(model.config.replace(scale=scale))
+    target = build_emsr(model.config.replace(scale=scale, **changes))
     source = model.state_dict()
     state = target.state_dict()
     kept = {k: v for k, v in source.items() if k in state and state[k].shape == v.shape}
@@ -498,7 +499,10 @@ def iter_finetune(
                 noisier_branch=config.noisier_branch, hardware=_hardware(device), torch=torch.__version__)
     if base is not None and not resume:
         prov["base_model"] = (base.metadata.name or "in-memory model") if isinstance(base, EMSR) else str(base)
-    if data.degradation is not None:
+    axial = config.strategy == "axial"
+    if axial:  # how z is sampled: what the isotropic reconstruction checks a volume against
+        prov["section_sampling"] = data.degradation.to_dict()
+    elif data.degradation is not None:
         fitted = data.degradation.to_dict()
         fitted.pop("goodness", None)  # the curves are for display; the parameters are what the model learnt from
         prov["degradation"] = fitted
@@ -507,7 +511,7 @@ def iter_finetune(
     run = _Run(model, config, data, out, device, prov, progress)
     if resume:
         run.restore(optimizer_state, generators)
-    if data.degradation is not None:  # what the simulated inputs follow, for the user to check
+    if data.degradation is not None and not axial:  # what the simulated inputs follow, for the user to check
         summary = data.degradation.summary()
         yield Event("train", "degradation", run.step, config.steps, "step", None, 0.0, summary, data.degradation)
     yield from _loop(run, data)
