@@ -154,6 +154,7 @@ def test_an_untrained_isotropic_network_is_cubic_interpolation():
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), x, atol=0, rtol=0)
     assert model.config.scale == 1 and model.config.global_residual == 1 and not model.metadata.trained
+    assert model.config.preset_name == "lite"  # what em-x3 is; the residual does not make it a custom config
 
 
 def test_training_on_the_volumes_own_xy_slices_writes_a_scale_1_model_that_knows_its_z_factor(

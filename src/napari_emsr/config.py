@@ -151,9 +151,9 @@ class EMSRConfig:
 
     @property
     def preset_name(self) -> str | None:
-        """The preset this config equals (ignoring scale), or None for a custom config."""
+        """The preset this config equals (ignoring scale and the global residual), or None for a custom config."""
         for name, overrides in PRESETS.items():
-            if self.replace(scale=3) == EMSRConfig.from_dict(overrides):
+            if self.replace(scale=3, global_residual=0) == EMSRConfig.from_dict(overrides):
                 return name
         return None
 

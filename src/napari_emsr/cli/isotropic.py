@@ -90,21 +90,6 @@ def model_file(args: argparse.Namespace) -> Path:
     return output.with_name(output.name.split(".")[0] + ".isotropic.safetensors")
 
 
-#: the most of INPUT (bytes) training reads into memory: evenly spaced xy slices up to this size
-TRAINING_BYTES = 2 * 10**9
-
-
-def training_slices(data: Any, limit: int = TRAINING_BYTES):
-    """Evenly spaced xy slices of ``data`` (all, when they fit ``limit`` bytes), read into memory."""
-    import numpy as np
-
-    depth = data.shape[0]
-    per_slice = int(np.prod(data.shape[1:])) * np.dtype(data.dtype).itemsize
-    count = max(2, min(depth, limit // max(per_slice, 1)))
-    picks = np.unique(np.linspace(0, depth - 1, count).round().astype(int))
-    return np.stack([np.asarray(data[int(z)]) for z in picks])
-
-
 def _check(args: argparse.Namespace) -> None:
     from napari_emsr.io.writers import output_kind
 
@@ -210,7 +195,7 @@ def _train(args: argparse.Namespace, volume: Any, factor: float) -> Path | int:
     from napari_emsr.cli._training import command_line, run_training
     from napari_emsr.config import TrainingConfig
     from napari_emsr.device import resolve_precision, select_device
-    from napari_emsr.isotropic import iter_train_isotropic
+    from napari_emsr.isotropic.train import iter_train_isotropic, training_slices
 
     target = model_file(args)
     device = select_device(args.device)

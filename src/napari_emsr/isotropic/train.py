@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any, Generator
 
+import numpy as np
 import torch
 
 from napari_emsr.config import TrainingConfig
@@ -25,10 +26,27 @@ from napari_emsr.events import Event
 from napari_emsr.io.readers import as_volume
 from napari_emsr.isotropic.reconstruct import resolve_z_factor
 
-__all__ = ["iter_train_isotropic", "train_isotropic", "DEFAULT_BASE"]
+__all__ = ["iter_train_isotropic", "train_isotropic", "training_slices", "DEFAULT_BASE", "TRAINING_BYTES"]
 
 #: the model whose weights an isotropic network starts from (all but its pixel-shuffle layer)
 DEFAULT_BASE = "em-x3"
+#: the most of a volume (bytes) training reads into memory: evenly spaced xy slices up to this size
+TRAINING_BYTES = 2 * 10**9
+
+
+def training_slices(data: Any, limit: int = TRAINING_BYTES) -> np.ndarray:
+    """Return the xy slices training reads, in memory: all of them when they fit ``limit`` bytes.
+
+    Else evenly spaced ones. Training draws thousands of random patches: a lazy volume would be
+    read again for each.
+    """
+    depth = int(data.shape[0])
+    per_slice = max(1, int(np.prod(data.shape[1:])) * np.dtype(data.dtype).itemsize)
+    count = max(2, min(depth, limit // per_slice))
+    if count >= depth:
+        return np.asarray(data)
+    picks = np.unique(np.linspace(0, depth - 1, count).round().astype(int))
+    return np.stack([np.asarray(data[int(z)]) for z in picks])
 
 
 def iter_train_isotropic(
