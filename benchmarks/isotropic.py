@@ -14,9 +14,14 @@ slices through a box section profile of one z step, with the noise of one slice 
   at which it stays above 0.5, in nm), against linear and cubic interpolation in z. Rows within
   one z step of the top and bottom are left out (no method sees past the volume there).
 
-    python benchmarks/isotropic.py train --steps 2400 --out benchmarks/results/isotropic-flyem.safetensors [--resume]
-    python benchmarks/isotropic.py evaluate --model benchmarks/results/isotropic-flyem.safetensors \\
-        --json benchmarks/results/isotropic.json
+    cd benchmarks
+    python isotropic.py train --steps 2400 --precision bf16 --out results/isotropic-flyem.safetensors [--resume]
+    python isotropic.py train --factor 3 --steps 1500 --precision bf16 --out results/isotropic-flyem-k3.safetensors
+    python isotropic.py evaluate --model results/isotropic-flyem.safetensors \\
+        --model-for 3=results/isotropic-flyem-k3.safetensors --crop 192 --json results/isotropic.json \\
+        --figure "../docs/images/isotropic-xz-K{k}.png"
+
+``--factor K`` trains for one K (both samples at K); ``--model-for K=PATH`` evaluates K with its own model.
 """
 
 from __future__ import annotations
@@ -46,20 +51,24 @@ def _u8(volume: np.ndarray) -> np.ndarray:
 
 
 def train(args: argparse.Namespace) -> None:
+    factors = (3.0, 5.0) if args.factor is None else (args.factor, args.factor)
     parts = [_u8(sample_sections(load_stack(name).astype(np.float32), k, seed=i))
-             for i, (name, k) in enumerate((("training_sample1", 3.0), ("training_sample2", 5.0)))]
+             for i, (name, k) in enumerate(zip(("training_sample1", "training_sample2"), factors, strict=True))]
     stack = np.concatenate(parts)
-    print(f"training on {stack.shape[0]} xy slices of {stack.shape[1:]} (simulated K=3 and K=5 acquisitions)")
+    print(f"training on {stack.shape[0]} xy slices of {stack.shape[1:]} (simulated K={factors[0]:g} and "
+          f"K={factors[1]:g} acquisitions)")
     config = TrainingConfig(steps=args.steps, batch=4, patch=64, val_every=300, halve_every=max(1, args.steps * 2 // 3),
-                            z_factor_max=5.0, strategy="axial", z_factor=3.0, precision=args.precision)
+                            z_factor_max=None if args.factor else 5.0, strategy="axial", z_factor=factors[0],
+                            precision=args.precision)
     started = time.perf_counter()
     best = None
     for event in iter_train_isotropic(
-        stack, args.out, z_factor=3.0, config=config, resume=args.resume, overwrite=not args.resume,
+        stack, args.out, z_factor=factors[0], config=config, resume=args.resume, overwrite=not args.resume,
         pixel_size=(PIXEL_NM * 4, PIXEL_NM, PIXEL_NM),
-        provenance={"data": "FlyEM medulla FIB-SEM training_sample1 (K=3) + training_sample2 (K=5), anisotropic "
-                            "acquisitions simulated by benchmarks/isotropic.py",
-                    "command": f"python benchmarks/isotropic.py train --steps {args.steps}"},
+        provenance={"data": f"FlyEM medulla FIB-SEM training_sample1 (K={factors[0]:g}) + training_sample2 "
+                            f"(K={factors[1]:g}), anisotropic acquisitions simulated by benchmarks/isotropic.py",
+                    "command": f"python benchmarks/isotropic.py train --steps {args.steps}"
+                               + (f" --factor {args.factor:g}" if args.factor else "")},
     ):  # fmt: skip
         if event.kind in ("info", "validation") or (event.kind == "step" and event.done % 100 == 0):
             print(f"[{event.elapsed:6.0f} s] {event.message}", flush=True)
@@ -92,6 +101,20 @@ def _scores(result: np.ndarray, truth: np.ndarray, edge: int) -> dict[str, float
     return {**out, **_along_z(r, t)}
 
 
+def _figure(path: Path, sections, cubic, result, truth, k: float) -> None:
+    """One xz plane (middle y), 96 rows: the sections as acquired (rows repeated), cubic, EMSR, the original."""
+    from skimage.io import imsave
+
+    y, rows = truth.shape[1] // 2, min(96, truth.shape[0])
+    acquired = sections[np.minimum(np.rint(np.arange(rows) / k).astype(int), sections.shape[0] - 1), y]
+    panels = [acquired, cubic[:rows, y], result[:rows, y], truth[:rows, y]]
+    gap = np.full((rows, 4), 255, np.uint8)
+    strip = np.concatenate([p for panel in panels for p in (_u8(panel), gap)][:-1], axis=1)
+    big = np.kron(strip, np.ones((2, 2), np.uint8))  # 2x, nearest: the pixels as they are
+    imsave(path, big, check_contrast=False)
+    print(f"wrote {path}: xz at y={y}: as acquired (K={k:g}) | cubic | EMSR isotropic | original")
+
+
 def evaluate(args: argparse.Namespace) -> None:
     volume = load_stack("validation_sample").astype(np.float32)
     c0 = (volume.shape[1] - args.crop) // 2
@@ -111,14 +134,18 @@ def evaluate(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = isotropic(sections, args.model, z_factor=k, pixel_size=(PIXEL_NM * k, PIXEL_NM, PIXEL_NM),
+            model = dict(args.model_for).get(k, args.model)
+            result = isotropic(sections, model, z_factor=k, pixel_size=(PIXEL_NM * k, PIXEL_NM, PIXEL_NM),
                                precision=args.precision)
         seconds = time.perf_counter() - started
-        timing[f"K={k:g}"] = {"seconds": round(seconds, 1), "output_voxels": int(np.prod(result.shape)),
+        timing[f"K={k:g}"] = {"model": str(model), "seconds": round(seconds, 1),
+                              "output_voxels": int(np.prod(result.shape)),
                               "mvoxels_per_s": round(np.prod(result.shape) / seconds / 1e6, 3)}
         edge = int(np.ceil(k))
         for name, value in (*baselines.items(), ("emsr isotropic (xz+yz)", result)):
             rows[f"K={k:g} {name}"] = _scores(value, truth, edge)
+        if args.figure:
+            _figure(Path(args.figure.format(k=f"{k:g}")), sections, baselines["cubic"], result, truth, k)
         print(f"K={k:g}: {sections.shape} -> {result.shape} in {seconds:.0f} s")
     print("| K, method | PSNR xz | PSNR yz | SSIM xz | SSIM yz | Fourier corr. z | z resolution (nm) |")
     for name, r in rows.items():
@@ -132,6 +159,11 @@ def evaluate(args: argparse.Namespace) -> None:
     }, indent=2))  # fmt: skip
 
 
+def _model_for(text: str) -> tuple[float, str]:
+    k, _, path = text.partition("=")
+    return float(k), path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,11 +172,16 @@ def main() -> None:
     t.add_argument("--out", default="benchmarks/results/isotropic-flyem.safetensors")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--precision", default="fp32")
+    t.add_argument("--factor", type=float, help="train for this K only (both samples at K); default: K in 3..5")
     e = sub.add_parser("evaluate")
     e.add_argument("--model", default="benchmarks/results/isotropic-flyem.safetensors")
+    e.add_argument("--model-for", type=_model_for, action="append", default=[], metavar="K=MODEL",
+                   help="the model for one K (default: --model for all)")
     e.add_argument("--crop", type=int, default=192)
     e.add_argument("--precision", default="auto")
     e.add_argument("--json", default="benchmarks/results/isotropic.json")
+    e.add_argument("--figure", default="docs/images/isotropic-xz-K{k}.png",
+                   help="where the xz figures go ({k}: the z factor); empty: none")
     args = parser.parse_args()
     train(args) if args.command == "train" else evaluate(args)
 
