@@ -91,6 +91,32 @@ def test_self_ensemble_flag(files, tmp_path, capsys):
         assert np.abs(vol.data.compute().astype(int) - super_resolve(files["stack"], files["model"])).max() > 0
 
 
+def test_uncertainty_flag_writes_the_map_and_refuses_what_cannot_work(files, tmp_path, capsys):
+    out, mapped = tmp_path / "sr.ome.tif", tmp_path / "sr-uncertainty.ome.tif"
+    argv = ["predict", str(files["tif"]), str(out), "--model", str(files["model"]), "--tile", "16"]
+    assert main(argv + ["--uncertainty", str(mapped)]) == 0
+    captured = capsys.readouterr()
+    assert "self-ensemble" in captured.err  # implied
+    assert captured.out.strip().splitlines()[-1] == (
+        f"emsr predict: uncertainty map (std of the 8 flips/rotations, float32 grey levels) -> {mapped}")
+    from napari_emsr.predict.uncertainty import ensemble_spread
+
+    mean, spread = ensemble_spread(files["stack"], files["model"], tile=16)
+    with open_volume(out) as vol, open_volume(mapped) as umap:
+        np.testing.assert_array_equal(vol.data.compute(), mean)
+        np.testing.assert_array_equal(umap.data.compute(), spread)
+        assert umap.pixel_size_nm == pytest.approx((None, 5.0, 5.0))
+    folder = tmp_path
+    _fails(argv[:2] + [str(tmp_path / "b.ome.tif")] + argv[3:] + ["--uncertainty", str(mapped)], capsys,
+           "sr-uncertainty.ome.tif exists; pass --overwrite to replace it", folder)  # fmt: skip
+    _fails(argv[:2] + [str(tmp_path / "b.ome.tif")] + argv[3:] + ["--uncertainty", str(tmp_path / "b.ome.tif")],
+           capsys, "is also OUTPUT", folder)  # fmt: skip
+    _fails(argv[:2] + [str(tmp_path / "b.ome.zarr")] + argv[3:] + ["--uncertainty", str(tmp_path / "u.ome.zarr"),
+           "--scheduler", "local:1"], capsys, "--uncertainty is not available with --scheduler", folder)  # fmt: skip
+    _fails(argv[:2] + [str(tmp_path / "b.ome.zarr")] + argv[3:] + ["--uncertainty", str(tmp_path / "u.ome.tif"),
+           "--resume"], capsys, "only OME-Zarr outputs can be resumed", folder)  # fmt: skip
+
+
 def _fails(argv, capsys, match, folder):
     before = sorted(p.name for p in folder.iterdir())
     code = main(argv)

@@ -199,3 +199,60 @@ def test_a_full_disk_during_an_ome_tiff_run_leaves_the_folder_as_it_was(input_ti
     error = caught.value
     assert error.path == out_dir / "sr.ome.tif" and error.needed >= 5 * 200 * 180 and error.kept is None
     assert "file-size limit" in str(error)
+
+
+def test_uncertainty_map_written_beside_the_result(input_tif, out_dir, stack, model):
+    """The map streams to its own file with the result: same shape and pixel size, float32, and equal to
+    the in-memory map; every slice event carries its slice's map."""
+    from napari_emsr.predict.uncertainty import ensemble_spread
+
+    events = list(iter_super_resolve(input_tif, model, output=out_dir / "sr.ome.tif",
+                                     uncertainty=out_dir / "sr-uncertainty.ome.tif", tile=16))  # fmt: skip
+    assert events[0].payload.self_ensemble  # the map is the self-ensemble's spread: turned on for it
+    assert events[-1].payload == (out_dir / "sr.ome.tif", out_dir / "sr-uncertainty.ome.tif")
+    mean, spread = ensemble_spread(stack, model, tile=16)
+    slices = [e.payload for e in events if e.kind == "slice"]
+    assert [s.index for s in slices] == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(np.stack([s.spread for s in slices]), spread)
+    with open_volume(out_dir / "sr-uncertainty.ome.tif") as vol:
+        assert vol.dtype == np.float32 and vol.shape == (5, 200, 180)
+        assert vol.pixel_size_nm == pytest.approx((None, 10.0, 10.0))
+        np.testing.assert_array_equal(vol.data.compute(), spread)
+    with open_volume(out_dir / "sr.ome.tif") as vol:
+        np.testing.assert_array_equal(vol.data.compute(), super_resolve(stack, model, tile=16, self_ensemble=True))
+    assert spread.max() > 1 and (spread >= 0).all()  # a random network's 8 answers do differ
+    assert sorted(p.name for p in out_dir.iterdir()) == ["sr-uncertainty.ome.tif", "sr.ome.tif"]
+
+
+def test_uncertainty_map_resumes_with_the_result(input_tif, out_dir, stack, model):
+    """Cancelled after 2 slices, both partial stores keep them; resume finishes both, equal to one whole run."""
+    target, mapped = out_dir / "sr.ome.zarr", out_dir / "u.ome.zarr"
+    events = iter_super_resolve(input_tif, model, output=target, uncertainty=mapped, tile=16, pyramid=False)
+    _advance_to_slice(events, 2)
+    events.close()
+    assert sorted(p.name for p in out_dir.iterdir()) == [".sr.ome.zarr.partial", ".u.ome.zarr.partial"]
+    events = list(iter_super_resolve(input_tif, model, output=target, uncertainty=mapped, tile=16, pyramid=False,
+                                     resume=True))  # fmt: skip
+    assert events[0].payload.slices_reused == 2 and [e.payload.index for e in events if e.kind == "slice"] == [2, 3, 4]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["sr.ome.zarr", "u.ome.zarr"]
+    mean, spread = super_resolve(stack, model, uncertainty=True, tile=16)
+    with open_volume(target) as vol, open_volume(mapped) as umap:
+        np.testing.assert_array_equal(vol.data.compute(), mean)
+        np.testing.assert_array_equal(umap.data.compute(), spread)
+
+
+def test_uncertainty_map_refuses_what_cannot_work(input_tif, out_dir, stack, model):
+    with pytest.raises(ValueError, match="give the uncertainty map its own path"):
+        super_resolve(stack, model, output=out_dir / "sr.ome.tif", uncertainty=True)
+    with pytest.raises(ValueError, match="is also the output"):
+        super_resolve(stack, model, output=out_dir / "sr.ome.tif", uncertainty=out_dir / "sr.ome.tif")
+    with pytest.raises(ValueError, match="is the input; write the uncertainty map to another path"):
+        super_resolve(input_tif, model, output=out_dir / "sr.ome.tif", uncertainty=input_tif)
+    (out_dir / "u.ome.tif").write_bytes(b"the user's file")
+    with pytest.raises(OutputExistsError, match="u.ome.tif exists"):
+        super_resolve(stack, model, output=out_dir / "sr.ome.tif", uncertainty=out_dir / "u.ome.tif")
+    assert (out_dir / "u.ome.tif").read_bytes() == b"the user's file"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["u.ome.tif"]  # nothing else was started
+    # a map on disk, the result in memory
+    mean, written = super_resolve(stack[:2], model, uncertainty=out_dir / "u2.ome.zarr", tile=16)
+    assert isinstance(mean, np.ndarray) and written == out_dir / "u2.ome.zarr"

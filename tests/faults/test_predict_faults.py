@@ -197,6 +197,37 @@ def test_a_stopped_ome_zarr_run_says_resume_and_resumes(source, reference, signu
     _same_as_reference(out, reference)
 
 
+def test_a_killed_run_with_an_uncertainty_map_resumes_both(source, capsys):
+    """--uncertainty: SIGKILL mid-run keeps both partial stores; --resume completes both, equal to one whole run."""
+    from napari_emsr.predict.uncertainty import ensemble_spread
+
+    out, mapped = source.parent / "sr.ome.zarr", source.parent / "sr-uncertainty.ome.zarr"
+    process = _start(source, out, "--uncertainty", str(mapped))
+    _wait_for(_zarr_slices_done(out), process, "the first slice was done")
+    assert _stop(process, signal.SIGKILL)[0] == -signal.SIGKILL
+    assert partial_path(out).is_dir() and partial_path(mapped).is_dir() and not out.exists() and not mapped.exists()
+    assert main(["predict", str(source), str(out), "--uncertainty", str(mapped), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"resumed: [1-9] slice\(s\) reused", printed) and "uncertainty map" in printed
+    assert sorted(p.name for p in source.parent.iterdir()) == ["lr.ome.tif", "sr-uncertainty.ome.zarr", "sr.ome.zarr"]
+    with open_volume(source) as vol:
+        mean, spread = ensemble_spread(vol.data.compute(), None, pixel_size=30)
+    with open_volume(out) as vol, open_volume(mapped) as umap:
+        assert np.abs(vol.data.compute().astype(int) - mean).max() <= 1
+        assert umap.dtype == np.float32 and np.abs(umap.data.compute() - spread).max() < 0.05
+
+
+def test_a_stopped_run_with_an_uncertainty_map_leaves_neither(source):
+    out, mapped = source.parent / "sr.ome.tif", source.parent / "u.ome.tif"
+    process = _start(source, out, "--uncertainty", str(mapped))
+    _wait_for(_one_tiff_page_written(out), process, "the first slice was written")
+    code, err = _stop(process, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err
+    assert _last_line(err).startswith("emsr predict: terminated (SIGTERM); nothing was written"), err
+    assert "Traceback" not in err
+    assert sorted(source.parent.iterdir()) == [source]  # neither temporary is left
+
+
 # -- a full disk --------------------------------------------------------------------------------
 class SmallDisk:
     """A folder with little room: a tmpfs of ``size`` bytes, or (without mount rights) any folder

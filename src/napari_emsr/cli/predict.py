@@ -35,6 +35,11 @@ By default tiles get a halo of the network's effective receptive radius, measure
 the result is within about a quarter of a grey level of a prediction of each whole slice. With
 --overlap exact it equals it (up to float rounding), at 1.5-2x the cost; --overlap N sets the halo.
 
+--uncertainty MAP also writes an uncertainty map: per output pixel, the standard deviation of the
+8 flipped / rotated predictions (float32, output grey levels; the result is then their mean, as
+with --self-ensemble, 8x slower). It shows where the network's answer depends on how the slice is
+turned: a guide to where to look, not an error bar (docs/prediction.md).
+
 --scheduler runs the per-slice work as tasks on a dask.distributed cluster (optional extra:
 pip install 'napari-emsr[distributed]'): local:N starts N worker processes here; an address
 (tcp://HOST:PORT) uses a running scheduler. Workers load the model once, use their own GPU when
@@ -117,6 +122,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "level until <= 512 px, written with each slice, for fast browsing in napari)")  # fmt: skip
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
     p.add_argument(
+        "--uncertainty", metavar="MAP",
+        help="also write the uncertainty map (the spread of the 8 flips/rotations) to MAP (*.ome.tif or "
+        "*.ome.zarr, like OUTPUT); implies --self-ensemble",
+    )  # fmt: skip
+    p.add_argument(
         "--scheduler", metavar="ADDRESS",
         help="run on a dask cluster: local:N (N worker processes here), a scheduler address tcp://HOST:PORT "
         "or a scheduler file *.json (OME-Zarr output only)",
@@ -128,25 +138,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_output(args: argparse.Namespace) -> None:
-    """Refuse a bad OUTPUT before anything is read or written."""
+    """Refuse a bad OUTPUT (or MAP) before anything is read or written."""
     from napari_emsr.io.writers import output_kind
 
+    for target, what in _targets(args)[1:]:
+        _check_target(args, Path(target), what)
+        if Path(target).resolve() == Path(args.output).resolve():
+            raise CLIError(f"{target} is also OUTPUT; give the uncertainty map another path")
+        if args.scheduler is not None:
+            raise CLIError("--uncertainty is not available with --scheduler; run without --scheduler to write the map")
+    _check_target(args, Path(args.output), "output")
     output = Path(args.output)
     kind = output_kind(output)
-    if not output.parent.is_dir():
-        raise CLIError(f"{output.parent} does not exist; create the output folder first")
     if args.scheduler is not None:
         from napari_emsr.predict.distributed import parse_scheduler
 
         parse_scheduler(args.scheduler)  # a malformed value is a ValueError: one line, exit status 2
         if kind != "ome-zarr":
             raise CLIError(f"{output}: a distributed run (--scheduler) writes an OME-Zarr; name OUTPUT NAME.ome.zarr")
+
+
+def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """OUTPUT and, with --uncertainty, MAP: (path, what it is)."""
+    mapped = getattr(args, "uncertainty", None)
+    return [(args.output, "output")] + ([(mapped, "uncertainty map")] if mapped else [])
+
+
+def _check_target(args: argparse.Namespace, output: Path, what: str) -> None:
+    from napari_emsr.io.writers import output_kind
+
+    kind = output_kind(output)
+    if not output.parent.is_dir():
+        raise CLIError(f"{output.parent} does not exist; create the {what}'s folder first")
     if args.resume and kind != "ome-zarr":
         raise CLIError(f"{output}: only OME-Zarr outputs can be resumed; write to NAME.ome.zarr to use --resume")
     if output.exists() and not (args.overwrite or args.resume):
         raise CLIError(f"{output} exists; pass --overwrite to replace it")
     if Path(args.input).exists() and output.resolve() == Path(args.input).resolve():
-        raise CLIError(f"{output} is the input; write the output to another path")
+        raise CLIError(f"{output} is the input; write the {what} to another path")
 
 
 @contextlib.contextmanager
@@ -204,6 +233,16 @@ def interrupted_line(args: argparse.Namespace, exc: BaseException, command: str 
     from napari_emsr.io.writers import output_kind, partial_path, read_done
 
     how = f"terminated ({signal.Signals(exc.signum).name})" if isinstance(exc, Terminated) else "interrupted"
+    targets = _targets(args)
+    if len(targets) > 1:  # OUTPUT and the uncertainty map: one line for both
+        lines = [interrupted_line(_with_output(args, path), exc, command) for path, _ in targets]
+        parts = [line.split("; ", 1)[1] for line in lines if "; " in line]
+        if len(parts) < len(lines) or all(part.startswith("nothing was written") for part in parts):
+            return lines[0]  # the same for both: said once, of OUTPUT
+        tail = ": rerun the same command with --resume to continue"
+        if all(part.endswith(tail) for part in parts):
+            return f"{command}: {how}; " + " and ".join(part[: -len(tail)] for part in parts) + tail
+        return f"{command}: {how}; " + "; ".join(dict.fromkeys(parts))
     output = Path(args.output)
     try:
         kind = output_kind(output)
@@ -223,6 +262,11 @@ def interrupted_line(args: argparse.Namespace, exc: BaseException, command: str 
         f"{command}: {how}; nothing was written (an OME-TIFF run cannot be resumed: to be able to continue "
         f"with --resume after an interruption, write {output.name.split('.')[0]}.ome.zarr)"
     )
+
+
+def _with_output(args: argparse.Namespace, output: str) -> argparse.Namespace:
+    """``args`` with another OUTPUT and no map (to describe one target)."""
+    return argparse.Namespace(**{**vars(args), "output": output, "uncertainty": None})
 
 
 def predict_options(args: argparse.Namespace) -> PredictOptions:
@@ -266,7 +310,9 @@ def _run_local(args: argparse.Namespace) -> int:
     with volume:
         model = load_model(_model_path(args))
         try:
-            first, last = _drive(iter_super_resolve(volume, model, output=args.output, options=options))
+            events = iter_super_resolve(volume, model, output=args.output, uncertainty=args.uncertainty,
+                                        options=options)  # fmt: skip
+            first, last = _drive(events)
         except (EMSRError, OSError, ValueError) as exc:
             if isinstance(exc, EMSRError):
                 raise CLIError(_phrase(exc)) from None
@@ -276,6 +322,9 @@ def _run_local(args: argparse.Namespace) -> int:
         except MemoryError as exc:
             raise CLIError(_phrase(exc) or "out of memory") from None
     _summary(first, args.output, time.perf_counter() - started)
+    if args.uncertainty:
+        what = "uncertainty map (std of the 8 flips/rotations, float32 grey levels)"
+        print(f"emsr predict: {what} -> {args.uncertainty}")
     return 0
 
 

@@ -12,7 +12,8 @@ are not counted). Their kinds and payloads:
   reused by a resumed run included;
 - ``"tiles"`` (after a forward pass): no payload;
 - ``"slice"`` (a slice is finished and written): a :class:`SliceDone`;
-- ``"done"`` (everything is written): the result, the output array or the written path.
+- ``"done"`` (everything is written): the result, the output array or the written path; with an
+  uncertainty map, the pair ``(result, uncertainty result)``.
 
 The ``message`` of every event of a stack says how many slices are finished (``"slice 3/10"``).
 """
@@ -35,7 +36,7 @@ from napari_emsr.predict.engine import Geometry, ModelRunner, OutOfMemoryWarning
 from napari_emsr.predict.options import PredictOptions, build_options
 from napari_emsr.predict.plan import Plan, make_plan
 
-__all__ = ["SliceDone", "ArrayWriter", "iter_super_resolve", "super_resolve", "space_error_of", "JOB"]
+__all__ = ["SliceDone", "ArrayWriter", "PairWriter", "iter_super_resolve", "super_resolve", "space_error_of", "JOB"]
 
 #: the ``job`` of a prediction's events
 JOB = "predict"
@@ -53,12 +54,16 @@ class SliceDone:
         The slice's output, ready to display (None in a distributed run: the workers wrote it).
     slices_done, slices_total : int
         Output slices finished (resumed ones included) and in all (1 for a 2D image).
+    spread : numpy.ndarray or None
+        With an uncertainty map: the slice's per-pixel standard deviation of the 8-fold
+        self-ensemble (float32, output intensity units); otherwise None.
     """
 
     index: int | None
     image: np.ndarray | None
     slices_done: int
     slices_total: int
+    spread: np.ndarray | None = None
 
 
 def slice_message(slices_done: int, slices_total: int) -> str:
@@ -103,14 +108,20 @@ class ArrayWriter:
         self.array = None  # type: ignore[assignment]  # dropped: the aborted result is never returned
 
 
-def _writer(plan: Plan, output: Any, options: PredictOptions):
+#: the dtype of an uncertainty map (a standard deviation in output intensity units)
+SPREAD_DTYPE = np.dtype(np.float32)
+
+
+def _writer(plan: Plan, output: Any, options: PredictOptions, *, dtype: Any = None, what: str = "output",
+            marks: dict[str, Any] | None = None, fingerprints: dict[str, Any] | None = None):  # fmt: skip
     overwrite, resume, first_slice = options.overwrite, options.resume, options.first_slice
+    dtype = plan.out_dtype if dtype is None else dtype
     if output is None:
         if resume:
-            raise ValueError("resume needs an output file (an OME-Zarr) to resume")
-        return ArrayWriter(plan.out_shape, plan.out_dtype)
+            raise ValueError(f"resume needs an {what} file (an OME-Zarr) to resume")
+        return ArrayWriter(plan.out_shape, dtype)
     if not isinstance(output, (str, os.PathLike)):
-        raise TypeError(f"output must be a path (.ome.tif or .ome.zarr) or None, got {type(output).__name__}")
+        raise TypeError(f"{what} must be a path (.ome.tif or .ome.zarr) or None, got {type(output).__name__}")
     from napari_emsr.io.writers import open_writer, output_kind
 
     if output_kind(output) == "ome-tiff" and first_slice not in (None, 0):
@@ -118,14 +129,93 @@ def _writer(plan: Plan, output: Any, options: PredictOptions):
             "an OME-TIFF is written slice by slice in order: use first_slice with an OME-Zarr or in-memory output"
         )
     if plan.volume.path is not None and Path(output).resolve() == plan.volume.path.resolve():
-        raise ValueError(f"{output} is the input; write the output to another path")
+        raise ValueError(f"{output} is the input; write the {what} to another path")
     # a resumable output records what the input held, so that a changed input is not resumed into it
-    fingerprint = plan.resume_fingerprint() if output_kind(output) == "ome-zarr" else plan.fingerprint
+    kind = output_kind(output)
+    fingerprints = {} if fingerprints is None else fingerprints  # made once per run (the digest reads the input)
+    if kind not in fingerprints:
+        fingerprints[kind] = plan.resume_fingerprint() if kind == "ome-zarr" else plan.fingerprint
+    fingerprint = fingerprints[kind]
     return open_writer(
-        output, shape=plan.out_shape, dtype=plan.out_dtype, pixel_size_nm=plan.out_pixel_size,
-        multiscale=plan.multiscale, fingerprint=fingerprint, overwrite=overwrite, resume=resume,
-        pyramid=options.pyramid,
+        output, shape=plan.out_shape, dtype=dtype, pixel_size_nm=plan.out_pixel_size,
+        multiscale=plan.multiscale, fingerprint={**fingerprint, **(marks or {})}, overwrite=overwrite,
+        resume=resume, pyramid=options.pyramid,
     )  # fmt: skip
+
+
+class PairWriter:
+    """Writes the result and its uncertainty map together: one done mask, both committed or neither kept.
+
+    A slice counts as done only when it is done in both (a run killed between the two writes of a
+    slice computes it again). ``write`` takes ``(image, spread)`` per slice; ``commit`` returns
+    ``(result, uncertainty result)``.
+    """
+
+    def __init__(self, main: Any, spread: Any) -> None:
+        self.main, self.spread = main, spread
+        files = [w for w in (main, spread) if getattr(w, "kind", "array") != "array"]
+        self.kind = "array" if not files else "pair"
+        self.path = getattr(files[0], "path", None) if files else None
+        self._files = files
+        self.already_complete = bool(getattr(main, "already_complete", False)) and bool(
+            getattr(spread, "already_complete", False)
+        )
+
+    def open(self) -> np.ndarray:
+        """Open both; return the slices done in both."""
+        done = self.main.open()
+        return done & self.spread.open()
+
+    def write(self, index: int | None, pair: tuple[np.ndarray, np.ndarray]) -> None:
+        """Write a slice's (image, spread)."""
+        self.spread.write(index, pair[1])
+        self.main.write(index, pair[0])
+
+    def commit(self) -> tuple[Any, Any]:
+        """Commit the uncertainty map, then the result; return both."""
+        spread = self.spread.commit()
+        return self.main.commit(), spread
+
+    def abort(self) -> None:
+        """Abort both (each keeps what it keeps on its own: a partial OME-Zarr, nothing of a TIFF)."""
+        try:
+            self.main.abort()
+        finally:
+            self.spread.abort()
+
+    def estimated_bytes(self) -> tuple[int, bool]:
+        """Return the bytes both files take (and whether that is exact)."""
+        sizes = [w.estimated_bytes() for w in self._files if hasattr(w, "estimated_bytes")]
+        return sum(n for n, _ in sizes), all(exact for _, exact in sizes)
+
+    def kept(self) -> tuple[Path | None, int]:
+        """Return the result's partial store (or the map's, for an in-memory result) and its slices done."""
+        for w in self._files:
+            if hasattr(w, "kept"):
+                return w.kept()
+        return None, 0
+
+
+def _writers(plan: Plan, output: Any, uncertainty: Any, options: PredictOptions):
+    """Return the run's writer: the result's, or a :class:`PairWriter` with the uncertainty map's."""
+    if uncertainty is None or uncertainty is False:
+        return _writer(plan, output, options)
+    if uncertainty is True:
+        if output is not None:
+            raise ValueError(
+                "uncertainty=True keeps the map in memory, with an in-memory result: with an output file, "
+                "give the uncertainty map its own path"
+            )
+        target = None
+    else:
+        target = uncertainty
+        if output is not None and isinstance(target, (str, os.PathLike)) and isinstance(output, (str, os.PathLike)):
+            if Path(target).resolve() == Path(output).resolve():
+                raise ValueError(f"{target} is also the output; give the uncertainty map another path")
+    made: dict[str, Any] = {}
+    spread = _writer(plan, target, options, dtype=SPREAD_DTYPE, what="uncertainty map",
+                     marks={"uncertainty": "self-ensemble standard deviation"}, fingerprints=made)  # fmt: skip
+    return PairWriter(_writer(plan, output, options, fingerprints=made), spread)
 
 
 def iter_super_resolve(
@@ -133,6 +223,7 @@ def iter_super_resolve(
     model: Any = None,
     *,
     output: str | os.PathLike | None = None,
+    uncertainty: bool | str | os.PathLike | None = None,
     options: PredictOptions | None = None,
     **keywords: Any,
 ) -> Generator[Event, None, None]:
@@ -149,6 +240,13 @@ def iter_super_resolve(
     output : path, optional
         ``*.ome.tif`` / ``*.ome.tiff`` / ``*.tif`` or ``*.ome.zarr`` / ``*.zarr``, written slice by
         slice under a temporary name and renamed when complete. None: the result is an array.
+    uncertainty : bool or path, optional
+        Also make an uncertainty map: per output pixel, the standard deviation of the 8 predictions
+        of the self-ensemble (float32, in output intensity units; see
+        :mod:`napari_emsr.predict.uncertainty` for what it is and is not). It turns
+        ``self_ensemble`` on, so the result is the self-ensemble's mean. True: in memory (with an
+        in-memory result); a path: written like ``output`` (and resumed with it). Each ``"slice"``
+        event then carries the slice's map, and ``"done"`` the pair ``(result, map)``.
     options : PredictOptions, optional
         Tiling, device, intensities, region, resume / overwrite (see
         :class:`~napari_emsr.predict.options.PredictOptions`); default: all defaults.
@@ -172,13 +270,17 @@ def iter_super_resolve(
         When even the smallest tile does not fit in the device's memory.
     """
     options = build_options(options, **keywords)
+    if uncertainty is not None and uncertainty is not False:
+        if not isinstance(uncertainty, (bool, str, os.PathLike)):
+            raise TypeError(f"uncertainty must be True, False, None or a path, got {type(uncertainty).__name__}")
+        options = options.replace(self_ensemble=True)  # the map is the spread of the self-ensemble
     plan = make_plan(volume, model, options)
     try:
         first = options.first_slice
         if first is not None and (plan.volume.ndim != 3 or not 0 <= first < plan.volume.shape[0]):
             raise ValueError(f"first_slice {first} is not a slice of the input (shape {plan.volume.shape})")
-        writer = _writer(plan, output, options)
-        yield from _run(plan, writer, first)
+        writer = _writers(plan, output, uncertainty, options)
+        yield from _run(plan, writer, first, spread=isinstance(writer, PairWriter))
     finally:
         plan.close()
 
@@ -188,7 +290,7 @@ def _write_unit(writer: Any, unit: tuple, out: np.ndarray) -> None:
         writer.write(z, plane)
 
 
-def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Event]:
+def _run(plan: Plan, writer: Any, first_slice: int | None, spread: bool = False) -> Iterator[Event]:
     """Run the engine, pipelined: the next unit is read and the last one written while the network runs.
 
     One reader thread reads one unit ahead; for a file output one writer thread writes the unit
@@ -216,14 +318,15 @@ def _run(plan: Plan, writer: Any, first_slice: int | None) -> Iterator[Event]:
             job[0].result()  # a write error (e.g. a full disk) is raised here
             for z, plane in zip(job[1], job[2], strict=True):
                 state.slices_done += 1
-                yield state.event("slice", SliceDone(z, plane, state.slices_done, state.slices_total))
+                image, std = plane if spread else (plane, None)
+                yield state.event("slice", SliceDone(z, image, state.slices_done, state.slices_total, std))
 
         for i, unit in enumerate(units):
             assert ahead is not None  # submitted for every unit
             raw = ahead.result()
             ahead = reads.submit(reader.read, units[i + 1]) if i + 1 < len(units) else None
             pending[:] = [f for f in (ahead, written[0] if written else None) if f is not None]
-            out = yield from _run_unit(plan, runner, raw, unit, state)
+            out = yield from _run_unit(plan, runner, raw, unit, state, spread)
             if written is not None:
                 yield from finish(written)
                 written = None
@@ -286,8 +389,11 @@ class _State:
         )  # fmt: skip
 
 
-def _run_unit(plan: Plan, runner: ModelRunner, raw: np.ndarray, unit: tuple, state: _State):
-    """Predict one unit, yielding 'tiles' events; on out-of-memory with one tile, halve the tile."""
+def _run_unit(plan: Plan, runner: ModelRunner, raw: np.ndarray, unit: tuple, state: _State, spread: bool = False):
+    """Predict one unit, yielding 'tiles' events; on out-of-memory with one tile, halve the tile.
+
+    With ``spread`` it returns the unit's slices as (image, spread) pairs.
+    """
     if unit == (None,):
         where = "the input"
     else:
@@ -295,14 +401,15 @@ def _run_unit(plan: Plan, runner: ModelRunner, raw: np.ndarray, unit: tuple, sta
     while True:
         started = state.done
         blocks = predict_block(
-            raw, runner, state.geometry, plan.intensity, self_ensemble=plan.self_ensemble, crop=plan.crop, where=where
-        )
+            raw, runner, state.geometry, plan.intensity, self_ensemble=plan.self_ensemble, crop=plan.crop,
+            where=where, spread=spread,
+        )  # fmt: skip
         try:
             while True:
                 try:
                     state.done += next(blocks)
                 except StopIteration as stop:
-                    return stop.value
+                    return list(zip(*stop.value, strict=True)) if spread else stop.value
                 yield state.event("tiles")
         except TileOutOfMemory as exc:
             _shrink(plan, state, started, exc)
@@ -334,15 +441,17 @@ def _shrink(plan: Plan, state: _State, started: int, exc: Exception) -> None:
 
 def super_resolve(
     volume: Any, model: Any = None, *, output: str | os.PathLike | None = None,
-    options: PredictOptions | None = None, **keywords: Any,
+    uncertainty: bool | str | os.PathLike | None = None, options: PredictOptions | None = None, **keywords: Any,
 ) -> Any:  # fmt: skip
     """Run :func:`iter_super_resolve` to the end.
 
     Returns the output array (a (z, y, x) or (y, x) numpy array in the input's dtype) when no
-    ``output`` is given, otherwise the :class:`~pathlib.Path` written.
+    ``output`` is given, otherwise the :class:`~pathlib.Path` written; with ``uncertainty``, the
+    pair (that, the uncertainty map's array or path).
     """
     result = None
-    for event in iter_super_resolve(volume, model, output=output, options=options, **keywords):
+    for event in iter_super_resolve(volume, model, output=output, uncertainty=uncertainty, options=options,
+                                    **keywords):  # fmt: skip
         if event.kind == "done":
             result = event.payload
     return result

@@ -189,18 +189,27 @@ def predict_block(
     self_ensemble: bool = False,
     crop: tuple[slice, slice] | None = None,
     where: str = "the input",
-) -> Generator[int, None, np.ndarray]:
+    spread: bool = False,
+) -> Generator[int, None, Any]:
     """Super-resolve a raw block (k, h, w) of any real dtype -> (k, sh', sw') in ``intensity.dtype``.
 
     ``crop`` (output-pixel slices) keeps a region of the output, e.g. a region of interest that
-    was read with context around it. Yields tiles finished after each forward pass.
+    was read with context around it. With ``spread`` (and ``self_ensemble``) it returns
+    ``(output, spread)``: the per-pixel standard deviation of the 8 predictions too, float32 in
+    the output's raw intensity units. Yields tiles finished after each forward pass.
     """
     check_finite(raw, where)
     planes = intensity.to_network(raw)
-    out = yield from predict_planes(planes, runner, geometry, self_ensemble=self_ensemble)
+    out = yield from predict_planes(planes, runner, geometry, self_ensemble=self_ensemble, spread=spread)
+    std = None
+    if spread:
+        out, std = out
     if crop is not None:
         out = out[(slice(None), *crop)]
-    return intensity.from_network(out)
+        std = None if std is None else std[(slice(None), *crop)]
+    if std is None:
+        return intensity.from_network(out)
+    return intensity.from_network(out), (std * (intensity.high - intensity.low)).astype(np.float32)
 
 
 def tiles_per_plane(shape: tuple[int, int], geometry: Geometry, *, self_ensemble: bool) -> int:
