@@ -48,3 +48,68 @@ def test_bad_shapes_are_refused(lr):
         z_consistency(bicubic_upsample(lr, 3), lr, scale=2)
     few = z_consistency(bicubic_upsample(lr[:4], 3), lr[:4])
     assert few.frc_xz is None and few.flicker_index > 0  # fewer than 8 slices: no plane FRC
+
+
+class _Counted:
+    """A lazy (Z, H, W) view that records which slices were read."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.read = data, data.shape, data.dtype, []
+
+    def __getitem__(self, z):
+        self.read.append(z)
+        return self.data[z]
+
+
+def _synthetic(seed=0, depth=12):
+    """An LR stack of smooth structure drifting slowly in z, a x2 result of it, and that result with flicker."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    field = gaussian_filter(rng.normal(size=(depth * 4, 96, 96)), (4, 3, 3))[::4]
+    hr = 100 + 400 * field
+    lr = hr.reshape(depth, 48, 2, 48, 2).mean(axis=(2, 4)) + rng.normal(0, 1, (depth, 48, 48))
+    return lr, hr, hr + rng.normal(0, 15, hr.shape)
+
+
+def test_iter_z_consistency_scores_several_outputs_as_z_consistency_does_one():
+    from napari_emsr.metrics import iter_z_consistency
+
+    lr, consistent, flickering = _synthetic()
+    bicubic = bicubic_upsample(lr, 2, clip=False).astype(np.float64)
+    outputs = {"sr": _Counted(consistent), "flicker": _Counted(flickering[:, :-1, :-2]), "bicubic": bicubic}
+    source = _Counted(lr)
+    events = list(iter_z_consistency(source, outputs))
+    assert [e.kind for e in events] == ["start"] + ["slice"] * 12 + ["done"]
+    assert events[0].payload == {"sr": 2, "flicker": 2, "bicubic": 2}
+    assert [e.done for e in events[1:-1]] == list(range(1, 13)) and events[1].message == "z-consistency: 1/12 slices"
+    assert source.read == outputs["sr"].read == list(range(12))  # each slice read once
+    results = events[-1].payload
+    assert list(results) == ["sr", "flicker", "bicubic"]
+    for label, output in (("sr", consistent), ("flicker", flickering[:, :-1, :-2]), ("bicubic", bicubic)):
+        h, w = output.shape[1] // 2, output.shape[2] // 2
+        down = output[:, : 2 * h, : 2 * w].reshape(12, h, 2, w, 2).mean(axis=(2, 4))  # the whole stack at once
+        steps = np.abs(np.diff(down, axis=0)).mean(), np.abs(np.diff(lr[:, :h, :w], axis=0)).mean()
+        assert results[label].flicker_index == pytest.approx(steps[0] / steps[1], rel=1e-12)
+        expected = z_consistency(output, lr)  # one output at a time: the same numbers
+        for key, value in expected.to_dict().items():
+            assert results[label].to_dict()[key] == pytest.approx(value, rel=1e-12), (label, key)
+    assert results["flicker"].flicker_index > results["sr"].flicker_index + 0.5
+    assert results["flicker"].frc_xz < results["sr"].frc_xz - 0.1
+
+
+def test_iter_z_consistency_checks_every_output_first_and_stops_between_slices():
+    from napari_emsr.metrics import ScoringError, iter_z_consistency
+
+    lr, consistent, _ = _synthetic()
+    first = _Counted(consistent)
+    with pytest.raises(ScoringError, match="short: the output has 11 slices and the input 12") as caught:
+        next(iter_z_consistency(lr, {"sr": first, "short": consistent[1:]}))
+    assert caught.value.label == "short" and first.read == []
+    with pytest.raises(ScoringError, match="flat: .*does not change from slice to slice"):
+        list(iter_z_consistency(np.ones_like(lr), {"flat": consistent}))
+    events = iter_z_consistency(lr, {"sr": first})
+    for event in events:
+        if event.kind == "slice" and event.done == 3:
+            events.close()  # what Cancel does
+    assert first.read == [0, 1, 2]

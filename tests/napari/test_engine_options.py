@@ -105,3 +105,17 @@ def test_fine_tune_form_adds_new_networks(qtbot, tmp_path, monkeypatch):
     assert form.new_preset() == "paper" and form.model_path() is None and form.zoo_model() is None
     form.set_zoo_model("test-x2")
     assert form.new_preset() is None and form.model().config.scale == 2
+
+
+def test_self_ensemble_implied_then_given_back(qtbot):
+    """Another choice (the uncertainty map) ticks and locks Self-ensemble; released, the user's choice returns."""
+    form = EngineOptions()
+    qtbot.addWidget(form)
+    for chosen in (False, True):
+        form.self_ensemble.value = chosen
+        form.imply_self_ensemble("needed by the map")
+        form.imply_self_ensemble("needed by the map")  # twice: the user's choice is still the one kept
+        assert form.self_ensemble.value and not form.self_ensemble.enabled and form.options().self_ensemble
+        assert form.self_ensemble.tooltip == "needed by the map"
+        form.imply_self_ensemble(None)
+        assert form.self_ensemble.value is chosen and form.self_ensemble.enabled and not form.self_ensemble.tooltip

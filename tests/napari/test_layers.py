@@ -8,6 +8,8 @@ from napari_emsr._napari.common.layers import (
     acquired,
     coarsest,
     finest,
+    is_result,
+    is_uncertainty,
     matching_input,
     newest_result,
     overlay_transform,
@@ -59,6 +61,26 @@ def test_layer_combo_prefers_the_lr_not_the_layer_just_added(make_napari_viewer,
     assert unknown.layer() is lr  # prefers the coarsest; does not follow the selection
     viewer.layers.selection.active = hr
     assert unknown.layer() is lr
+
+
+def test_an_uncertainty_map_is_neither_an_input_nor_a_result(make_napari_viewer, qtbot):
+    """A Super-resolve uncertainty map names its source layer, but is not what was imaged nor an SR result."""
+    viewer = make_napari_viewer()
+    lr = viewer.add_image(np.zeros((10, 10)), name="lr", scale=(30, 30))
+    sr = viewer.add_image(np.zeros((30, 30)), name="lr SR x3", scale=(10, 10), metadata={"napari_emsr": {"source_layer": "lr"}})
+    spread = viewer.add_image(np.zeros((30, 30), np.float32), name="lr SR x3 uncertainty", scale=(10, 10),
+                              metadata={"napari_emsr": {"source_layer": "lr", "kind": "uncertainty"}})  # fmt: skip
+    layers = list(viewer.layers)
+    assert is_uncertainty(spread) and not is_result(spread) and is_result(sr) and not is_uncertainty(sr)
+    assert acquired(layers) == [lr] and newest_result(layers) is sr  # the map is on top, yet not "the result"
+    inputs, every = LayerCombo(viewer, maps=False), LayerCombo(viewer)
+    qtbot.addWidget(inputs.native)
+    qtbot.addWidget(every.native)
+    assert inputs.names() == ["lr", "lr SR x3"] and every.names() == ["lr", "lr SR x3", "lr SR x3 uncertainty"]
+    qtbot.wait(10)
+    viewer.layers.selection.active = sr
+    viewer.layers.selection.active = spread  # selecting the map in the layer list is not followed
+    assert inputs.layer() is sr and every.layer() is spread
 
 
 def test_preferences_by_pixel_size(make_napari_viewer):

@@ -18,6 +18,21 @@ def _fake_result(viewer, lr):
     )
 
 
+def test_an_uncertainty_map_is_neither_the_sr_nor_the_hr(sample, qtbot):
+    """A map (finer than the LR, over it, newest) is not guessed as the SR nor as the HR, nor listed."""
+    viewer = sample
+    lr, hr = viewer.layers["EM LR 30 nm"], viewer.layers["EM HR 10 nm"]
+    sr = _fake_result(viewer, lr)
+    spread = viewer.add_image(np.zeros((16, 519, 519), np.float32), name=f"{lr.name} SR x3 uncertainty",
+                              metadata={"napari_emsr": {"source_layer": lr.name, "kind": "uncertainty"}},
+                              **overlay_transform(lr, 3, (0, 0, 0)))  # fmt: skip
+    assert find_sr(viewer, lr) is sr and find_hr(viewer, lr, sr) is hr and find_hr(viewer, lr) is hr
+    widget = dock(viewer, qtbot, "Side by side")
+    widget.lr.set_layer(lr)
+    assert widget.sr.layer() is sr and widget.hr.layer() is hr
+    assert all(spread.name not in combo.names() for combo in (widget.lr, widget.sr, widget.hr))
+
+
 def test_compare_and_back_with_napari_grid_button(sample, qtbot):
     viewer = sample
     lr, hr = viewer.layers["EM LR 30 nm"], viewer.layers["EM HR 10 nm"]

@@ -203,3 +203,73 @@ def test_image_is_the_lr_then_follows_the_layer_list(make_napari_viewer, qtbot):
     viewer.layers.selection.active = lr
     viewer.layers.selection.active = hr
     assert widget.layer_combo.layer() is lr
+
+
+def test_uncertainty_map_beside_the_result(sample, qtbot, model_file):
+    """With the box ticked: the self-ensemble result and the library's map, as two layers placed alike."""
+    from napari_emsr import super_resolve
+    from napari_emsr._napari.common.engine_options import engine_pixel_size
+    from napari_emsr._napari.common.layers import layer_pixel_size
+    from napari_emsr.predict.uncertainty import ensemble_spread
+
+    viewer = sample
+    widget = _widget(viewer, qtbot, model_file)
+    lr = viewer.layers["EM LR 30 nm"]
+    assert not widget.uncertainty.isChecked() and not widget.engine.self_ensemble.value  # off by default
+    tip = widget.uncertainty.toolTip()
+    assert "Not an error bar" in tip and "misses errors all 8 predictions share" in tip
+    widget.uncertainty.setChecked(True)  # self-ensemble is implied: ticked, and locked while the map is on
+    assert widget.engine.self_ensemble.value and not widget.engine.self_ensemble.enabled
+    viewer.dims.set_point(0, 70.0)  # slice 7
+    widget.scope.setCurrentText("Current slice")
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
+    result, spread = widget.result_layer, widget.uncertainty_layer
+    assert spread.name == "EM LR 30 nm SR x3 uncertainty (slice 7) [random weights]"
+    assert [layer.name for layer in viewer.layers][-2:] == [result.name, spread.name]
+    assert spread.data.dtype == np.float32 and spread.data.shape == result.data.shape == (1, 519, 519)
+    options = {"device": "cpu", "pixel_size": engine_pixel_size(layer_pixel_size(lr))}
+    with pytest.warns(UserWarning, match="random weights"):
+        mean, expected = ensemble_spread(lr.data[7:8], widget.engine.model(), **options)
+        ensembled = super_resolve(lr.data[7:8], widget.engine.model(), self_ensemble=True, **options)
+    np.testing.assert_array_equal(spread.data, expected)  # the library's map, as it computes it
+    np.testing.assert_array_equal(result.data, mean)
+    np.testing.assert_array_equal(result.data, ensembled)  # the result is the self-ensemble's
+    assert spread.data.max() > 0  # random weights are not flip-equivariant: the 8 answers differ
+    for key in ("scale", "translate", "rotate", "shear"):
+        np.testing.assert_allclose(np.asarray(getattr(spread, key)), np.asarray(getattr(result, key)))
+    np.testing.assert_allclose(spread.affine.affine_matrix, result.affine.affine_matrix)
+    assert spread.colormap.name == "magma"
+    assert spread.contrast_limits == pytest.approx([0.0, float(np.percentile(expected[0], 99.5))])
+    meta = spread.metadata["napari_emsr"]
+    assert meta["kind"] == "uncertainty" and meta["source_layer"] == lr.name and meta["plan"]["self_ensemble"]
+    assert "kind" not in result.metadata["napari_emsr"]
+    assert spread.name not in widget.layer_combo.names() and result.name in widget.layer_combo.names()
+    status = widget.run_panel.status.text()
+    assert f"Uncertainty map '{spread.name}'" in status and "not an error bar" in status
+
+    widget.uncertainty.setChecked(False)  # self-ensemble back as it was; a run without the map makes none
+    assert not widget.engine.self_ensemble.value and widget.engine.self_ensemble.enabled
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "done"
+    assert widget.uncertainty_layer is None and "uncertainty" not in viewer.layers[-1].name
+    assert "Uncertainty" not in widget.run_panel.status.text()
+
+
+def test_cancel_removes_the_result_and_its_uncertainty_map(sample, qtbot, model_file):
+    viewer = sample
+    widget = _widget(viewer, qtbot, model_file)
+    widget.uncertainty.setChecked(True)
+    widget.scope.setCurrentText("Whole stack (current slice first)")
+    widget.engine.tile.value = 64
+    before = [layer.name for layer in viewer.layers]
+    made = []
+
+    def on_event(event):
+        if event.kind == "slice":
+            made.append([layer.name for layer in viewer.layers])
+            widget.cancel()  # after the first slice: both layers exist by now
+
+    widget.run_panel.progressed.connect(on_event)
+    assert run_and_wait(qtbot, widget.run_panel, widget.run) == "cancelled"
+    assert made[0][-2:] == ["EM LR 30 nm SR x3 [random weights]", "EM LR 30 nm SR x3 uncertainty [random weights]"]
+    assert [layer.name for layer in viewer.layers] == before  # both half-made layers are gone
+    assert widget.result_layer is None and widget.uncertainty_layer is None

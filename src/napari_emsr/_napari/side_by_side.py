@@ -20,6 +20,7 @@ from napari_emsr._napari.common.layers import (
     acquired,
     coarsest,
     is_result,
+    is_uncertainty,
     layer_pixel_size,
     newest_result,
 )
@@ -118,6 +119,8 @@ def find_hr(viewer: "napari.viewer.Viewer", lr: Any, sr: Any = None) -> Any:
     for layer in viewer.layers:
         if not isinstance(layer, Image) or _same(layer, lr) or _same(layer, sr) or layer.rgb or is_result(layer):
             continue
+        if is_uncertainty(layer):
+            continue
         if (layer_pixel_size(layer) is not None) != lr_known:
             continue
         box = _plane_extent(layer)
@@ -133,8 +136,9 @@ def find_sr(viewer: "napari.viewer.Viewer", lr: Any) -> Any:
     if lr is None:
         return None
     made = [
-        layer for layer in viewer.layers if (layer.metadata.get("napari_emsr") or {}).get("source_layer") == lr.name
-    ]
+        layer for layer in viewer.layers
+        if is_result(layer) and (layer.metadata.get("napari_emsr") or {}).get("source_layer") == lr.name
+    ]  # fmt: skip
     return made[-1] if made else None
 
 
@@ -145,9 +149,9 @@ class SideBySideWidget(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         # LR: the coarsest acquired layer (or the user's selection); SR and HR follow from it (guess)
-        self.lr = LayerCombo(viewer, prefer=lambda layers: coarsest(acquired(layers)))
-        self.sr = LayerCombo(viewer, prefer=newest_result, accepts=is_result)
-        self.hr = LayerCombo(viewer, none_text="(none)", accepts=False)
+        self.lr = LayerCombo(viewer, prefer=lambda layers: coarsest(acquired(layers)), maps=False)
+        self.sr = LayerCombo(viewer, prefer=newest_result, accepts=is_result, maps=False)
+        self.hr = LayerCombo(viewer, none_text="(none)", accepts=False, maps=False)
         self.show_button = QPushButton("Side by side")
         self.overlay_button = QPushButton("Back to overlay")
         self.status = QLabel(wordWrap=True)  # type: ignore[call-overload]

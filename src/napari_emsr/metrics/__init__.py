@@ -11,6 +11,8 @@
   slice; :func:`iter_compare`: several methods against one reference (the job of ``emsr evaluate``
   and of the napari Compare panel), :func:`iter_reference_free` without one; :func:`pool_stack`,
   :func:`pool_pairs`: the one pooling of per-slice scores.
+- :func:`z_consistency`, :func:`iter_z_consistency`: flicker index and xz / yz FRC of a slice-wise
+  result against its input stack (one output, or several as events).
 - :func:`find_data_range`: the one rule for PSNR's and SSIM's data range.
 
 See docs/evaluation.md for the conventions.
@@ -50,7 +52,13 @@ from napari_emsr.metrics.stack import (
     iter_evaluate_stack,
     pool_stack,
 )
-from napari_emsr.metrics.zconsistency import ZConsistency, flicker_index, z_consistency
+from napari_emsr.metrics.zconsistency import (
+    ZConsistency,
+    flicker_index,
+    iter_z_consistency,
+    z_consistency,
+    z_scale,
+)
 
 __all__ = [
     "psnr",
@@ -90,5 +98,7 @@ __all__ = [
     "ANCHORS",
     "ZConsistency",
     "z_consistency",
+    "iter_z_consistency",
+    "z_scale",
     "flicker_index",
 ]

@@ -180,6 +180,7 @@ class EngineOptions(QWidget):
         )
         self.precision = ComboBox(label="Precision", choices=list(PRECISION_ITEMS.items()))
         self.self_ensemble = CheckBox(text="Self-ensemble (8 flips / rotations, 8x slower)")
+        self._chosen_ensemble = False  # the user's Self-ensemble choice while another choice implies it
         for name, tip in _TIPS.items():
             getattr(self, name).tooltip = tip
         fields: list[Widget] = [self.source, self.path, self.model_status, self.device, self.device_status]
@@ -200,6 +201,16 @@ class EngineOptions(QWidget):
         self.precision.changed.connect(self._show_device)
         self._show_device()
         self.refresh()
+
+    def imply_self_ensemble(self, why: str | None) -> None:
+        """Tick and lock Self-ensemble while another choice needs it (``why``, its tooltip); None: back as it was."""
+        box = self.self_ensemble
+        if why is not None:
+            if box.enabled:
+                self._chosen_ensemble = box.value
+            box.value, box.enabled, box.tooltip = True, False, why
+        elif not box.enabled:
+            box.value, box.enabled, box.tooltip = self._chosen_ensemble, True, None
 
     def _show_device(self, *_: Any) -> None:
         from napari_emsr.device import resolve_precision, select_device

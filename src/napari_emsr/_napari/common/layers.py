@@ -24,6 +24,7 @@ __all__ = [
     "coarsest",
     "finest",
     "is_result",
+    "is_uncertainty",
     "newest_result",
     "matching_input",
     "plane_pixel_size",
@@ -73,14 +74,19 @@ class FollowsLayers:
         self.refresh()
 
 
+def is_uncertainty(layer: Any) -> bool:
+    """Whether ``layer`` is a napari-emsr uncertainty map (its metadata's ``kind`` is ``"uncertainty"``)."""
+    return (layer.metadata.get("napari_emsr") or {}).get("kind") == "uncertainty"
+
+
 def is_result(layer: Any) -> bool:
-    """Whether ``layer`` is a napari-emsr result (a super-resolved layer names its source layer)."""
-    return bool((layer.metadata.get("napari_emsr") or {}).get("source_layer"))
+    """Whether ``layer`` is a napari-emsr result (a super-resolved layer names its source layer; not a map)."""
+    return bool((layer.metadata.get("napari_emsr") or {}).get("source_layer")) and not is_uncertainty(layer)
 
 
 def acquired(layers: Sequence[Any]) -> list[Any]:
-    """Return the layers that are not napari-emsr results (what was imaged), or all of them if none is."""
-    found = [layer for layer in layers if not is_result(layer)]
+    """Return the layers that are neither napari-emsr results nor uncertainty maps (what was imaged), else all."""
+    found = [layer for layer in layers if not is_result(layer) and not is_uncertainty(layer)]
     return found or list(layers)
 
 
@@ -166,6 +172,9 @@ class LayerCombo(FollowsLayers, ComboBox):
     accepts : callable or bool, optional
         ``accepts(layer) -> bool``: whether a layer the user selects in the layer list becomes the
         choice (True: any image layer; False: the selection is not followed). Default True.
+    maps : bool, optional
+        Whether uncertainty maps (:func:`is_uncertainty`) are listed; False for an input to compute
+        on. Default True.
     """
 
     def __init__(
@@ -175,6 +184,7 @@ class LayerCombo(FollowsLayers, ComboBox):
         none_text: str | None = None,
         prefer: Callable[[list[Any]], Any] | None = None,
         accepts: Callable[[Any], bool] | bool = True,
+        maps: bool = True,
     ) -> None:
         if prefer is None:
             prefer = coarsest if none_text is None else (lambda layers: None)
@@ -182,6 +192,7 @@ class LayerCombo(FollowsLayers, ComboBox):
         self.none_text = none_text
         self.prefer = prefer
         self.accepts = accepts
+        self.maps = maps
         self._picked: Any = _UNSET  # the layer the user picked here (or set_layer gave; None: the 'none' entry)
         self._followed: Any = None  # the layer the user last selected in the layer list
         self._inserted: Any = None  # the layer just added (napari makes it active: not a selection)
@@ -196,7 +207,8 @@ class LayerCombo(FollowsLayers, ComboBox):
         self._follow_layers(viewer)
 
     def _images(self) -> list[Any]:
-        return [layer for layer in self.viewer.layers if _is_image(layer)]
+        layers = [layer for layer in self.viewer.layers if _is_image(layer)]
+        return layers if self.maps else [layer for layer in layers if not is_uncertainty(layer)]
 
     def _choices(self, *_: Any) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in self._images()]
@@ -221,7 +233,7 @@ class LayerCombo(FollowsLayers, ComboBox):
 
     def _on_active(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
-        if layer is None or not _is_image(layer) or layer is self._inserted:
+        if layer is None or not _is_image(layer) or layer is self._inserted or layer not in self._images():
             return
         if self._has_pick() or self.accepts is False:
             return

@@ -10,6 +10,11 @@ The LR layer stands for bicubic up-sampling: its bicubic x s (``napari_emsr.resa
 the convention of ``emsr evaluate --lr``) is placed as Super-resolve places a result, and up-samples
 the LR pixels under the common field (which is cut at LR pixel edges), as ``emsr evaluate --lr``
 does with an LR file of that field.
+
+z-consistency (:func:`z_plan`) compares whole layers instead: each ticked layer that is a 3-D
+result of the LR stack by its shape (the LR's slices, ``s`` times its pixels in y and x, the rule
+of :func:`napari_emsr.metrics.z_scale`), and bicubic x s of the whole LR, against the LR
+(:func:`whole_stack` reads them slice by slice).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Source", "layer_source", "bicubic_source", "common_field", "Field", "FieldStack"]
+__all__ = ["Source", "layer_source", "bicubic_source", "common_field", "Field", "FieldStack", "whole_stack", "z_plan"]
 
 _GRID_TOLERANCE = 0.01  # pixels
 
@@ -203,3 +208,60 @@ def common_field(reference: Source, sources: list[Source]) -> Field:
         )
     return Field(range(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1])),
                  slice(int(low[2]), int(high[2])), shifts)  # fmt: skip
+
+
+def whole_stack(source: Source) -> FieldStack:
+    """Return all of a source's pixels as a lazy (Z, H, W) stack, read slice by slice."""
+    depth, height, width = source.shape
+    return Field(range(depth), slice(0, height), slice(0, width), {source.label: np.zeros(3, dtype=int)}).stack(source)
+
+
+def _shape(layer: Any) -> tuple[int, ...] | None:
+    from napari_emsr._napari.common.layers import LayerError, image_data
+
+    try:
+        return tuple(int(n) for n in image_data(layer).shape)
+    except LayerError:
+        return None
+
+
+def _why_not(shape: tuple[int, ...] | None, lr: tuple[int, ...]) -> str:
+    if shape is None or len(shape) != 3:
+        return "is not a stack"
+    if shape[0] != lr[0]:
+        return f"has {shape[0]} slices, the LR {lr[0]}"
+    return f"is {shape[1]} x {shape[2]} px, not a whole multiple of the LR's {lr[1]} x {lr[2]}"
+
+
+def z_plan(lr_layer: Any, layers: list[Any]) -> tuple[list[tuple[Any, int]], str]:
+    """Return the ticked layers whose z-consistency against the LR stack is measured (with their factors), and why.
+
+    The sentence says what is measured, and which layers do not qualify (a 2-D LR or layer, one
+    slice, other slice counts, pixels that are no whole multiple of the LR's).
+    """
+    from napari_emsr.metrics import z_scale
+
+    if lr_layer is None:
+        stacks = [layer for layer in layers if len(_shape(layer) or ()) == 3]
+        text = "Choose an LR layer to measure the z-consistency (flicker) of the stacks against it."
+        return [], text if stacks else ""
+    lr = _shape(lr_layer)
+    if lr is None or len(lr) != 3 or lr[0] < 2:
+        return [], f"No z-consistency: the LR '{lr_layer.name}' is a single image (it needs a stack of 2+ slices)."
+    found, refused = [], []
+    for layer in layers:
+        if layer is lr_layer:
+            continue
+        shape = _shape(layer)
+        try:
+            found.append((layer, z_scale(shape or (), lr)))
+        except ValueError:
+            refused.append(f"'{layer.name}' {_why_not(shape, lr)}")
+    rule = "a result of the LR has its slices and s times its pixels in y and x"
+    if not found:
+        why = f": {'; '.join(refused)} ({rule})" if refused else ": tick a result of the LR stack"
+        return [], f"No z-consistency against the LR '{lr_layer.name}'{why}."
+    scales = sorted({s for _, s in found if s > 1})
+    names = [f"'{layer.name}'" for layer, _ in found] + [f"bicubic x{s}" for s in scales]
+    text = f"z-consistency against the LR '{lr_layer.name}' (whole stacks): {', '.join(names)}."
+    return found, text + (f" Not for {'; '.join(refused)} ({rule})." if refused else "")

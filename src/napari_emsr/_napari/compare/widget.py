@@ -9,6 +9,11 @@ background. An LR layer adds bicubic up-sampling as a baseline. Without a refere
 estimates the resolution from two independent halves with
 :func:`~napari_emsr.metrics.iter_reference_free`: the even and odd slices of one layer, or two
 layers (two acquisitions of one field).
+
+With an LR stack, the whole-stack job then measures the z-consistency (flicker index, xz / yz FRC)
+of each ticked layer that is a 3-D result of it, and of bicubic of it, against the LR with
+:func:`~napari_emsr.metrics.iter_z_consistency` (whole layers; with or without a reference), in
+a second table; the mode line says which layers qualify and why the others do not.
 """
 
 from __future__ import annotations
@@ -18,17 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
-    QTableWidgetItem,
     QWidget,
 )
 
@@ -53,11 +55,26 @@ from napari_emsr._napari.compare.data import (
     common_field,
     layer_source,
     sources_physical,
+    whole_stack,
+    z_plan,
 )
 from napari_emsr._napari.compare.frc_plot import FRCPlot
-from napari_emsr._napari.compare.table import COLUMNS, cell_texts, cell_tip, records_of, write_csv
+from napari_emsr._napari.compare.table import (
+    COLUMNS,
+    Z_COLUMNS,
+    Z_TIPS,
+    cell_texts,
+    cell_tip,
+    fill_table,
+    records_of,
+    style_table,
+    write_csv,
+    z_cell_texts,
+    z_cell_tip,
+    z_records_of,
+)
 from napari_emsr.events import Event
-from napari_emsr.metrics import EvaluationOptions, Scores, iter_compare, iter_reference_free
+from napari_emsr.metrics import EvaluationOptions, Scores, iter_compare, iter_reference_free, iter_z_consistency
 
 if TYPE_CHECKING:
     import napari
@@ -77,6 +94,25 @@ class _Job:
     pixel_size: float | None
     referenced: bool  # False: reference-free
     events: Callable[[], Generator[Event, None, None]]
+    z_lr: str | None = None  # the LR layer whose z-consistency follows the scores (None: none)
+
+
+_Events = Callable[[], Generator[Event, None, None]]
+
+
+def _then(scoring: _Events, z: _Events) -> _Events:
+    """Return the scoring job, then the z-consistency job, as one run (the scores' "done" becomes "scored")."""
+
+    def events() -> Generator[Event, None, None]:  # runs in the worker thread
+        job = scoring()
+        try:
+            for event in job:
+                yield dataclasses.replace(event, kind="scored") if event.kind == "done" else event
+        finally:
+            job.close()  # on Cancel
+        yield from z()
+
+    return events
 
 
 def _sizes(layers: list[Any]) -> set[float]:
@@ -102,10 +138,10 @@ class CompareWidget(QWidget):
         # reference: the finest acquired layer when layers of several pixel sizes are open (an LR / HR
         # pair), else none; a selected layer becomes it unless it is a result (results are scored)
         self.reference = LayerCombo(viewer, none_text=_NO_REFERENCE, prefer=_finest_of_a_pair,
-                                    accepts=lambda layer: not is_result(layer))  # fmt: skip
+                                    accepts=lambda layer: not is_result(layer), maps=False)  # fmt: skip
         self.methods = LayerChecklist(viewer)
         self.methods.setToolTip("the layers to score (e.g. Super-resolve results); without a reference: one or two")
-        self.lr = LayerCombo(viewer, none_text="(none)", prefer=_coarsest_of_a_pair, accepts=False)
+        self.lr = LayerCombo(viewer, none_text="(none)", prefer=_coarsest_of_a_pair, accepts=False, maps=False)
         self.lr.native.setToolTip("an LR layer: its bicubic up-sampling is scored as a baseline")
         self.threshold = QComboBox()
         for label, value in _THRESHOLDS.items():
@@ -122,32 +158,35 @@ class CompareWidget(QWidget):
         )  # fmt: skip
         self.plot = FRCPlot(viewer)
         self.table = QTableWidget(0, len(COLUMNS))
+        self.z_table = QTableWidget(0, len(Z_COLUMNS))
+        self.z_title = QLabel("z-consistency against the LR (whole stacks)")
+        self.z_title.setToolTip(
+            "slice-wise results can change from slice to slice as the specimen does not (flicker); each stack is\n"
+            "down-sampled to the LR grid and compared with the LR stack (see docs/evaluation.md)"
+        )
         self.save_plot_button = QPushButton("Save plot...")
         self.save_table_button = QPushButton("Save table...")
         self.records: list[dict[str, Any]] = []
+        self.z_records: list[dict[str, Any]] = []
         self.scores: dict[str, Any] = {}
         self._job: _Job | None = None
         self._layout()
         self.reference.changed.connect(self._show_mode)
         self.methods.changed.connect(self._show_mode)
+        self.lr.changed.connect(self._show_mode)
+        self.whole_stack.toggled.connect(self._show_mode)
         self.run_panel.run_button.clicked.connect(self.run)
         self.save_plot_button.clicked.connect(self._choose_plot_file)
         self.save_table_button.clicked.connect(self._choose_table_file)
         self._show_mode()
 
     def _layout(self) -> None:
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        rows = self.table.verticalHeader()
-        if rows is not None:
-            rows.setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setWordWrap(False)
-        header = self.table.horizontalHeader()
-        assert header is not None  # a QTableWidget always has one
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # long names are elided (full in the tooltip)
+        style_table(self.table, COLUMNS)
         self.table.setMinimumHeight(130)
         self.table.setMaximumHeight(190)
+        style_table(self.z_table, Z_COLUMNS, Z_TIPS)
+        self.z_table.setMaximumHeight(130)
+        self._show_z_table(False)
         form = QFormLayout()
         form.addRow("Reference", self.reference.native)
         form.addRow("Layers", self.methods)
@@ -164,15 +203,25 @@ class CompareWidget(QWidget):
         layout.addWidget(self.run_panel)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.table)
+        layout.addWidget(self.z_title)
+        layout.addWidget(self.z_table)
         layout.addLayout(buttons)
+
+    def _show_z_table(self, shown: bool) -> None:
+        self.z_title.setVisible(shown)
+        self.z_table.setVisible(shown)
 
     def _show_mode(self, *_: Any) -> None:
         if self.reference.layer() is not None:
-            self.mode.setText("Scores each ticked layer, and bicubic of the LR layer, against the reference.")
+            text = "Scores each ticked layer, and bicubic of the LR layer, against the reference."
         elif len(self.methods.layers()) == 2:
-            self.mode.setText("No reference: the two ticked layers are compared as independent halves.")
+            text = "No reference: the two ticked layers are compared as independent halves."
         else:
-            self.mode.setText("No reference: the even and odd slices of the ticked layer are compared.")
+            text = "No reference: the even and odd slices of the ticked layer are compared."
+        found, z_text = z_plan(self.lr.layer(), self.methods.layers())
+        if found and not self.whole_stack.isChecked():
+            z_text = "z-consistency against the LR is measured on the whole stack: tick \"Whole stack too\"."
+        self.mode.setText(f"{text} {z_text}".strip())
 
     # -- running --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -187,8 +236,9 @@ class CompareWidget(QWidget):
             show_error(f"Compare: {exc}")
             self.run_panel.status.setText(f"Not started: {exc}")
             return
-        self._job, self.scores, self.records = job, {}, []
+        self._job, self.scores, self.records, self.z_records = job, {}, [], []
         self._fill_table()
+        self._show_z_table(job.z_lr is not None)
         self.run_panel.start(job.events, self._on_event, self._on_end)
 
     def _prepare(self) -> _Job:
@@ -220,9 +270,26 @@ class CompareWidget(QWidget):
             return iter_compare(field.stack(reference), stacks, scoring, current=current,
                                 whole_stack=options["whole_stack"])  # fmt: skip
 
-        return _Job(field, pixel_size, True, events)
+        return self._with_z(_Job(field, pixel_size, True, events), lr_layer, layers, options["whole_stack"])
+
+    def _with_z(self, job: _Job, lr_layer: Any, layers: list[Any], whole: bool) -> _Job:
+        """Add the z-consistency of the ticked layers that are 3-D results of the LR stack (and bicubic) to a job."""
+        found, _ = z_plan(lr_layer, layers)
+        if not found or not whole:
+            return job
+        outputs = {layer.name: whole_stack(layer_source(layer, physical=False)) for layer, _ in found}
+        for s in sorted({s for _, s in found if s > 1}):
+            bicubic = bicubic_source(lr_layer, s, physical=False)
+            outputs[bicubic.label] = whole_stack(bicubic)
+        lr = whole_stack(layer_source(lr_layer, physical=False))
+
+        def z() -> Generator[Event, None, None]:
+            return iter_z_consistency(lr, outputs)
+
+        return dataclasses.replace(job, events=_then(job.events, z), z_lr=lr_layer.name)
 
     def _reference_free(self, layers: list[Any], options: dict[str, Any]) -> _Job:
+        lr_layer = self.lr.layer()
         if len(layers) not in (1, 2):
             raise LayerError(
                 "without a reference, tick one layer (its even and odd slices are compared) or two layers "
@@ -246,7 +313,7 @@ class CompareWidget(QWidget):
             return iter_reference_free(first, second, compared=compared, pixel_size=pixel_size, window=window,
                                        current=current, **options)  # fmt: skip
 
-        return _Job(field, pixel_size, False, events)
+        return self._with_z(_Job(field, pixel_size, False, events), lr_layer, layers, options["whole_stack"])
 
     def _current(self, layer: Any, field: Any) -> int:
         """Return the slice on screen, in reference slices (the field's first slice if it is not on screen)."""
@@ -259,11 +326,17 @@ class CompareWidget(QWidget):
         return z if z in field.z else field.z[0]
 
     def _on_event(self, event: Event) -> None:
-        """Show the first slice's scores as soon as they come, and the result (the stack's) at the end."""
-        if not (event.kind == "done" or (event.kind == "slice" and event.done == 1)):
-            return
+        """Show the first slice's scores as soon as they come, the stack's when scored, then the z-consistency."""
         job = self._job
-        assert job is not None and isinstance(event.payload, Scores)  # events only come while a job runs
+        assert job is not None  # events only come while a job runs
+        if event.kind == "done" and isinstance(event.payload, dict):  # the z-consistency job's result
+            self.z_records = z_records_of(event.payload, lr=job.z_lr or "")
+            fill_table(self.z_table, self.z_records, z_cell_texts, z_cell_tip)
+            return
+        if not isinstance(event.payload, Scores):  # the start, or a z-consistency slice
+            return
+        if not (event.kind in ("done", "scored") or (event.kind == "slice" and event.done == 1)):
+            return
         scores = event.payload
         if scores.z is not None:  # an index into the field's slices: the layer's slice
             scores = dataclasses.replace(scores, z=job.field.z[scores.z])
@@ -278,19 +351,19 @@ class CompareWidget(QWidget):
         self.plot.show_scores(shown, title=f"FRC, {where}, {job.field.describe().split(' of ')[-1]}")
 
     def _fill_table(self) -> None:
-        self.table.setRowCount(len(self.records))
-        for row, record in enumerate(self.records):
-            tip = cell_tip(record)
-            for column, text in enumerate(cell_texts(record)):
-                item = QTableWidgetItem(text)
-                item.setToolTip(tip)
-                self.table.setItem(row, column, item)
+        fill_table(self.table, self.records, cell_texts, cell_tip)
+        fill_table(self.z_table, self.z_records, z_cell_texts, z_cell_tip)
 
     def _on_end(self, outcome: str, error: BaseException | None) -> None:
         job = self._job
-        if outcome == "done" and job is not None:
+        if job is None:
+            return
+        if outcome == "done":
             what = f"data range {self.records[0]['data_range']:g}" if job.referenced else "reference-free"
-            self.run_panel.status.setText(f"Compared on {job.field.describe()} ({what}).")
+            z = f" z-consistency of {len(self.z_records)} stacks against the LR '{job.z_lr}'." if job.z_lr else ""
+            self.run_panel.status.setText(f"Compared on {job.field.describe()} ({what}).{z}")
+        elif outcome == "cancelled" and job.z_lr and "stack" in self.scores:
+            self.run_panel.status.setText("Cancelled during the z-consistency: the table has the whole stack's scores.")
 
     # -- export ---------------------------------------------------------------------------------
     def save_plot(self, path: str | Path) -> Path:
@@ -298,8 +371,8 @@ class CompareWidget(QWidget):
         return self.plot.save(path)
 
     def save_table(self, path: str | Path) -> Path:
-        """Write the table as CSV, numbers in full precision."""
-        return write_csv(path, self.records)
+        """Write the tables as CSV (scores, then z-consistency rows), numbers in full precision."""
+        return write_csv(path, self.records + self.z_records)
 
     def _choose_plot_file(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the FRC plot", "frc.png", "Images (*.png *.svg *.pdf)")
