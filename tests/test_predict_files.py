@@ -235,6 +235,11 @@ def test_uncertainty_map_resumes_with_the_result(input_tif, out_dir, stack, mode
                                      resume=True))  # fmt: skip
     assert events[0].payload.slices_reused == 2 and [e.payload.index for e in events if e.kind == "slice"] == [2, 3, 4]
     assert sorted(p.name for p in out_dir.iterdir()) == ["sr.ome.zarr", "u.ome.zarr"]
+    # a finished result resumed with a new map would not be written again: refused, nothing touched
+    with pytest.raises(ValueError, match="is already complete and would not be written again"):
+        super_resolve(input_tif, model, output=target, uncertainty=out_dir / "new.ome.zarr", tile=16, pyramid=False,
+                      resume=True)  # fmt: skip
+    assert sorted(p.name for p in out_dir.iterdir()) == ["sr.ome.zarr", "u.ome.zarr"]
     mean, spread = super_resolve(stack, model, uncertainty=True, tile=16)
     with open_volume(target) as vol, open_volume(mapped) as umap:
         np.testing.assert_array_equal(vol.data.compute(), mean)

@@ -163,6 +163,12 @@ class PairWriter:
 
     def open(self) -> np.ndarray:
         """Open both; return the slices done in both."""
+        for finished, other, what in ((self.main, self.spread, "result"), (self.spread, self.main, "uncertainty map")):
+            if getattr(finished, "already_complete", False) and not getattr(other, "already_complete", False):
+                raise ValueError(
+                    f"the {what} {finished.path} is already complete and would not be written again: to make both, "
+                    "write them to new paths, or pass overwrite=True to replace both"
+                )
         done = self.main.open()
         return done & self.spread.open()
 
