@@ -1,5 +1,6 @@
 """Device selection and out-of-memory recognition."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,4 +61,24 @@ def test_out_of_memory_recognition():
 
 def test_defaults_depend_on_the_device():
     assert default_tile(torch.device("cpu")) == 256 and default_batch(torch.device("cpu")) == 1
+    assert default_tile(torch.device("cpu"), "bf16") == 512  # AMX: larger tiles win (benchmarks/default_tile.py)
     assert default_tile(torch.device("cuda")) == 1024 and default_batch(torch.device("cuda")) == 4
+    assert default_tile(torch.device("cuda"), "bf16") == 1024
+
+
+def test_the_plan_takes_the_default_tile_of_its_precision():
+    from napari_emsr import build_emsr
+    from napari_emsr.predict.plan import make_plan
+
+    model, image = build_emsr("lite", scale=2), np.zeros((600, 600), np.uint8)
+    for precision, tile in (("fp32", 256), ("bf16", 512)):
+        plan = make_plan(image, model, device="cpu", precision=precision, overlap=0)
+        try:
+            assert plan.geometry.tile == tile and plan.precision == precision
+        finally:
+            plan.close()
+    plan = make_plan(image, model, device="cpu", precision="bf16", overlap=0, tile=128)
+    try:
+        assert plan.geometry.tile == 128  # a tile asked for is kept
+    finally:
+        plan.close()

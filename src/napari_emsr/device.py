@@ -162,14 +162,18 @@ def release_memory(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-def default_tile(device: torch.device) -> int:
-    """Default core size of a tile, in input pixels: 256 on the CPU, 1024 on an accelerator.
+def default_tile(device: torch.device, precision: str = "fp32") -> int:
+    """Default core size of a tile, in input pixels: on the CPU 256 in fp32 and 512 in bf16; 1024 on an accelerator.
 
-    On a CPU the network runs faster per pixel on smaller windows (its feature maps stay in cache):
-    measured with the default model, 256-pixel tiles give 1.23x the end-to-end throughput of
-    512-pixel ones on large slices despite their larger share of halo (benchmarks/README.md).
+    In fp32 the network runs faster per pixel on smaller windows on a CPU (its feature maps stay in
+    cache), which pays for their larger share of halo: 256 and 512 are level on a large slice (512
+    at 0.97x). In bf16 on AMX the kernels do more per byte loaded, and 512 wins: 1.19x the output
+    MP/s of 256 on a 1557 x 1557 slice, 1.45x on 519 x 519 slices (``benchmarks/default_tile.py``,
+    results/default_tile.json). ``tile="auto"`` times candidates on the user's own slice.
     """
-    return 256 if device.type == "cpu" else 1024
+    if device.type != "cpu":
+        return 1024
+    return 512 if precision == "bf16" else 256
 
 
 def default_batch(device: torch.device) -> int:

@@ -66,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="section thickness in z steps (default 1: contiguous sections)")
     p.add_argument("--views", choices=["xz+yz", "xz", "yz"], default="xz+yz",
                    help="planes restored: both, averaged (default), or one (half the time)")
-    p.add_argument("--tile", type=_tile, metavar="N", help="tile core size in pixels (default 256 CPU, 1024 GPU)")
+    p.add_argument("--tile", type=_tile, metavar="N",
+                   help="tile core size in pixels (default: CPU 256, 512 in bf16; GPU 1024)")
     p.add_argument("--overlap", type=_overlap, metavar="N",
                    help="tile halo in pixels, 'auto' (default: the measured effective radius) or 'exact'")
     p.add_argument("--batch", type=int, metavar="N", help="tiles per forward pass")

@@ -91,8 +91,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "of a shipped model (emsr info --zoo lists them) (default: the shipped model for --scale)",
     )  # fmt: skip
     p.add_argument("--tile", type=_tile, metavar="N",
-                   help="tile core size in input pixels (default 256 CPU, 1024 GPU), or auto: the fastest of a few "
-                        "sizes timed on this device for this slice (cached)")  # fmt: skip
+                   help="tile core size in input pixels (default: CPU 256, 512 in bf16; GPU 1024), or auto: the "
+                        "fastest of a few sizes timed on this device for this slice (cached)")  # fmt: skip
     p.add_argument(
         "--overlap",
         type=_overlap,

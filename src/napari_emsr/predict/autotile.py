@@ -1,7 +1,7 @@
 """``tile="auto"``: the tile size chosen by timing the network on this device, for this slice.
 
-The default tile (256 on a CPU, 1024 on a GPU) comes from one table measured on one machine; the
-best tile depends on the device, its libraries, the model, the precision and the slice. With
+The default tile (on a CPU 256, 512 in bf16; 1024 on a GPU) comes from a table measured on one
+machine; the best tile depends on the device, its libraries, the model, the precision and the slice. With
 ``PredictOptions(tile="auto")`` (``emsr predict --tile auto``) the plan times one full window
 (core + halo + cross-fade) of each candidate tile, the table's tile halved, as is and doubled (on
 the attention-window grid, no larger than the slice needs), and keeps the one whose whole slice

@@ -129,8 +129,9 @@ class PredictOptions:
     Attributes
     ----------
     tile : int or "auto", optional
-        Core size of a tile in input pixels (snapped up to the attention window); default 256 on
-        the CPU, 1024 on a GPU. The network sees tile + 2 x (halo + blend) pixels per tile.
+        Core size of a tile in input pixels (snapped up to the attention window); default on the
+        CPU 256 (512 when the precision resolves to bf16), 1024 on a GPU. The network sees
+        tile + 2 x (halo + blend) pixels per tile.
         ``"auto"``: timed on this device for this slice (:mod:`napari_emsr.predict.autotile`;
         the choice is cached).
     overlap : int, "auto" or "exact"

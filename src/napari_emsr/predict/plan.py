@@ -373,11 +373,13 @@ def _halo(model: EMSR, overlap: Any, sample: Any) -> tuple[int, str]:
     return halo, "given" if halo == given else f"given {given}, rounded up to the {window}-pixel attention window"
 
 
-def _geometry(model: EMSR, device: torch.device, tile: int | None, halo: int, blend: int | None) -> Geometry:
+def _geometry(
+    model: EMSR, device: torch.device, tile: int | None, halo: int, blend: int | None, precision: str = "fp32"
+) -> Geometry:
     config = model.config
     window = config.window_size
     given = tile
-    tile = snap_up(max(default_tile(device) if given is None else given, 2 * window), window)
+    tile = snap_up(max(default_tile(device, precision) if given is None else given, 2 * window), window)
     if given is not None and given != tile:
         why = (
             f"is below two of the model's {window}-pixel attention windows"
@@ -477,7 +479,8 @@ def make_plan(volume: Any, model: Any, options: PredictOptions | None = None, **
     precision, precision_reason = resolve_precision(options.precision, resolved)
     net, source = _load_model(model)
     asked_tile = options.tile if isinstance(options.tile, int) else None  # "auto" is timed once the halo is known
-    geometry = _geometry(net, resolved, asked_tile, 0, options.blend)  # checks tile and blend before any reading
+    # checks tile and blend before any reading
+    geometry = _geometry(net, resolved, asked_tile, 0, options.blend, precision)
     batch = default_batch(resolved) if options.batch is None else options.batch
     vol, owned = as_volume(volume, pixel_size=options.pixel_size)
     try:

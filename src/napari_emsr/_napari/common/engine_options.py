@@ -174,7 +174,7 @@ class EngineOptions(QWidget):
             status.native.setWordWrap(True)
             status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.tile = spin_widget(QSpinBox, label="Tile", value=0, min=0, max=8192, step=64)
-        self.tile.native.setSpecialValueText("auto (256 CPU, 1024 GPU)")
+        self.tile.native.setSpecialValueText("auto (CPU 256, 512 in bf16; GPU 1024)")
         self.overlap = spin_widget(
             OverlapBox, label="Overlap", value=OverlapBox.AUTO, min=OverlapBox.AUTO, max=1024, step=8
         )
