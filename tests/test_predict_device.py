@@ -66,6 +66,7 @@ def test_defaults_depend_on_the_device():
     assert default_tile(torch.device("cuda"), "bf16") == 1024
 
 
+@pytest.mark.filterwarnings("ignore::napari_emsr.predict.UntrainedModelWarning")
 def test_the_plan_takes_the_default_tile_of_its_precision():
     from napari_emsr import build_emsr
     from napari_emsr.predict.plan import make_plan
