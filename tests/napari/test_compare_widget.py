@@ -332,3 +332,21 @@ def test_cancel_during_z_consistency_keeps_the_scores(make_napari_viewer, qtbot,
     assert z_slices[0] == 1 and len(z_slices) <= 2  # stopped between two slices
     assert widget.z_records == [] and _record(widget, "SR", "stack")["slices"] == Z
     assert "Cancelled during the z-consistency" in widget.run_panel.status.text()
+
+
+def test_the_lr_defaults_to_the_input_of_a_result_when_there_is_no_lr_hr_pair(make_napari_viewer, qtbot):
+    """LR + a Super-resolve result of it, no HR and no pixel sizes: the LR box takes the result's input,
+    so bicubic and the z-consistency come without a choice; a layer that is not a result sets nothing."""
+    from napari_emsr._napari.compare.widget import CompareWidget
+
+    rng = np.random.default_rng(3)
+    viewer = make_napari_viewer()
+    lr = viewer.add_image(rng.integers(0, 255, (4, 24, 24)).astype(np.uint8), name="scan")
+    viewer.add_image(rng.integers(0, 255, (4, 24, 24)).astype(np.uint8), name="other scan")
+    widget = CompareWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.lr.layer() is None  # two acquired layers of one (unknown) size: no pair, no result
+    viewer.add_image(rng.integers(0, 255, (4, 72, 72)).astype(np.uint8), name="scan SR x3",
+                     metadata={"napari_emsr": {"source_layer": "scan", "trained": True, "scale": 3}},
+                     **overlay_transform(lr, 3, (0, 0, 0)))  # fmt: skip
+    assert widget.lr.layer() is lr

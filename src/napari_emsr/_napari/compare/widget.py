@@ -129,6 +129,19 @@ def _coarsest_of_a_pair(layers: list[Any]) -> Any:
     return coarsest(acquired(layers)) if len(_sizes(layers)) > 1 else None
 
 
+def _lr_of(layers: list[Any]) -> Any:
+    """Return the LR of an LR / HR pair, else the input of the newest napari-emsr result that is open, else None."""
+    pair = _coarsest_of_a_pair(layers)
+    if pair is not None:
+        return pair
+    by_name = {layer.name: layer for layer in layers}
+    for layer in reversed([layer for layer in layers if is_result(layer)]):
+        source = by_name.get(layer.metadata["napari_emsr"]["source_layer"])
+        if source is not None and source is not layer and not is_result(source):
+            return source
+    return None
+
+
 class CompareWidget(QWidget):
     """Score layers against a reference (or without one) and show FRC curves and a table."""
 
@@ -141,7 +154,7 @@ class CompareWidget(QWidget):
                                     accepts=lambda layer: not is_result(layer), maps=False)  # fmt: skip
         self.methods = LayerChecklist(viewer)
         self.methods.setToolTip("the layers to score (e.g. Super-resolve results); without a reference: one or two")
-        self.lr = LayerCombo(viewer, none_text="(none)", prefer=_coarsest_of_a_pair, accepts=False, maps=False)
+        self.lr = LayerCombo(viewer, none_text="(none)", prefer=_lr_of, accepts=False, maps=False)
         self.lr.native.setToolTip("an LR layer: its bicubic up-sampling is scored as a baseline")
         self.threshold = QComboBox()
         for label, value in _THRESHOLDS.items():
