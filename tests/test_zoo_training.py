@@ -66,3 +66,38 @@ def test_training_config_refuses_unknown_precision_and_balance():
         TrainingConfig(precision="fp8")
     with pytest.raises(ConfigError, match="balance"):
         TrainingConfig(balance="modalities")
+
+
+def test_training_precision_auto_takes_bf16_only_where_the_cpu_has_amx(monkeypatch):
+    from napari_emsr import device as device_module
+    from napari_emsr.training import trainer
+
+    cpu = torch.device("cpu")
+    for has_amx, auto in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(device_module, "cpu_has_amx_bf16", lambda has=has_amx: has)
+        monkeypatch.setattr(trainer, "cpu_has_amx_bf16", lambda has=has_amx: has)
+        config, line = trainer.training_precision(TrainingConfig(precision="auto"), cpu)
+        assert config.precision == auto and line.startswith(f"precision: {auto} (auto: ")
+        assert trainer.training_precision(TrainingConfig(), cpu) == (TrainingConfig(), "precision: fp32 (as set)")
+        config, line = trainer.training_precision(TrainingConfig(precision="bf16"), cpu)
+        assert config.precision == "bf16"  # what was asked is kept; without AMX the line says what it costs
+        assert ("emulated" in line and "fp32 or auto" in line) is (not has_amx)
+    with pytest.raises(ConfigError, match="'auto', 'fp32' or 'bf16'"):
+        TrainingConfig(precision="fp16")  # training has no loss scaling
+
+
+def test_a_run_with_auto_precision_says_what_it_chose_and_records_it(two_volumes, tmp_path, monkeypatch):
+    from napari_emsr import device as device_module
+    from napari_emsr.training import trainer
+
+    monkeypatch.setattr(device_module, "cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_has_amx_bf16", lambda: False)
+    torch.manual_seed(0)
+    config = TrainingConfig(strategy="synthetic-ii", steps=2, batch=1, patch=16, val_every=2, val_crop=24,
+                            device="cpu", precision="auto")  # fmt: skip
+    out = tmp_path / "m.safetensors"
+    events = list(iter_finetune(two_volumes[:1], out=out, config=config, preset="lite", scale=3,
+                                val_slices="last:1"))  # fmt: skip
+    notes = [e.message for e in events if e.kind == "info" and e.message.startswith("precision:")]
+    assert notes == ["precision: fp32 (auto: no AMX-BF16 on this CPU)"]
+    assert load_model(out).metadata.provenance["precision"] == "fp32"

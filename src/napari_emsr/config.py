@@ -158,6 +158,10 @@ class EMSRConfig:
         return None
 
 
+#: the arithmetic a training run can use (fp16 would need loss scaling; training has none)
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Settings of a training or fine-tuning run (paper section III-B-1 gives the defaults' origin).
@@ -214,7 +218,9 @@ class TrainingConfig:
     #: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:1", "mps"
     device: str = "auto"
     #: arithmetic of the forward and backward passes: "fp32", or "bf16" autocast (weights, optimiser
-    #: and loss stay fp32); bf16 pays on CPUs with AMX-BF16 and on recent GPUs
+    #: and loss stay fp32); bf16 pays on CPUs with AMX-BF16 and on recent GPUs (elsewhere it is
+    #: emulated and far slower). "auto": bf16 where it pays, fp32 elsewhere, decided when the run
+    #: starts on its device (a resumed run decides again on its own machine)
     precision: str = "fp32"
     #: with the axial strategy: xy pixels per z step K (z step / xy pixel size, any number > 1)
     z_factor: float | None = None
@@ -239,8 +245,8 @@ class TrainingConfig:
                 raise ConfigError(f"section_thickness must be in (0, 4] z steps, got {self.section_thickness}")
         elif self.z_factor is not None or self.z_factor_max is not None:
             raise ConfigError("z_factor is a setting of the axial strategy (isotropic reconstruction)")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in TRAINING_PRECISIONS:
+            raise ConfigError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.balance not in ("pixels", "volumes"):

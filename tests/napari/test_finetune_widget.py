@@ -49,7 +49,9 @@ def test_defaults_are_those_of_emsr_finetune(make_napari_viewer, qtbot):
 
     widget = dock(make_napari_viewer(show=True), qtbot, "Fine-tune")
     args = build_parser().parse_args(["finetune", "--lr", "lr.tif", "--hr", "hr.tif", "--out", "m.safetensors"])
-    assert widget.form.config(widget.engine.device.value) == training_config(args)
+    assert widget.form.config(widget.engine.device.value, widget.engine.precision.value) == training_config(args)
+    # the arithmetic of training is a choice in the panel: auto, fp32, bf16 (no fp16)
+    assert widget.engine.isAncestorOf(widget.engine.precision.native) and "fp16" not in widget.engine.precision.choices
     assert widget.form.learning_rate.native.text() == "0.0001"
     widget.form.learning_rate.native.stepBy(1)  # the arrows double / halve a learning rate
     assert widget.form.learning_rate.value == pytest.approx(2e-4)

@@ -321,12 +321,11 @@ class IsotropicWidget(QWidget):
 
     def _training_config(self) -> Any:
         from napari_emsr.config import TrainingConfig
-        from napari_emsr.device import resolve_precision, select_device
 
-        device = self.engine.device.value
-        precision = resolve_precision(self.engine.precision.value or "auto", select_device(device))[0]
-        return TrainingConfig(**{**TRAINING_SETTINGS, "minutes": float(self.minutes.value), "device": device,
-                                 "precision": "bf16" if precision == "bf16" else "fp32"})  # fmt: skip
+        precision = self.engine.precision.value or "auto"  # training has no fp16: it trains in fp32 then
+        return TrainingConfig(**{**TRAINING_SETTINGS, "minutes": float(self.minutes.value),
+                                 "device": self.engine.device.value,
+                                 "precision": "fp32" if precision == "fp16" else precision})  # fmt: skip
 
     # -- running ------------------------------------------------------------------------------
     def run(self) -> None:

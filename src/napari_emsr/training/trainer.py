@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from napari_emsr.config import EMSRConfig, TrainingConfig
-from napari_emsr.device import select_device
+from napari_emsr.device import cpu_has_amx_bf16, resolve_precision, select_device
 from napari_emsr.errors import EMSRError, Hint, HintedValueError, OutputExistsError, python_option
 from napari_emsr.events import Event
 from napari_emsr.model.emsr import EMSR, build_emsr
@@ -68,6 +68,7 @@ __all__ = [
     "finetune",
     "checkpoint_path",
     "check_output",
+    "training_precision",
     "validate",
     "transfer_to_scale",
 ]
@@ -487,6 +488,7 @@ def iter_finetune(
         config = TrainingConfig.from_dict({**progress["training"], **_resumable(config)})
     else:
         model = _start_model(base, preset, scale, config.seed, transfer_scale=transfer_scale)
+    config, precision_note = training_precision(config, device)
     # torch's stubs omit Module.to(memory_format=...), which the runtime accepts
     model.to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     keep_norm = base is not None or resume  # a trained model keeps the intensity mapping it learnt
@@ -496,7 +498,8 @@ def iter_finetune(
     prov = dict(progress and model.metadata.provenance or {})
     prov.update(provenance or {})
     prov.update(strategy=config.strategy, loss=config.loss, lambdas=list(config.weights),
-                noisier_branch=config.noisier_branch, hardware=_hardware(device), torch=torch.__version__)
+                noisier_branch=config.noisier_branch, precision=config.precision, hardware=_hardware(device),
+                torch=torch.__version__)  # fmt: skip
     if base is not None and not resume:
         prov["base_model"] = (base.metadata.name or "in-memory model") if isinstance(base, EMSR) else str(base)
     axial = config.strategy == "axial"
@@ -511,10 +514,31 @@ def iter_finetune(
     run = _Run(model, config, data, out, device, prov, progress)
     if resume:
         run.restore(optimizer_state, generators)
+    yield Event("train", "info", run.step, config.steps, "step", None, 0.0, precision_note)
     if data.degradation is not None and not axial:  # what the simulated inputs follow, for the user to check
         summary = data.degradation.summary()
         yield Event("train", "degradation", run.step, config.steps, "step", None, 0.0, summary, data.degradation)
     yield from _loop(run, data)
+
+
+def training_precision(config: TrainingConfig, device: torch.device) -> tuple[TrainingConfig, str]:
+    """Return ``config`` with its precision decided for ``device`` (``"auto"`` resolved), and a line saying why.
+
+    ``"auto"`` takes bf16 on GPUs that have it and on CPUs with AMX-BF16 (about 1.6x the steps per
+    second of fp32 there), fp32 elsewhere. bf16 asked for on a CPU without AMX-BF16 is kept (the
+    user asked), and the line says that it is emulated there and slower than fp32.
+
+    Raises
+    ------
+    ValueError
+        bf16 asked for on a GPU without it.
+    """
+    used, why = resolve_precision(config.precision, device)
+    why = "as set" if why == "asked" else why
+    if used == "bf16" and device.type == "cpu" and not cpu_has_amx_bf16():
+        why = ("asked, but this CPU has no AMX-BF16: bf16 is emulated here and often several times slower than "
+               "fp32 (precision fp32 or auto avoids it)")  # fmt: skip
+    return config.replace(precision=used), f"precision: {used} ({why})"
 
 
 def _resumable(config: TrainingConfig) -> dict[str, Any]:

@@ -148,14 +148,18 @@ class TrainingForm(QWidget):
             self.out_path.value = self.output()
             self.replace.value = self.output().exists()
 
-    def config(self, device: str) -> Any:
-        """Return the validated :class:`~napari_emsr.config.TrainingConfig` (ConfigError, a ValueError, if not)."""
+    def config(self, device: str, precision: str = "fp32") -> Any:
+        """Return the validated :class:`~napari_emsr.config.TrainingConfig` (ConfigError, a ValueError, if not).
+
+        ``device`` and ``precision`` come from the panel's engine options.
+        """
         from napari_emsr.config import TrainingConfig
 
         return TrainingConfig(
             strategy=self.strategy.value, steps=self.steps.value, minutes=self.minutes.value or None,
             batch=self.batch.value, patch=self.patch.value, learning_rate=self.learning_rate.value,
-            loss=self.loss.value, val_every=self.val_every.value, device=device, fitted_share=self.fitted_share.value,
+            loss=self.loss.value, val_every=self.val_every.value, device=device, precision=precision,
+            fitted_share=self.fitted_share.value,
             lambda_consistency=self.consistency.value if self.consistency.enabled else 0.0,
         )  # fmt: skip
 
