@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,12 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # A shell without job control starts a background job (``./scripts/test.sh &``, nohup) with
+    # SIGINT ignored, and an ignored signal stays ignored in every process it starts: the Ctrl-C
+    # tests (a real SIGINT to this process or to an emsr subprocess) would then see no interrupt.
+    # Python's own handler is reset on exec, so the subprocesses get the default back too.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")
