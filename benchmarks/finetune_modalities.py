@@ -43,6 +43,7 @@ from skimage.io import imread
 
 from napari_emsr import load_model, super_resolve
 from napari_emsr.config import TrainingConfig
+from napari_emsr.device import cpu_name, resolve_precision
 from napari_emsr.resample import bicubic_upsample
 from napari_emsr.training import iter_finetune, prepare_pair
 
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--modalities", default=",".join(MODALITIES))
     parser.add_argument("--base", default="em-x3", help="model to fine-tune (a zoo name or a file)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="training arithmetic; auto: bf16 on a CPU with AMX-BF16, else fp32 (bf16 is emulated there)")
     parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results already in --json and add the missing modalities and strategies")
@@ -109,11 +112,16 @@ def main() -> None:
     from napari_emsr.model_io import resolve_model_path
 
     base_path = resolve_model_path(args.base)
-    results: dict = {"minutes": args.minutes, "threads": args.threads, "base": args.base, "modalities": {}}
+    args.precision, why = resolve_precision(args.precision, torch.device("cpu"))
+    print(f"{cpu_name()}, {args.threads} threads, training in {args.precision} ({why})", flush=True)
+    results: dict = {"minutes": args.minutes, "threads": args.threads, "base": args.base, "machine": cpu_name(),
+                     "precision": args.precision, "modalities": {}}  # fmt: skip
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
-        if (results["minutes"], results["base"]) != (args.minutes, args.base):
-            raise SystemExit(f"{args.json} holds another budget or base model; drop --resume or use another --json")
+        same = (results["minutes"], results["base"], results.get("machine"), results.get("precision"))
+        if same != (args.minutes, args.base, cpu_name(), args.precision):
+            raise SystemExit(f"{args.json} holds another budget, base model, machine or precision ({same}): "
+                             "runs at equal wall time compare only on one machine; drop --resume or use another --json")
     for name in args.modalities.split(","):
         folder, pair_slices, eval_slices, crop_field = MODALITIES[name]
         hr = load(folder, pair_slices)
@@ -156,7 +164,7 @@ def main() -> None:
             if strategy.endswith("+consistency"):
                 strategy, consistency = strategy[: -len("+consistency")], 0.5
             config = TrainingConfig(strategy=strategy, steps=2000, minutes=args.minutes, budget=True, patch=48,
-                                    val_every=250, seed=0, precision="bf16",
+                                    val_every=250, seed=0, precision=args.precision,
                                     lambda_consistency=consistency)  # fmt: skip
             z0, y, x = report.offset
             field_box = (z0, z0 + lr_part.shape[0], y, y + lr_part.shape[1], x, x + lr_part.shape[2])
@@ -193,7 +201,7 @@ def main() -> None:
 
 
 def run_baseline(name: str, hr_part, lr_part, lr_eval, hr_eval, args) -> dict:
-    config = TrainingConfig(strategy="real", minutes=args.minutes, patch=48, seed=0, precision="bf16")
+    config = TrainingConfig(strategy="real", minutes=args.minutes, patch=48, seed=0, precision=args.precision)
     started = time.perf_counter()
     model, steps = train_baseline(name, hr_part, lr_part, SCALE, config)
     sr = predict_baseline(model, lr_eval)
