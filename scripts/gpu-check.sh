@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prove the CUDA path on one GPU, in under 5 minutes: the `gpu`-marked tests (GPU == CPU in fp32,
 # bf16 / fp16 within tolerance, out-of-memory halving under a forced memory cap, training steps), then
-# the GPU throughput benchmark (output MP/s and achieved TFLOP/s of both presets at several tiles)
-# and the precision benchmark. Results go to $OUT (default benchmarks/results/gpu); copy the figures
-# into benchmarks/README.md.
+# the GPU throughput benchmark (output MP/s and achieved TFLOP/s of both presets at several tiles),
+# the precision benchmark and whether torch.compile pays (benchmarks/compile.py; a failure there is
+# reported, not fatal). Results go to $OUT (default benchmarks/results/gpu); copy the figures into
+# benchmarks/README.md.
 #
 # Set-up as scripts/test.sh (venv, packages), keeping a CUDA build of torch already installed; on a
 # machine with only the CPU wheel at hand set EMSR_TORCH_VERSION to a CUDA build pip can reach.
@@ -27,4 +28,7 @@ timeout 120 "$VENV/bin/python" benchmarks/predict_throughput.py --device cuda --
 echo "[gpu] precision (fp32 against bf16, end to end)"
 (cd benchmarks && timeout 60 "$VENV/bin/python" precision.py --device cuda --repeats 3 --json "$OUT/precision_gpu.json") \
     2>&1 | tee "$OUT/precision.log"
+echo "[gpu] torch.compile (the default model, bf16, the default GPU window): does it pay?"
+(cd benchmarks && timeout 120 "$VENV/bin/python" compile.py --device cuda --precisions bf16 --windows 1064 \
+    --repeats 5 --json "$OUT/compile_gpu.json") 2>&1 | tee "$OUT/compile.log" || true
 echo "[gpu] done: $OUT"
