@@ -75,7 +75,6 @@ def test_training_precision_auto_takes_bf16_only_where_the_cpu_has_amx(monkeypat
     cpu = torch.device("cpu")
     for has_amx, auto in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(device_module, "cpu_has_amx_bf16", lambda has=has_amx: has)
-        monkeypatch.setattr(trainer, "cpu_has_amx_bf16", lambda has=has_amx: has)
         config, line = trainer.training_precision(TrainingConfig(precision="auto"), cpu)
         assert config.precision == auto and line.startswith(f"precision: {auto} (auto: ")
         assert trainer.training_precision(TrainingConfig(), cpu) == (TrainingConfig(), "precision: fp32 (as set)")
@@ -88,10 +87,8 @@ def test_training_precision_auto_takes_bf16_only_where_the_cpu_has_amx(monkeypat
 
 def test_a_run_with_auto_precision_says_what_it_chose_and_records_it(two_volumes, tmp_path, monkeypatch):
     from napari_emsr import device as device_module
-    from napari_emsr.training import trainer
 
     monkeypatch.setattr(device_module, "cpu_has_amx_bf16", lambda: False)
-    monkeypatch.setattr(trainer, "cpu_has_amx_bf16", lambda: False)
     torch.manual_seed(0)
     config = TrainingConfig(strategy="synthetic-ii", steps=2, batch=1, patch=16, val_every=2, val_crop=24,
                             device="cpu", precision="auto")  # fmt: skip

@@ -82,7 +82,8 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
     if precision == "bf16" and cuda and not bf16_gpu:
         raise ValueError(f"{device} has no bf16 (it needs an Ampere or later GPU): use --precision fp16 or fp32")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_amx_bf16():
-        return "bf16", "asked (this CPU has no AMX-BF16: bf16 is emulated, likely slower than fp32)"
+        return "bf16", ("asked (this CPU has no AMX-BF16: bf16 is emulated here, often several times slower than "
+                        "fp32; precision fp32 or auto avoids it)")  # fmt: skip
     return precision, "asked"
 
 

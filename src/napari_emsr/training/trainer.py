@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from napari_emsr.config import EMSRConfig, TrainingConfig
-from napari_emsr.device import cpu_has_amx_bf16, resolve_precision, select_device
+from napari_emsr.device import resolve_precision, select_device
 from napari_emsr.errors import EMSRError, Hint, HintedValueError, OutputExistsError, python_option
 from napari_emsr.events import Event
 from napari_emsr.model.emsr import EMSR, build_emsr
@@ -534,10 +534,7 @@ def training_precision(config: TrainingConfig, device: torch.device) -> tuple[Tr
         bf16 asked for on a GPU without it.
     """
     used, why = resolve_precision(config.precision, device)
-    why = "as set" if why == "asked" else why
-    if used == "bf16" and device.type == "cpu" and not cpu_has_amx_bf16():
-        why = ("asked, but this CPU has no AMX-BF16: bf16 is emulated here and often several times slower than "
-               "fp32 (precision fp32 or auto avoids it)")  # fmt: skip
+    why = "as set" if why == "asked" else why  # the default is no one's request
     return config.replace(precision=used), f"precision: {used} ({why})"
 
 
