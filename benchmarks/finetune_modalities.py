@@ -96,12 +96,19 @@ def _centre(stack: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0, help="wall time of each fine-tune")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="EMSR fine-tunes of this many steps instead of --minutes of this machine's time: "
+                             "recipes compared at equal steps do not depend on how fast the machine is that day")
     parser.add_argument("--strategies", default="real,real+fitted")
     parser.add_argument("--modalities", default=",".join(MODALITIES))
     parser.add_argument("--base", default="em-x3", help="model to fine-tune (a zoo name or a file)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="training arithmetic; auto: bf16 on a CPU with AMX-BF16, else fp32 (bf16 is emulated there)")
+    parser.add_argument("--schedule", default="step", choices=("step", "cosine"),
+                        help="learning-rate schedule of the EMSR fine-tunes (TrainingConfig.schedule)")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="decay of the moving average of the weights of the EMSR fine-tunes (0: none)")
     parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results already in --json and add the missing modalities and strategies")
@@ -114,13 +121,14 @@ def main() -> None:
     base_path = resolve_model_path(args.base)
     args.precision, why = resolve_precision(args.precision, torch.device("cpu"))
     print(f"{cpu_name()}, {args.threads} threads, training in {args.precision} ({why})", flush=True)
-    results: dict = {"minutes": args.minutes, "threads": args.threads, "base": args.base, "machine": cpu_name(),
-                     "precision": args.precision, "modalities": {}}  # fmt: skip
+    results: dict = {"minutes": None if args.steps else args.minutes, "steps": args.steps, "threads": args.threads, "base": args.base, "machine": cpu_name(),
+                     "precision": args.precision, "schedule": args.schedule, "ema": args.ema, "modalities": {}}  # fmt: skip
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
-        same = (results["minutes"], results["base"], results.get("machine"), results.get("precision"))
-        if same != (args.minutes, args.base, cpu_name(), args.precision):
-            raise SystemExit(f"{args.json} holds another budget, base model, machine or precision ({same}): "
+        same = (results["minutes"], results.get("steps"), results["base"], results.get("machine"), results.get("precision"),
+                results.get("schedule", "step"), results.get("ema", 0.0))
+        if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule, args.ema):
+            raise SystemExit(f"{args.json} holds another budget, base model, machine, precision or recipe ({same}): "
                              "runs at equal wall time compare only on one machine; drop --resume or use another --json")
     for name in args.modalities.split(","):
         folder, pair_slices, eval_slices, crop_field = MODALITIES[name]
@@ -163,16 +171,17 @@ def main() -> None:
             consistency = 0.0
             if strategy.endswith("+consistency"):
                 strategy, consistency = strategy[: -len("+consistency")], 0.5
-            config = TrainingConfig(strategy=strategy, steps=2000, minutes=args.minutes, budget=True, patch=48,
+            timing = dict(steps=args.steps) if args.steps else dict(steps=2000, minutes=args.minutes, budget=True)
+            config = TrainingConfig(strategy=strategy, **timing, patch=48,
                                     val_every=250, seed=0, precision=args.precision,
-                                    lambda_consistency=consistency)  # fmt: skip
+                                    lambda_consistency=consistency, schedule=args.schedule, ema=args.ema)  # fmt: skip
             z0, y, x = report.offset
             field_box = (z0, z0 + lr_part.shape[0], y, y + lr_part.shape[1], x, x + lr_part.shape[2])
             unpaired = [(lr, field_box)]  # the pair's LR outside the HR field (a patch that cannot fit outside overlaps)
             if name in UNPAIRED:  # and LR slices with no HR at all
                 unpaired.append((acquire(load(folder, UNPAIRED[name]), seed=3), None))
             fitted, started = None, time.perf_counter()
-            fit_s, total_steps = None, None
+            fit_s, total_steps, history = None, None, []
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "m.safetensors"
                 for event in iter_finetune([hr_part], [lr_part], out=out, config=config, base=base, preset="lite",
@@ -180,12 +189,14 @@ def main() -> None:
                                            unpaired_lr=unpaired if consistency else ()):  # fmt: skip
                     if event.kind == "degradation":
                         fitted, fit_s = event.payload, time.perf_counter() - started
+                    elif event.kind == "validation":  # the held-out slice of the pair, as the trainer picks
+                        history.append({"step": event.payload.step, "ssim": event.payload.scores["ssim"]})
                     elif event.kind == "done":
                         total_steps = event.payload.steps
                 model = load_model(out)
             best_step = model.metadata.provenance.get("steps")
             run = {**evaluate(model, lr_eval, hr_eval), "steps": total_steps, "best_step": best_step,
-                   "wall_s": time.perf_counter() - started}  # fmt: skip
+                   "wall_s": time.perf_counter() - started, "validation": history}  # fmt: skip
             if fitted is not None:
                 g = fitted.goodness
                 run["fit_s"] = fit_s

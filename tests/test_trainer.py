@@ -7,7 +7,7 @@ from skimage.io import imread
 
 from napari_emsr import build_emsr, load_model
 from napari_emsr.cli._progress import cli_message
-from napari_emsr.config import TrainingConfig
+from napari_emsr.config import ConfigError, TrainingConfig
 from napari_emsr.errors import OutputExistsError
 from napari_emsr.training import checkpoint_path, finetune, iter_finetune
 from napari_emsr.training.checkpoint import load_checkpoint
@@ -93,6 +93,40 @@ def test_resume_continues_exactly(stack, tmp_path):
     for (name, p), q in zip(a[0].state_dict().items(), b[0].state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     assert a[3]["history"] == b[3]["history"]
+
+
+def test_a_moving_average_is_what_is_validated_kept_and_resumed(stack, tmp_path):
+    """With ``ema`` the best model is the average of the weights after each step, and a resume keeps it."""
+    from napari_emsr.training.checkpoint import load_averaged_weights
+
+    base = _tiny()  # an EMSR instance is trained in place: its weights after every step can be read
+    weights = [{k: v.clone() for k, v in base.state_dict().items()}]
+    config = TrainingConfig(strategy="synthetic-ii", steps=4, val_every=4, ema=0.5, **FAST)
+    for event in iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=base):
+        if event.kind == "step":
+            weights.append({k: v.clone() for k, v in base.state_dict().items()})
+    average = dict(weights[0])
+    for step, current in enumerate(weights[1:], start=1):
+        decay = min(0.5, step / (step + 9))
+        average = {k: decay * average[k] + (1 - decay) * current[k] for k in average}
+    kept = load_model(tmp_path / "m.safetensors").state_dict()
+    raw = load_model(checkpoint_path(tmp_path / "m.safetensors")).state_dict()
+    for name, value in kept.items():
+        torch.testing.assert_close(value, average[name], rtol=1e-5, atol=1e-7, msg=name)
+    assert any(not torch.equal(kept[k], raw[k]) for k in kept)  # the average, not the last weights
+    assert load_model(tmp_path / "m.safetensors").metadata.provenance["ema"] == 0.5
+    # interrupted after step 3 and resumed: the same average as without the interruption
+    gen = iter_finetune([stack], out=tmp_path / "split.safetensors", config=config, base=_tiny())
+    for event in gen:
+        if event.kind == "step" and event.done == 3:
+            break
+    gen.close()
+    assert load_averaged_weights(checkpoint_path(tmp_path / "split.safetensors")) is not None
+    finetune([stack], out=tmp_path / "split.safetensors", config=config, resume=True)
+    for name, value in load_model(tmp_path / "split.safetensors").state_dict().items():
+        assert torch.equal(value, kept[name]), name
+    with pytest.raises(ConfigError, match="ema must be a decay"):
+        TrainingConfig(ema=1.0)
 
 
 def test_cancel_keeps_a_best_model(stack, tmp_path):
@@ -324,3 +358,45 @@ def test_a_budget_is_planned_again_when_the_step_time_changes(stack, tmp_path, m
     assert any("at the latest step time" in note for note in notes[1:])
     assert events[-1].payload.steps > 3 * first  # the faster steps were used (about 20 + 34 s / 0.2 s)
     assert used >= 0.9 * trainer.BUDGET_SHARE * 120  # the budget was used, not left
+
+
+def test_a_cosine_schedule_follows_the_budget_down_to_its_floor(stack, tmp_path, monkeypatch):
+    """With a budget the decay is planned on the steps that fit: the last step runs at the floor rate."""
+    import math
+    import time as real_time
+
+    from napari_emsr.training import trainer
+
+    fake = {"t": 0.0}
+    step = trainer._Run.train_step
+
+    def timed_step(self):
+        fake["t"] += 0.5
+        return step(self)
+
+    clock = real_time.perf_counter
+    monkeypatch.setattr(trainer._Run, "train_step", timed_step)
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: clock() + fake["t"])
+    config = TrainingConfig(strategy="synthetic-ii", minutes=0.5, budget=True, val_every=10_000, schedule="cosine",
+                            learning_rate=2e-4, final_lr_fraction=0.05, **FAST)  # fmt: skip
+    events = list(iter_finetune([stack], out=tmp_path / "c.safetensors", config=config, base=_tiny(),
+                                val_slices="last:2"))  # fmt: skip
+    rates = [e.payload.learning_rate for e in events if e.kind == "step"]
+    assert 40 < len(rates) < 60  # about 0.95 x 30 s / 0.5 s
+    assert rates[0] == pytest.approx(2e-4) and rates[-1] == pytest.approx(1e-5, rel=0.05)
+    assert all(b <= a * 1.02 for a, b in zip(rates, rates[1:], strict=False))  # down (re-plans move it a little)
+    # a half cosine: halfway down at half the run (a step function or a linear decay would be elsewhere)
+    halfway = next(i for i, rate in enumerate(rates) if rate < 1e-5 + 0.5 * 1.9e-4)
+    assert abs(halfway / (len(rates) - 1) - 0.5) < 0.1
+    quarter = next(i for i, rate in enumerate(rates) if rate < 1e-5 + 1.9e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert abs(quarter / (len(rates) - 1) - 0.25) < 0.1
+    note = next(e.message for e in events if e.kind == "info" and "min budget" in e.message)
+    assert "down to 1e-05 on a cosine" in note
+    assert load_model(tmp_path / "c.safetensors").metadata.provenance["schedule"] == "cosine"
+
+
+def test_schedule_settings_are_checked():
+    with pytest.raises(ConfigError, match="schedule must be 'step' or 'cosine'"):
+        TrainingConfig(schedule="linear")
+    with pytest.raises(ConfigError, match="final_lr_fraction must be between 0 and 1"):
+        TrainingConfig(schedule="cosine", final_lr_fraction=1.5)

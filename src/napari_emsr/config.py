@@ -192,8 +192,18 @@ class TrainingConfig:
     patch: int = 48
     #: Adam learning rate at the start
     learning_rate: float = 1e-4
-    #: the learning rate halves every this many steps
+    #: the learning rate halves every this many steps (schedule "step")
     halve_every: int = 50_000
+    #: learning-rate schedule: "step" (halved every ``halve_every`` steps, the paper's) or "cosine"
+    #: (from ``learning_rate`` down to ``learning_rate * final_lr_fraction`` along a half cosine over
+    #: ``steps``; with a budget it follows the planned steps, so the decay ends when the time does)
+    schedule: str = "step"
+    #: with the cosine schedule: the last step's rate as a share of ``learning_rate``
+    final_lr_fraction: float = 0.01
+    #: decay of an exponential moving average of the weights (0: none). With one, validation scores
+    #: the average, and the best model saved is the average; the checkpoint keeps it for resuming.
+    #: Early steps average with less memory (decay min(ema, (1 + step) / (10 + step)))
+    ema: float = 0.0
     #: pixel loss l: "l1" or "l2"
     loss: str = "l1"
     #: lambda_1, lambda_2, lambda_3 of eq. 16
@@ -251,6 +261,12 @@ class TrainingConfig:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.balance not in ("pixels", "volumes"):
             raise ConfigError(f"balance must be 'pixels' or 'volumes', got {self.balance!r}")
+        if self.schedule not in ("step", "cosine"):
+            raise ConfigError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
+        if not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ConfigError(f"final_lr_fraction must be between 0 and 1, got {self.final_lr_fraction}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be a decay in [0, 1) (0: no moving average), got {self.ema}")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
         for name in ("steps", "batch", "patch", "halve_every", "val_every", "val_count", "val_crop"):

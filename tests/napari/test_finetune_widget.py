@@ -55,6 +55,12 @@ def test_defaults_are_those_of_emsr_finetune(make_napari_viewer, qtbot):
     assert widget.form.learning_rate.native.text() == "0.0001"
     widget.form.learning_rate.native.stepBy(1)  # the arrows double / halve a learning rate
     assert widget.form.learning_rate.value == pytest.approx(2e-4)
+    # the schedule and the moving average are the panel's as --schedule and --ema are the CLI's
+    widget.form.schedule.native.setCurrentIndex(widget.form.schedule.native.findText("cosine"))
+    widget.form.ema.native.setValue(0.995)
+    args = build_parser().parse_args(["finetune", "--lr", "lr.tif", "--hr", "hr.tif", "--out", "m.safetensors",
+                                      "--learning-rate", "2e-4", "--schedule", "cosine", "--ema", "0.995"])  # fmt: skip
+    assert widget.form.config(widget.engine.device.value, widget.engine.precision.value) == training_config(args)
 
 
 def test_the_training_form_enables_what_the_strategy_uses_and_browse_confirms(qtbot, tmp_path):
@@ -66,6 +72,7 @@ def test_the_training_form_enables_what_the_strategy_uses_and_browse_confirms(qt
     qtbot.addWidget(form)
     assert form.strategy.native.itemData(1, Qt.ItemDataRole.ToolTipRole) == STRATEGY_ITEMS["real+fitted"]
     assert (form.minutes.native.text(), form.consistency.native.text()) == ("no time limit", "off")
+    assert form.ema.native.text() == "no averaging" and form.schedule.native.currentText() == "step (paper)"
     assert not form.fitted_share.enabled and not form.consistency.enabled  # "real" uses neither
     form.strategy.native.setCurrentIndex(2)  # as a user picks "fitted"
     assert form.strategy.value == "fitted" and form.consistency.enabled and not form.fitted_share.enabled

@@ -82,7 +82,14 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
     p.add_argument("--patch", type=int, default=48, help="LR patch size in pixels (default: 48)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="initial Adam learning rate (default: 1e-4)")
     p.add_argument("--halve-every", type=int, default=50_000,
-                   help="halve the learning rate every N steps (default: 50000)")
+                   help="with --schedule step: halve the learning rate every N steps (default: 50000)")
+    p.add_argument("--schedule", choices=["step", "cosine"], default="step",
+                   help="learning-rate schedule: step (halved every --halve-every steps, as the paper) or cosine "
+                        "(down to 1%% of --learning-rate over the run; with --minutes alone, over the steps that fit) "
+                        "(default: step)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep a moving average of the weights with this decay (e.g. 0.995) and validate and save "
+                        "the average instead of the last weights (default: 0, none)")
     p.add_argument("--val-slices", metavar="SPEC",
                    help="held-out slices of the first volume: last:10, first:5, 40:50 or 3,7,9 (default: last 10%%)")
     p.add_argument("--val-every", type=int, default=250, help="validate every N steps (default: 250)")
@@ -101,7 +108,8 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig(
         strategy=args.strategy, steps=args.default_steps if args.steps is None else args.steps, minutes=args.minutes,
         budget=args.minutes is not None and args.steps is None, batch=args.batch, patch=args.patch,
-        learning_rate=args.learning_rate, halve_every=args.halve_every, loss=args.loss, weights=args.lambdas,
+        learning_rate=args.learning_rate, halve_every=args.halve_every, schedule=args.schedule, ema=args.ema,
+        loss=args.loss, weights=args.lambdas,
         noisier_branch=not args.no_noisier, val_every=args.val_every, seed=args.seed, device=args.device,
         precision=args.precision, fitted_share=args.fitted_share, lambda_consistency=args.lambda_consistency,
     )

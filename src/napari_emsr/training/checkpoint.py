@@ -21,10 +21,11 @@ from napari_emsr.model.emsr import EMSR
 from napari_emsr.model.metadata import ModelMetadata
 from napari_emsr.model_io import TRAIN_STATE_PREFIX, ModelFileError, load_model, write_model_file
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_averaged_weights"]
 
 _OPTIM = TRAIN_STATE_PREFIX + "optim."
 _RNG = TRAIN_STATE_PREFIX + "rng."
+_AVERAGE = TRAIN_STATE_PREFIX + "ema."
 
 
 def save_checkpoint(
@@ -34,8 +35,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     generators: dict[str, torch.Generator],
     progress: dict[str, Any],
+    averaged: EMSR | None = None,
 ) -> Path:
-    """Write (atomically, replacing any previous checkpoint) the full training state."""
+    """Write (atomically, replacing any previous checkpoint) the full training state.
+
+    ``averaged``: the run's exponential moving average of the weights, if it keeps one.
+    """
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
@@ -47,6 +52,9 @@ def save_checkpoint(
                 scalars[f"{pid}.{key}"] = value
     for name, gen in generators.items():
         tensors[_RNG + name] = gen.get_state()
+    if averaged is not None:
+        for name, value in averaged.state_dict().items():
+            tensors[_AVERAGE + name] = value.detach().contiguous()
     header = {
         "param_groups": state["param_groups"],
         "optim_scalars": scalars,
@@ -88,3 +96,12 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[EMSR, dict[str, Any], dict
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelFileError(path, f"corrupt training state in the checkpoint ({type(exc).__name__}: {exc})") from None
     return model, optimizer, generators, progress
+
+
+def load_averaged_weights(path: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """Return the moving average of the weights a checkpoint holds (a state dict), or None if it has none."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        names = [k for k in f.keys() if k.startswith(_AVERAGE)]
+        return {k[len(_AVERAGE) :]: f.get_tensor(k) for k in names} if names else None

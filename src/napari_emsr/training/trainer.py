@@ -33,6 +33,8 @@ saved, and raised right after.
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import platform
 import signal
@@ -53,7 +55,7 @@ from napari_emsr.events import Event
 from napari_emsr.model.emsr import EMSR, build_emsr
 from napari_emsr.model_io import ModelWriteError, load_model, save_model
 from napari_emsr.predict.halo import effective_radius
-from napari_emsr.training.checkpoint import load_checkpoint, save_checkpoint
+from napari_emsr.training.checkpoint import load_averaged_weights, load_checkpoint, save_checkpoint
 from napari_emsr.training.data import TrainingData, ValidationSet, build_training_data
 from napari_emsr.training.losses import emsr_loss, pixel_loss
 from napari_emsr.training.sampler import PatchSampler, noisier
@@ -277,11 +279,24 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
+def learning_rate_at(config: TrainingConfig, step: int) -> float:
+    """Return the learning rate of the step after ``step`` steps, under the config's schedule."""
+    if config.schedule == "cosine":
+        progress = min(step / max(config.steps - 1, 1), 1.0)
+        floor = config.learning_rate * config.final_lr_fraction
+        return floor + 0.5 * (config.learning_rate - floor) * (1.0 + math.cos(math.pi * progress))
+    return config.learning_rate * 0.5 ** (step // config.halve_every)
+
+
 class _Run:
     """State of one training run; the generator below drives it."""
 
     def __init__(self, model, config, data: TrainingData, out: Path, device, provenance, start_progress=None):
         self.model, self.config, self.data, self.out, self.device = model, config, data, out, device
+        #: the moving average of the weights (config.ema), what is validated and kept; else the model itself
+        self.averaged: EMSR | None = None
+        if config.ema > 0:
+            self.averaged = copy.deepcopy(model).eval().requires_grad_(False)
         self.ckpt = checkpoint_path(out)
         self.sampler = PatchSampler(data.hr, data.lr, model.config.scale, config.patch, config.strategy,
                                     config.input_noise, seed=config.seed, balance=config.balance,
@@ -301,7 +316,7 @@ class _Run:
         self.updating = False
 
     def lr_at(self, step: int) -> float:
-        return self.config.learning_rate * 0.5 ** (step // self.config.halve_every)
+        return learning_rate_at(self.config, step)
 
     def train_step(self) -> dict[str, float]:
         """Take one optimisation step, as a transaction.
@@ -322,8 +337,27 @@ class _Run:
         self.updating = True  # an exception from here on leaves the weights between two steps
         self.optimizer.step()
         self.step += 1
+        if self.averaged is not None:
+            self._update_average()
         self.updating = False
         return terms
+
+    @property
+    def kept(self) -> EMSR:
+        """The weights validated and saved as the run's model: the moving average if there is one."""
+        return self.model if self.averaged is None else self.averaged
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        assert self.averaged is not None
+        decay = min(self.config.ema, self.step / (self.step + 9))  # (1 + s) / (10 + s) for the step just taken
+        average = list(self.averaged.state_dict().values())
+        current = list(self.model.state_dict().values())
+        floats = [(a, c) for a, c in zip(average, current, strict=True) if a.is_floating_point()]
+        torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - decay)
+        for a, c in zip(average, current, strict=True):
+            if not a.is_floating_point():
+                a.copy_(c)
 
     def _loss(self) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
@@ -368,13 +402,14 @@ class _Run:
         meta = {"trained": True, "normalization": self.data.normalization.to_dict(), "provenance": prov}
         if measure_radius:  # the default tile halo for this model (see napari_emsr.predict.halo)
             sample = self.data.validation.lr[0, 0].numpy()
-            meta["effective_radius_px"] = effective_radius(self.model, sample, device=self.device)
+            meta["effective_radius_px"] = effective_radius(self.kept, sample, device=self.device)
         return meta
 
     def save_last(self, elapsed: float) -> None:
         info = self.model.metadata.updated(**self.metadata(elapsed))
         save_checkpoint(self.ckpt, self.model, info, self.optimizer,
-                        {"sampler": self.sampler.generator, "noise": self.noise_gen}, self.progress(elapsed))
+                        {"sampler": self.sampler.generator, "noise": self.noise_gen}, self.progress(elapsed),
+                        averaged=self.averaged)  # fmt: skip
         self.saved_step = self.step
         self.has_last_state = True
 
@@ -385,24 +420,28 @@ class _Run:
         and reports exactly what an uninterrupted run does.
         """
         if self.best is None:
-            scores = validate(self.model, self.data.validation, self.device)
+            scores = validate(self.kept, self.data.validation, self.device)
             meta = self.metadata(elapsed, measure_radius=True)
             meta["provenance"]["best_validation"] = {"step": self.step, **scores}
-            save_model(self.model, self.out, overwrite=True, **meta)
+            save_model(self.kept, self.out, overwrite=True, **meta)
         self.save_last(elapsed)
 
     def validate_and_keep(self, elapsed: float) -> tuple[dict, bool]:
-        scores = validate(self.model, self.data.validation, self.device)
+        scores = validate(self.kept, self.data.validation, self.device)
         improved = self.best is None or scores["ssim"] > self.best["ssim"]
         self.history.append({"step": self.step, **{k: v for k, v in scores.items() if k != "bicubic"}})
         if improved:
             self.best = {"step": self.step, **{k: v for k, v in scores.items() if k != "bicubic"},
                          "bicubic": scores["bicubic"]}
-            save_model(self.model, self.out, overwrite=True, **self.metadata(elapsed, measure_radius=True))
+            save_model(self.kept, self.out, overwrite=True, **self.metadata(elapsed, measure_radius=True))
         return scores, improved
 
-    def restore(self, optimizer_state, generators) -> None:
+    def restore(self, optimizer_state, generators, averaged: dict[str, torch.Tensor] | None = None) -> None:
         self.optimizer.load_state_dict(optimizer_state)
+        if self.averaged is not None:
+            # a run resumed without an average on disk (it had none) starts one from the weights it resumes
+            if averaged is not None:
+                self.averaged.load_state_dict(averaged)
         self.sampler.generator.set_state(generators["sampler"])
         self.noise_gen.set_state(generators["noise"])
 
@@ -482,9 +521,10 @@ def iter_finetune(
     out = Path(out)
     ckpt = check_output(out, resume=resume, overwrite=overwrite)
     device = select_device(config.device)
-    progress, optimizer_state, generators = None, None, None
+    progress, optimizer_state, generators, averaged = None, None, None, None
     if resume:
         model, optimizer_state, generators, progress = load_checkpoint(ckpt)
+        averaged = load_averaged_weights(ckpt)
         config = TrainingConfig.from_dict({**progress["training"], **_resumable(config)})
     else:
         model = _start_model(base, preset, scale, config.seed, transfer_scale=transfer_scale)
@@ -498,7 +538,8 @@ def iter_finetune(
     prov = dict(progress and model.metadata.provenance or {})
     prov.update(provenance or {})
     prov.update(strategy=config.strategy, loss=config.loss, lambdas=list(config.weights),
-                noisier_branch=config.noisier_branch, precision=config.precision, hardware=_hardware(device),
+                noisier_branch=config.noisier_branch, precision=config.precision, learning_rate=config.learning_rate,
+                schedule=config.schedule, ema=config.ema, hardware=_hardware(device),
                 torch=torch.__version__)  # fmt: skip
     if base is not None and not resume:
         prov["base_model"] = (base.metadata.name or "in-memory model") if isinstance(base, EMSR) else str(base)
@@ -513,7 +554,7 @@ def iter_finetune(
         model.metadata = model.metadata.updated(input_pixel_size_nm=input_pixel_size_nm)
     run = _Run(model, config, data, out, device, prov, progress)
     if resume:
-        run.restore(optimizer_state, generators)
+        run.restore(optimizer_state, generators, averaged)
     yield Event("train", "info", run.step, config.steps, "step", None, 0.0, precision_note)
     if data.degradation is not None and not axial:  # what the simulated inputs follow, for the user to check
         summary = data.degradation.summary()
@@ -552,6 +593,15 @@ BUDGET_SHARE = 0.95
 #: slow start (another program busy during the calibration) or a slowdown does not leave the budget
 #: unused or overrun
 REPLAN_EVERY = 50
+
+
+def _schedule_text(cfg: TrainingConfig) -> str:
+    if cfg.schedule == "cosine":
+        floor = cfg.learning_rate * cfg.final_lr_fraction
+        return f"learning rate {cfg.learning_rate:g} down to {floor:.2g} on a cosine"
+    if cfg.halve_every >= cfg.steps:
+        return f"learning rate {cfg.learning_rate:g} throughout"
+    return f"learning rate {cfg.learning_rate:g} halved every {cfg.halve_every} steps"
 
 
 def _fit_to_budget(run: _Run, seconds: float, per_step: float) -> TrainingConfig:
@@ -606,7 +656,7 @@ def _loop(run: _Run, data: TrainingData) -> Iterator[Event]:
                 if first:
                     announced = cfg.steps
                     yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the measured step time "
-                                        f"(learning rate halved every {cfg.halve_every})")  # fmt: skip
+                                        f"({_schedule_text(cfg)})")  # fmt: skip
                 elif abs(cfg.steps - announced) > 0.05 * announced:  # said again when 5 % off what was said
                     yield event("info", f"{cfg.minutes:g} min budget: {cfg.steps} steps at the latest step time "
                                         f"(was {announced})")  # fmt: skip

@@ -70,6 +70,10 @@ _TIPS = {
     "steps": "optimisation steps (a run stops at these or at the time limit)",
     "minutes": "stop after this many minutes of training, whichever comes first",
     "learning_rate": "initial Adam learning rate (paper: 1e-4); the arrows halve or double it",
+    "schedule": "how the learning rate changes: step (the paper's: halved every 50 000 steps, so constant in a "
+    "fine-tune) or cosine (down to 1 % of it by the last step, or by the end of the time limit)",
+    "ema": "keep a moving average of the weights with this decay (e.g. 0.995) and validate and save the "
+    "average; off: the weights of the step",
     "fitted_share": "with real+fitted: the share of patches whose input is simulated",
     "consistency": "with a fitted strategy: weight of l(D(f(y)), y) on LR patches outside the HR field (D the "
     "fitted degradation); 0 is off",
@@ -81,10 +85,11 @@ _TIPS = {
 }
 _MODELS = "EMSR models (*.safetensors)"  # the save dialog's filter
 _LOSSES = [("L1 (mean absolute error)", "l1"), ("L2 (mean squared error)", "l2")]
+_SCHEDULES = [("step (paper)", "step"), ("cosine", "cosine")]
 
 
 class TrainingForm(QWidget):
-    """Strategy, loss, length, learning rate, validation, patches and the output model file.
+    """Strategy, loss, length, learning rate and its schedule, validation, patches and the output model file.
 
     A QWidget holding a magicgui Container, as :class:`~._napari.common.engine_options.EngineOptions`.
     """
@@ -103,6 +108,10 @@ class TrainingForm(QWidget):
         self.minutes.native.setDecimals(1)
         self.minutes.native.setSpecialValueText("no time limit")
         self.learning_rate = spin_widget(RateBox, label="Learning rate", value=1e-4, min=1e-7, max=0.5)
+        self.schedule = ComboBox(choices=_SCHEDULES)
+        self.ema = FloatSpinBox(value=0.0, min=0.0, max=0.9999, step=0.001)
+        self.ema.native.setDecimals(4)
+        self.ema.native.setSpecialValueText("no averaging")
         self.fitted_share = FloatSpinBox(value=0.5, min=0.0, max=1.0, step=0.1)
         self.consistency = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.1)
         self.consistency.native.setSpecialValueText("off")
@@ -120,7 +129,8 @@ class TrainingForm(QWidget):
         form: Container = Container()
         form.extend([  # added once made, so that the labels get one width
             self.strategy, row("Fitted share / consistency", self.fitted_share, self.consistency), self.loss,
-            row("Steps / time", self.steps, self.minutes), self.learning_rate, self.val_slices, self.val_every,
+            row("Steps / time", self.steps, self.minutes), self.learning_rate,
+            row("Schedule / average", self.schedule, self.ema), self.val_slices, self.val_every,
             row("Patch / batch", self.patch, self.batch), self.out_path, row("", self.replace),
         ])  # fmt: skip
         form.margins = (0, 0, 0, 0)
@@ -158,6 +168,7 @@ class TrainingForm(QWidget):
         return TrainingConfig(
             strategy=self.strategy.value, steps=self.steps.value, minutes=self.minutes.value or None,
             batch=self.batch.value, patch=self.patch.value, learning_rate=self.learning_rate.value,
+            schedule=self.schedule.value, ema=self.ema.value,
             loss=self.loss.value, val_every=self.val_every.value, device=device, precision=precision,
             fitted_share=self.fitted_share.value,
             lambda_consistency=self.consistency.value if self.consistency.enabled else 0.0,
