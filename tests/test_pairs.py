@@ -189,6 +189,30 @@ def test_fine_tune_on_a_pair_end_to_end(acquisition, tmp_path):
         next(gen)
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_the_preview_shows_the_moving_average_when_the_run_keeps_one(acquisition, tmp_path):
+    from napari_emsr import build_emsr, load_model, super_resolve
+    from napari_emsr.training import checkpoint_path
+    from napari_emsr.training.checkpoint import load_averaged_weights
+    from napari_emsr.training.finetune_pair import _PreviewCrop
+
+    lr, hr = _field(acquisition)
+    torch.manual_seed(0)
+    config = TrainingConfig(steps=4, val_every=4, patch=16, val_crop=24, val_count=2, device="cpu", ema=0.9)
+    job = FineTuneJob(PairSpec(lr, hr, lr_pixel_size=30, hr_pixel_size=10), out=tmp_path / "ft.safetensors",
+                      config=config, base=build_emsr(scale=3, **TINY), val_slices="last:2", previews=True)  # fmt: skip
+    shown = [e.payload for e in iter_finetune_pair(job) if e.kind == "preview"]
+    assert [p.step for p in shown] == [4]
+    lr_part, _, report = job.pair.prepare()
+    crop = _PreviewCrop(job, lr_part, report).crop
+    raw = load_model(checkpoint_path(job.out))
+    average = load_model(checkpoint_path(job.out))
+    average.load_state_dict(load_averaged_weights(checkpoint_path(job.out)))
+    same = dict(device="cpu", overlap=0, tile=max(crop.shape), pixel_size=30)
+    np.testing.assert_array_equal(shown[0].image[0], super_resolve(crop, average, **same))
+    assert not np.array_equal(shown[0].image[0], super_resolve(crop, raw, **same))
+
+
 def test_fine_tune_names_non_finite_data_before_training(acquisition, tmp_path):
     from napari_emsr.training.data import NonFiniteDataError
 

@@ -431,6 +431,7 @@ class _PreviewCrop:
         """Return the saved network at ``step`` on the crop; None if the checkpoint holds another step."""
         from napari_emsr.model_io import load_model
         from napari_emsr.predict import super_resolve
+        from napari_emsr.training.checkpoint import load_averaged_weights
         from napari_emsr.training.trainer import checkpoint_path
 
         path = checkpoint_path(self.out)
@@ -438,6 +439,9 @@ class _PreviewCrop:
             return None
         self.shown_step = step
         model = load_model(path)
+        averaged = load_averaged_weights(path)
+        if averaged is not None:  # a run with a moving average validates and keeps the average: show it
+            model.load_state_dict(averaged)
         with warnings.catch_warnings():  # the run's own warnings are shown; the preview's would repeat them
             warnings.simplefilter("ignore")
             image = super_resolve(
