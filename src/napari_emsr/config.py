@@ -162,6 +162,11 @@ class EMSRConfig:
 TRAINING_PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def training_precision_of(precision: str) -> str:
+    """Return the training precision for an engine precision (auto, fp32, bf16, fp16): fp16 trains in fp32."""
+    return "fp32" if precision == "fp16" else precision
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Settings of a training or fine-tuning run (paper section III-B-1 gives the defaults' origin).

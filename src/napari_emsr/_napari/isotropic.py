@@ -320,12 +320,11 @@ class IsotropicWidget(QWidget):
         return out
 
     def _training_config(self) -> Any:
-        from napari_emsr.config import TrainingConfig
+        from napari_emsr.config import TrainingConfig, training_precision_of
 
-        precision = self.engine.precision.value or "auto"  # training has no fp16: it trains in fp32 then
+        precision = training_precision_of(self.engine.precision.value or "auto")
         return TrainingConfig(**{**TRAINING_SETTINGS, "minutes": float(self.minutes.value),
-                                 "device": self.engine.device.value,
-                                 "precision": "fp32" if precision == "fp16" else precision})  # fmt: skip
+                                 "device": self.engine.device.value, "precision": precision})  # fmt: skip
 
     # -- running ------------------------------------------------------------------------------
     def run(self) -> None:

@@ -194,13 +194,13 @@ def _nm(sizes: Any) -> str:
 def _train(args: argparse.Namespace, volume: Any, factor: float) -> Path | int:
     """Train the isotropic network on INPUT's xy slices; return the model file (or the exit status if stopped)."""
     from napari_emsr.cli._training import command_line, run_training
-    from napari_emsr.config import TrainingConfig
+    from napari_emsr.config import TrainingConfig, training_precision_of
     from napari_emsr.device import select_device
     from napari_emsr.isotropic.train import iter_train_isotropic, training_slices
 
     target = model_file(args)
     select_device(args.device)  # an unavailable device is refused before the slices are read
-    precision = "fp32" if args.precision == "fp16" else args.precision  # training has no fp16; auto: the trainer's
+    precision = training_precision_of(args.precision)  # auto: the trainer decides on its device
     steps = args.steps
     config = TrainingConfig(
         strategy="axial", z_factor=factor, section_profile=args.section_profile,
