@@ -234,9 +234,10 @@ class TrainingConfig:
     device: str = "auto"
     #: arithmetic of the forward and backward passes: "fp32", or "bf16" autocast (weights, optimiser
     #: and loss stay fp32); bf16 pays on CPUs with AMX-BF16 and on recent GPUs (elsewhere it is
-    #: emulated and far slower). "auto": bf16 where it pays, fp32 elsewhere, decided when the run
-    #: starts on its device (a resumed run decides again on its own machine)
-    precision: str = "fp32"
+    #: emulated and far slower). "auto" (the default): bf16 where it pays, fp32 elsewhere, decided
+    #: when the run starts on its device (a resumed run decides again on its own machine); at equal
+    #: steps bf16 and fp32 fine-tunes score alike (docs/training.md)
+    precision: str = "auto"
     #: with the axial strategy: xy pixels per z step K (z step / xy pixel size, any number > 1)
     z_factor: float | None = None
     #: with the axial strategy: draw K per patch in [z_factor, z_factor_max] (one model for a range)

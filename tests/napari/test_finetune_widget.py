@@ -50,6 +50,7 @@ def test_defaults_are_those_of_emsr_finetune(make_napari_viewer, qtbot):
     widget = dock(make_napari_viewer(show=True), qtbot, "Fine-tune")
     args = build_parser().parse_args(["finetune", "--lr", "lr.tif", "--hr", "hr.tif", "--out", "m.safetensors"])
     assert widget.form.config(widget.engine.device.value, widget.engine.precision.value) == training_config(args)
+    assert training_config(args).precision == widget.engine.precision.value == "auto"  # bf16 only where it pays
     # the arithmetic of training is a choice in the panel: auto, fp32, bf16 (no fp16)
     assert widget.engine.isAncestorOf(widget.engine.precision.native) and "fp16" not in widget.engine.precision.choices
     assert widget.form.learning_rate.native.text() == "0.0001"

@@ -95,10 +95,10 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
     p.add_argument("--val-every", type=int, default=250, help="validate every N steps (default: 250)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16 autocast for the network's passes (loss and weights stay fp32); faster on CPUs with "
                         "AMX-BF16 and recent GPUs, emulated and slower elsewhere; auto: bf16 where it is faster, "
-                        "else fp32 (default: fp32)")
+                        "else fp32 (default: auto)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its .last.safetensors checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

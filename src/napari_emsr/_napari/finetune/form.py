@@ -158,7 +158,7 @@ class TrainingForm(QWidget):
             self.out_path.value = self.output()
             self.replace.value = self.output().exists()
 
-    def config(self, device: str, precision: str = "fp32") -> Any:
+    def config(self, device: str, precision: str = "auto") -> Any:
         """Return the validated :class:`~napari_emsr.config.TrainingConfig` (ConfigError, a ValueError, if not).
 
         ``device`` and ``precision`` come from the panel's engine options.

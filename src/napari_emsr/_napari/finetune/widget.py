@@ -414,7 +414,7 @@ class FineTuneWidget(QWidget):
         pair = self._pair(lr_layer, hr_layer)
         base, preset = self._base()
         out = self.form.output()
-        config = self.form.config(self.engine.device.value, self.engine.precision.value or "fp32")
+        config = self.form.config(self.engine.device.value, self.engine.precision.value or "auto")
         offset, resume_step = self.field_offset(), 0
         if resume:
             offset, resume_step = resume_point(out, config.steps, offset)
