@@ -77,6 +77,7 @@ def test_training_precision_auto_takes_bf16_only_where_the_cpu_has_amx(monkeypat
         monkeypatch.setattr(device_module, "cpu_has_amx_bf16", lambda has=has_amx: has)
         config, line = trainer.training_precision(TrainingConfig(precision="auto"), cpu)
         assert config.precision == auto and line.startswith(f"precision: {auto} (auto: ")
+        assert ("1.6x the steps of fp32" in line) is has_amx  # the figures of training, not of prediction
         assert TrainingConfig().precision == "auto"  # the default, as emsr train / finetune and the Fine-tune panel
         fp32 = TrainingConfig(precision="fp32")
         assert trainer.training_precision(fp32, cpu) == (fp32, "precision: fp32 (as set)")

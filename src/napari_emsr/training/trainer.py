@@ -574,7 +574,7 @@ def training_precision(config: TrainingConfig, device: torch.device) -> tuple[Tr
     ValueError
         bf16 asked for on a GPU without it.
     """
-    used, why = resolve_precision(config.precision, device)
+    used, why = resolve_precision(config.precision, device, training=True)
     why = "as set" if why == "asked" else why  # the default is no one's request
     return config.replace(precision=used), f"precision: {used} ({why})"
 

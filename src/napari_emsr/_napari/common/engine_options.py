@@ -236,7 +236,8 @@ class EngineOptions(QWidget):
             self.device_status.native.setStyleSheet(ERROR_STYLE)
             return
         try:
-            precision, why = resolve_precision(self.precision.value or "auto", select_device(choice))
+            device = select_device(choice)
+            precision, why = resolve_precision(self.precision.value or "auto", device, training=not self.inference)
             arithmetic = f", {precision} ({why})"
         except ValueError as exc:  # e.g. fp16 on the CPU: said here, refused when run
             arithmetic = f"; {exc}"
