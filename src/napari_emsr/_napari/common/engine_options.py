@@ -230,19 +230,18 @@ class EngineOptions(QWidget):
         choice = self.device.value
         found = ", ".join(name for name, problem in self._devices if problem is None and name != "auto")
         try:
-            used = str(select_device(choice))
+            device = select_device(choice)
         except ValueError as exc:  # a device that went away since the list was made
             self.device_status.value = str(exc)
             self.device_status.native.setStyleSheet(ERROR_STYLE)
             return
         try:
-            device = select_device(choice)
             precision, why = resolve_precision(self.precision.value or "auto", device, training=not self.inference)
             arithmetic = f", {precision} ({why})"
         except ValueError as exc:  # e.g. fp16 on the CPU: said here, refused when run
             arithmetic = f"; {exc}"
         self.device_status.native.setStyleSheet("")
-        self.device_status.value = f"Uses {used}{arithmetic}. Available here: {found}."
+        self.device_status.value = f"Uses {device}{arithmetic}. Available here: {found}."
 
     def set_model_file(self, path: str | Path) -> None:
         """Use the model file at ``path`` (its description or problem is shown, not raised)."""
