@@ -17,7 +17,9 @@ into *pair* slices and *evaluation* slices (never trained on):
 
 A strategy ``NAME+consistency`` (e.g. ``real+fitted+consistency``) adds the degradation-consistency
 term (weight 0.5) on LR patches without HR: the pair's LR outside the HR field and, for FlyEM, LR
-scans of 16 other held-out slices (``UNPAIRED``). A strategy ``NAME@scratch`` trains EMSR (``lite``) from random weights instead of the shipped model;
+scans of 16 other held-out slices (``UNPAIRED``). ``real+fitted=F`` sets the share of patches with
+simulated inputs (``--fitted-share``; default 0.5). A strategy ``NAME@scratch`` trains EMSR (``lite``)
+from random weights instead of the shipped model;
 ``cnn8`` and ``unet`` are the baselines of ``_baselines.py`` (a plain residual CNN and a CARE-style
 U-Net, from random weights, trained with the same sampler, loss, optimiser and budget).
 
@@ -168,13 +170,16 @@ def main() -> None:
                 continue
             strategy, _, start = variant.partition("@")
             base = None if start == "scratch" else base_path
+            strategy, _, share = strategy.partition("=")
+            fitted_share = float(share) if share else TrainingConfig.fitted_share
             consistency = 0.0
             if strategy.endswith("+consistency"):
                 strategy, consistency = strategy[: -len("+consistency")], 0.5
             timing = dict(steps=args.steps) if args.steps else dict(steps=2000, minutes=args.minutes, budget=True)
             config = TrainingConfig(strategy=strategy, **timing, patch=48,
                                     val_every=250, seed=0, precision=args.precision,
-                                    lambda_consistency=consistency, schedule=args.schedule, ema=args.ema)  # fmt: skip
+                                    lambda_consistency=consistency, schedule=args.schedule, ema=args.ema,
+                                    fitted_share=fitted_share)  # fmt: skip
             z0, y, x = report.offset
             field_box = (z0, z0 + lr_part.shape[0], y, y + lr_part.shape[1], x, x + lr_part.shape[2])
             unpaired = [(lr, field_box)]  # the pair's LR outside the HR field (a patch that cannot fit outside overlaps)
@@ -200,6 +205,7 @@ def main() -> None:
             if fitted is not None:
                 g = fitted.goodness
                 run["fit_s"] = fit_s
+                run["fitted_share"] = config.fitted_share if strategy == "real+fitted" else 1.0
                 run["fit"] = {"probe_sigma_major": fitted.probe_sigma_major.value, "dose": fitted.dose.value,
                               "gamma": fitted.gamma.value, "inverted": fitted.inverted,
                               "noise_max_relative_error": g.noise_max_relative_error if g else None,
