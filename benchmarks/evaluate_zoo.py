@@ -25,7 +25,10 @@ acquisition; the valid range is the contiguous span of input pixel sizes around 
 where the model beats bicubic in both SSIM and mean FRC.
 
     python benchmarks/evaluate_zoo.py MODEL[=LABEL] ... [--acquisition em-like em-lag] [--sweep [LABEL ...]]
-        [--json benchmarks/results/zoo_eval.json] [--markdown]
+        [--self-ensemble] [--json benchmarks/results/zoo_eval.json] [--markdown]
+
+``--self-ensemble`` also scores each model with its 8 flips / rotations averaged (``LABEL+se``), the
+engine's ``self_ensemble=True``: what the extra 8x of compute buys on held-out data.
 
 MODEL is a file or a zoo name. Data credits: FlyEM project, Janelia Research Campus (HHMI),
 neuroproof_examples, CC BY 3.0; HeLa SBF-SEM from EMPIAR-10094 via MitoEM, CC0 1.0; C. elegans EM
@@ -117,10 +120,10 @@ def score(reference: np.ndarray, images: np.ndarray, pixel: float | None) -> dic
             "frc_resolution_px": res.resolution_px, "frc_resolution_nm": res.resolution_nm}  # fmt: skip
 
 
-def predict(lr: np.ndarray, model, pixel_lr: float | None) -> np.ndarray:
+def predict(lr: np.ndarray, model, pixel_lr: float | None, self_ensemble: bool = False) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pixel-size warnings: the sweep leaves the range on purpose
-        return super_resolve(lr, model, pixel_size=pixel_lr)
+        return super_resolve(lr, model, pixel_size=pixel_lr, self_ensemble=self_ensemble)
 
 
 def sweep(models: dict, seed: int) -> dict:
@@ -166,6 +169,8 @@ def main() -> None:
     parser.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
     parser.add_argument("--sweep", nargs="*", metavar="LABEL",
                         help="also measure the valid input pixel-size range (of these models; none named: all)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="also score every model with the 8 flips / rotations averaged (label LABEL+se; 8x slower)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json")
     parser.add_argument("--markdown", action="store_true")
@@ -190,6 +195,11 @@ def main() -> None:
                         t = time.perf_counter()
                         row[label] = score(hr, predict(lr, model, None if pixel is None else pixel * s), pixel)
                         row[label]["seconds"] = time.perf_counter() - t
+                        if args.self_ensemble:
+                            t = time.perf_counter()
+                            row[f"{label}+se"] = score(hr, predict(lr, model, None if pixel is None else pixel * s,
+                                                                   self_ensemble=True), pixel)  # fmt: skip
+                            row[f"{label}+se"]["seconds"] = time.perf_counter() - t
                 for label, sc in row.items():
                     print(f"{kind:8s} {name:13s} x{s} {label:22s} PSNR {sc['psnr']:6.2f} SSIM {sc['ssim']:.3f} "
                           f"FRC {sc['frc_mean']:.3f} res {sc['frc_resolution_px'] or float('nan'):.2f} px", flush=True)
