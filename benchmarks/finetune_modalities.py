@@ -109,6 +109,8 @@ def main() -> None:
                         help="training arithmetic; auto: bf16 on a CPU with AMX-BF16, else fp32 (bf16 is emulated there)")
     parser.add_argument("--schedule", default="step", choices=("step", "cosine"),
                         help="learning-rate schedule of the EMSR fine-tunes (TrainingConfig.schedule)")
+    parser.add_argument("--learning-rate", type=float, default=TrainingConfig.learning_rate,
+                        help="Adam's learning rate at the start (the fine-tune default: %(default)s)")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="decay of the moving average of the weights of the EMSR fine-tunes (0: none)")
     parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
@@ -124,12 +126,14 @@ def main() -> None:
     args.precision, why = resolve_precision(args.precision, torch.device("cpu"))
     print(f"{cpu_name()}, {args.threads} threads, training in {args.precision} ({why})", flush=True)
     results: dict = {"minutes": None if args.steps else args.minutes, "steps": args.steps, "threads": args.threads, "base": args.base, "machine": cpu_name(),
-                     "precision": args.precision, "schedule": args.schedule, "ema": args.ema, "modalities": {}}  # fmt: skip
+                     "precision": args.precision, "schedule": args.schedule, "ema": args.ema,
+                     "learning_rate": args.learning_rate, "modalities": {}}  # fmt: skip
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
         same = (results["minutes"], results.get("steps"), results["base"], results.get("machine"), results.get("precision"),
-                results.get("schedule", "step"), results.get("ema", 0.0))
-        if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule, args.ema):
+                results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", 1e-4))
+        if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule,
+                    args.ema, args.learning_rate):
             raise SystemExit(f"{args.json} holds another budget, base model, machine, precision or recipe ({same}): "
                              "runs at equal wall time compare only on one machine; drop --resume or use another --json")
     for name in args.modalities.split(","):
@@ -179,7 +183,7 @@ def main() -> None:
             config = TrainingConfig(strategy=strategy, **timing, patch=48,
                                     val_every=250, seed=0, precision=args.precision,
                                     lambda_consistency=consistency, schedule=args.schedule, ema=args.ema,
-                                    fitted_share=fitted_share)  # fmt: skip
+                                    fitted_share=fitted_share, learning_rate=args.learning_rate)  # fmt: skip
             z0, y, x = report.offset
             field_box = (z0, z0 + lr_part.shape[0], y, y + lr_part.shape[1], x, x + lr_part.shape[2])
             unpaired = [(lr, field_box)]  # the pair's LR outside the HR field (a patch that cannot fit outside overlaps)
