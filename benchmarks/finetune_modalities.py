@@ -17,7 +17,7 @@ into *pair* slices and *evaluation* slices (never trained on):
 
 A strategy ``NAME+consistency`` (e.g. ``real+fitted+consistency``) adds the degradation-consistency
 term (weight 0.5) on LR patches without HR: the pair's LR outside the HR field and, for FlyEM, LR
-scans of 16 other held-out slices (``UNPAIRED``). ``real+fitted=F`` sets the share of patches with
+scans of 16 other held-out slices (``UNPAIRED``). ``real+fitted=F`` (``real+fitted=F+consistency``) sets the share of patches with
 simulated inputs (``--fitted-share``; default 0.5). A strategy ``NAME@scratch`` trains EMSR (``lite``)
 from random weights instead of the shipped model;
 ``cnn8`` and ``unet`` are the baselines of ``_baselines.py`` (a plain residual CNN and a CARE-style
@@ -174,11 +174,11 @@ def main() -> None:
                 continue
             strategy, _, start = variant.partition("@")
             base = None if start == "scratch" else base_path
-            strategy, _, share = strategy.partition("=")
-            fitted_share = float(share) if share else TrainingConfig.fitted_share
             consistency = 0.0
             if strategy.endswith("+consistency"):
                 strategy, consistency = strategy[: -len("+consistency")], 0.5
+            strategy, _, share = strategy.partition("=")  # real+fitted=0.8[+consistency]
+            fitted_share = float(share) if share else TrainingConfig.fitted_share
             timing = dict(steps=args.steps) if args.steps else dict(steps=2000, minutes=args.minutes, budget=True)
             config = TrainingConfig(strategy=strategy, **timing, patch=48,
                                     val_every=250, seed=0, precision=args.precision,
