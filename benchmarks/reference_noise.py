@@ -26,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from evaluate_zoo import acquire, load, predict, score
 
 from napari_emsr import load_model
 from napari_emsr.model_io import resolve_model_path
 from napari_emsr.resample import bicubic_upsample
-
-from evaluate_zoo import acquire, load, predict, score
 
 #: noise sigma (/255, at the mean intensity) of each shipped data set, from results/noise_of_shipped_data.json
 NOISE = json.loads((Path(__file__).parent / "results" / "noise_of_shipped_data.json").read_text())
