@@ -192,14 +192,11 @@ def main() -> None:
                 row = table[name][f"x{s}"] = {"bicubic": score(hr, np.clip(bicubic_upsample(lr, s), 0, 255).round(), pixel)}
                 for label, model in models.items():
                     if model.config.scale == s:
-                        t = time.perf_counter()
-                        row[label] = score(hr, predict(lr, model, None if pixel is None else pixel * s), pixel)
-                        row[label]["seconds"] = time.perf_counter() - t
-                        if args.self_ensemble:
+                        pixel_lr = None if pixel is None else pixel * s
+                        for key, ensemble in [(label, False)] + [(f"{label}+se", True)] * args.self_ensemble:
                             t = time.perf_counter()
-                            row[f"{label}+se"] = score(hr, predict(lr, model, None if pixel is None else pixel * s,
-                                                                   self_ensemble=True), pixel)  # fmt: skip
-                            row[f"{label}+se"]["seconds"] = time.perf_counter() - t
+                            row[key] = score(hr, predict(lr, model, pixel_lr, self_ensemble=ensemble), pixel)
+                            row[key]["seconds"] = time.perf_counter() - t
                 for label, sc in row.items():
                     print(f"{kind:8s} {name:13s} x{s} {label:22s} PSNR {sc['psnr']:6.2f} SSIM {sc['ssim']:.3f} "
                           f"FRC {sc['frc_mean']:.3f} res {sc['frc_resolution_px'] or float('nan'):.2f} px", flush=True)

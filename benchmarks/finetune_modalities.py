@@ -131,7 +131,7 @@ def main() -> None:
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
         same = (results["minutes"], results.get("steps"), results["base"], results.get("machine"), results.get("precision"),
-                results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", 1e-4))
+                results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", TrainingConfig.learning_rate))
         if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule,
                     args.ema, args.learning_rate):
             raise SystemExit(f"{args.json} holds another budget, base model, machine, precision or recipe ({same}): "

@@ -25,14 +25,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from evaluate_zoo import acquire, load, predict, score
 
 from napari_emsr import load_model
 from napari_emsr.model_io import resolve_model_path
 from napari_emsr.resample import bicubic_upsample
 
-#: noise sigma (/255, at the mean intensity) of each shipped data set, from results/noise_of_shipped_data.json
+#: the noise fit of each shipped data set (measure_noise.py); its ``noise_sigma_at_mean_255`` is used here
 NOISE = json.loads((Path(__file__).parent / "results" / "noise_of_shipped_data.json").read_text())
 
 
@@ -42,7 +41,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json")
     args = parser.parse_args()
-    torch.manual_seed(0)
     model = load_model(resolve_model_path(args.model))
     s = model.config.scale
     hr_all, pixel = load("flyem-fibsem")
