@@ -59,6 +59,28 @@ def test_events_files_and_validation(stack, tmp_path):
     assert checkpoint_path(out).exists() and load_model(checkpoint_path(out)).metadata.provenance["steps"] == 6
 
 
+def test_the_model_kept_is_the_best_validation_by_keep_by(stack, tmp_path):
+    """SSIM + mean FRC (the default) or SSIM alone ranks the validations; the model file is that step's."""
+    from napari_emsr.training.trainer import keep_score
+
+    kept = {}
+    for keep_by in ("ssim+frc", "ssim"):
+        out = tmp_path / f"{keep_by}.safetensors"
+        config = TrainingConfig(strategy="synthetic-ii", steps=10, val_every=1, keep_by=keep_by, **FAST)
+        events = list(iter_finetune([stack], out=out, config=config, base=_tiny(), val_slices="last:2"))
+        history = [(e.payload.step, e.payload.scores) for e in events if e.kind == "validation"]
+        best_step = max(history, key=lambda h: keep_score(h[1], keep_by))[0]
+        improved = [e.payload.step for e in events if e.kind == "validation" and e.payload.improved]
+        assert improved[-1] == best_step == events[-1].payload.best["step"]
+        assert load_model(out).metadata.provenance["steps"] == best_step
+        kept[keep_by] = (best_step, [h[1]["ssim"] for h in history])
+    # one trajectory (selection does not change training), and on it the two criteria keep different steps
+    assert kept["ssim"][1] == kept["ssim+frc"][1]
+    assert kept["ssim"][0] != kept["ssim+frc"][0]
+    with pytest.raises(ConfigError, match="keep_by must be one of ssim\\+frc, ssim"):
+        TrainingConfig(keep_by="psnr")
+
+
 def test_without_noisier_branch_only_the_first_term(stack, tmp_path):
     config = TrainingConfig(strategy="synthetic-i", steps=2, val_every=2, noisier_branch=False, loss="l2", **FAST)
     events = list(iter_finetune([stack], out=tmp_path / "m.safetensors", config=config, base=_tiny()))

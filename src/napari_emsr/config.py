@@ -26,6 +26,8 @@ class ConfigError(ValueError):
 STRATEGIES = ("real", "synthetic-i", "synthetic-ii", "denoised", "synthetic-em", "fitted", "real+fitted", "axial")
 #: the strategies that simulate LR inputs through a degradation fitted to the user's pair
 FITTED_STRATEGIES = ("fitted", "real+fitted")
+#: how a training run chooses the model it keeps among its validations (TrainingConfig.keep_by)
+KEEP_BY = ("ssim+frc", "ssim")
 
 #: Named presets: overrides applied to the defaults (the defaults are the paper's settings).
 #: ``paper``: section III-B-1 of the paper (C=64, k=3, m=4, n=1, 16 heads, window 4, MLP ratio 2).
@@ -221,6 +223,11 @@ class TrainingConfig:
     noisier_noise: tuple[float, float] = (0.0, 5.0)
     #: validate (and keep the best checkpoint) every this many steps
     val_every: int = 250
+    #: which validation is the best, the model kept: "ssim+frc" (the highest SSIM + mean FRC, the
+    #: default) or "ssim" (the highest SSIM alone). On a fine-tune the validation SSIM is flat to within
+    #: about 0.002 after a few hundred steps, so SSIM alone picks among near-ties by chance while the
+    #: FRC still differs (docs/training.md, benchmarks/results/selection_trajectory.json)
+    keep_by: str = "ssim+frc"
     #: at most this many held-out slices are used for validation
     val_count: int = 4
     #: validation crops are at most this many LR pixels wide (centred)
@@ -275,6 +282,8 @@ class TrainingConfig:
             raise ConfigError(f"ema must be a decay in [0, 1) (0: no moving average), got {self.ema}")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+        if self.keep_by not in KEEP_BY:
+            raise ConfigError(f"keep_by must be one of {', '.join(KEEP_BY)}, got {self.keep_by!r}")
         for name in ("steps", "batch", "patch", "halve_every", "val_every", "val_count", "val_crop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -59,8 +59,12 @@ def test_defaults_are_those_of_emsr_finetune(make_napari_viewer, qtbot):
     # the schedule and the moving average are the panel's as --schedule and --ema are the CLI's
     widget.form.schedule.native.setCurrentIndex(widget.form.schedule.native.findText("cosine"))
     widget.form.ema.native.setValue(0.995)
+    # and so is the choice of the model kept: SSIM + mean FRC by default, SSIM alone as --keep-by ssim
+    assert widget.form.keep_by.value == training_config(args).keep_by == "ssim+frc"
+    widget.form.keep_by.native.setCurrentIndex(widget.form.keep_by.native.findText("SSIM"))
     args = build_parser().parse_args(["finetune", "--lr", "lr.tif", "--hr", "hr.tif", "--out", "m.safetensors",
-                                      "--learning-rate", "2e-4", "--schedule", "cosine", "--ema", "0.995"])  # fmt: skip
+                                      "--learning-rate", "2e-4", "--schedule", "cosine", "--ema", "0.995",
+                                      "--keep-by", "ssim"])  # fmt: skip
     assert widget.form.config(widget.engine.device.value, widget.engine.precision.value) == training_config(args)
 
 

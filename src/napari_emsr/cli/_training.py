@@ -10,7 +10,7 @@ import time
 from typing import Any, Iterator, Mapping
 
 from napari_emsr.cli._progress import Writer, cli_message, drive
-from napari_emsr.config import STRATEGIES, TrainingConfig
+from napari_emsr.config import KEEP_BY, STRATEGIES, TrainingConfig
 from napari_emsr.events import Event
 
 __all__ = ["three_numbers", "lambdas", "add_common", "training_config", "command_line", "ValidationTable",
@@ -58,7 +58,7 @@ def lambdas(text: str) -> tuple[float, float, float]:
 
 def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_steps: int) -> None:
     p.add_argument("--out", required=True, metavar="MODEL",
-                   help="model file to write (.safetensors); the best by validation SSIM")
+                   help="model file to write (.safetensors); the best validation by --keep-by")
     p.add_argument("--strategy", choices=[s for s in STRATEGIES if s != "axial"],  # axial: emsr isotropic
                    default=default_strategy,
                    help=f"training strategy (default: {default_strategy}); fitted and real+fitted simulate LR "
@@ -93,6 +93,9 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
     p.add_argument("--val-slices", metavar="SPEC",
                    help="held-out slices of the first volume: last:10, first:5, 40:50 or 3,7,9 (default: last 10%%)")
     p.add_argument("--val-every", type=int, default=250, help="validate every N steps (default: 250)")
+    p.add_argument("--keep-by", choices=list(KEEP_BY), default="ssim+frc",
+                   help="which validation's model is kept: the highest SSIM + mean FRC, or SSIM alone "
+                        "(default: ssim+frc)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -110,7 +113,8 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
         budget=args.minutes is not None and args.steps is None, batch=args.batch, patch=args.patch,
         learning_rate=args.learning_rate, halve_every=args.halve_every, schedule=args.schedule, ema=args.ema,
         loss=args.loss, weights=args.lambdas,
-        noisier_branch=not args.no_noisier, val_every=args.val_every, seed=args.seed, device=args.device,
+        noisier_branch=not args.no_noisier, val_every=args.val_every, keep_by=args.keep_by, seed=args.seed,
+        device=args.device,
         precision=args.precision, fitted_share=args.fitted_share, lambda_consistency=args.lambda_consistency,
     )
 

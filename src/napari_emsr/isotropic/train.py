@@ -69,7 +69,7 @@ def iter_train_isotropic(
     volume : path, Volume or array-like (z, y, x)
         The anisotropic volume; its xy slices are the training data.
     out : path
-        The model file (best by validation SSIM); the last state goes next to it (``resume``).
+        The model file (the best validation by ``config.keep_by``); the last state goes next to it (``resume``).
     z_factor : float, optional
         ``K``, xy pixels per z step; default from the volume's pixel sizes.
     config : TrainingConfig, optional

@@ -242,7 +242,7 @@ class FineTuneJob:
     pair : PairSpec
         The LR / HR pair; its scale is settled here by the base model when the pixel sizes are unknown.
     out : path
-        The model file to write (the best by validation SSIM); the last state goes next to it.
+        The model file to write (the best validation, by ``config.keep_by``); the last state goes next to it.
     config : TrainingConfig
         The training settings.
     base : path or EMSR, optional

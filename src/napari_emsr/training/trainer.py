@@ -5,7 +5,7 @@ and noise augmentation, a noisier copy y' through the same weights, loss
 l1 l(f(y), x) + l2 l(f(y'), x) + l3 l(f(y), f(y')), Adam with a halving learning rate, validation on
 held-out slices against the reference and against bicubic. It writes two files:
 
-- ``out``: the best model so far (by validation SSIM), a normal model file;
+- ``out``: the best model so far (by validation SSIM + mean FRC, ``TrainingConfig.keep_by``), a normal model file;
 - ``<out stem>.last.safetensors``: the last state (weights, Adam moments, RNG states, progress), for
   ``resume=True``; also loadable as a model.
 
@@ -114,7 +114,7 @@ class TrainResult:
     Attributes
     ----------
     model : Path
-        The best model (by validation SSIM).
+        The best model (by ``TrainingConfig.keep_by``: SSIM + mean FRC unless set).
     last_state : Path
         The last state, for ``resume=True`` (also a loadable model).
     best : mapping
@@ -218,6 +218,19 @@ def validate(model: EMSR, val: ValidationSet, device: torch.device) -> dict[str,
         }
 
     return {**scores(pred), "bicubic": scores(val.bicubic)}
+
+
+def keep_score(scores: Mapping[str, Any], keep_by: str) -> float:
+    """Return the number a validation is ranked by (higher is better) under ``TrainingConfig.keep_by``.
+
+    ``"ssim+frc"``: SSIM + mean FRC (both 0..1 and of like spread between checkpoints of one run);
+    ``"ssim"``: SSIM alone.
+    """
+    if keep_by == "ssim":
+        return float(scores["ssim"])
+    if keep_by == "ssim+frc":
+        return float(scores["ssim"]) + float(scores["frc_mean"])
+    raise ValueError(f"keep_by must be 'ssim+frc' or 'ssim', got {keep_by!r}")
 
 
 def _start_model(base, preset: str, scale: int | None, seed: int, *, transfer_scale: bool = False) -> EMSR:
@@ -428,7 +441,8 @@ class _Run:
 
     def validate_and_keep(self, elapsed: float) -> tuple[dict, bool]:
         scores = validate(self.kept, self.data.validation, self.device)
-        improved = self.best is None or scores["ssim"] > self.best["ssim"]
+        keep_by = self.config.keep_by
+        improved = self.best is None or keep_score(scores, keep_by) > keep_score(self.best, keep_by)
         self.history.append({"step": self.step, **{k: v for k, v in scores.items() if k != "bicubic"}})
         if improved:
             self.best = {"step": self.step, **{k: v for k, v in scores.items() if k != "bicubic"},
@@ -474,7 +488,7 @@ def iter_finetune(
     lr : sequence of array-like (z, y, x), optional
         LR volumes for the ``real`` and ``denoised`` strategies.
     out : path
-        The model file to write (best by validation SSIM); the last state goes next to it.
+        The model file to write (the best validation by ``config.keep_by``); the last state goes next to it.
     config : TrainingConfig
         Strategy, steps, minutes, loss, lambdas, noise ranges, validation cadence, seed, device.
     base, preset, scale

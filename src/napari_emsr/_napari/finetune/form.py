@@ -80,12 +80,15 @@ _TIPS = {
     "val_slices": "held-out HR slices for validation, never trained on: last:3, first:2, 40:50 or 3,7,9 (indices "
     "of the HR stack)",
     "val_every": "validate (and keep the best model) every N steps",
+    "keep_by": "which validation's model is kept: the highest SSIM + mean FRC (sharper models win near-ties in "
+               "SSIM), or the highest SSIM alone",
     "patch": "LR patch size in pixels (HR patches are scale times larger)",
     "batch": "patches per step (paper: 2)",
 }
 _MODELS = "EMSR models (*.safetensors)"  # the save dialog's filter
 _LOSSES = [("L1 (mean absolute error)", "l1"), ("L2 (mean squared error)", "l2")]
 _SCHEDULES = [("step (paper)", "step"), ("cosine", "cosine")]
+_KEEP_BY = [("SSIM + FRC", "ssim+frc"), ("SSIM", "ssim")]
 
 
 class TrainingForm(QWidget):
@@ -117,7 +120,8 @@ class TrainingForm(QWidget):
         self.consistency.native.setSpecialValueText("off")
         self.val_slices = LineEdit(label="Validation")
         self.val_slices.native.setPlaceholderText("last 10 % of the HR slices")
-        self.val_every = SpinBox(label="Validate every", value=250, min=1, max=1_000_000, step=50)
+        self.val_every = SpinBox(value=250, min=1, max=1_000_000, step=50)
+        self.keep_by = ComboBox(choices=_KEEP_BY)
         self.patch = SpinBox(value=48, min=8, max=1024, step=8)
         self.batch = SpinBox(value=2, min=1, max=256, step=1)
         for name, tip in _TIPS.items():
@@ -130,7 +134,8 @@ class TrainingForm(QWidget):
         form.extend([  # added once made, so that the labels get one width
             self.strategy, row("Fitted share / consistency", self.fitted_share, self.consistency), self.loss,
             row("Steps / time", self.steps, self.minutes), self.learning_rate,
-            row("Schedule / average", self.schedule, self.ema), self.val_slices, self.val_every,
+            row("Schedule / average", self.schedule, self.ema), self.val_slices,
+            row("Validate every / keep by", self.val_every, self.keep_by),
             row("Patch / batch", self.patch, self.batch), self.out_path, row("", self.replace),
         ])  # fmt: skip
         form.margins = (0, 0, 0, 0)
@@ -169,7 +174,8 @@ class TrainingForm(QWidget):
             strategy=self.strategy.value, steps=self.steps.value, minutes=self.minutes.value or None,
             batch=self.batch.value, patch=self.patch.value, learning_rate=self.learning_rate.value,
             schedule=self.schedule.value, ema=self.ema.value,
-            loss=self.loss.value, val_every=self.val_every.value, device=device, precision=precision,
+            loss=self.loss.value, val_every=self.val_every.value, keep_by=self.keep_by.value, device=device,
+            precision=precision,
             fitted_share=self.fitted_share.value,
             lambda_consistency=self.consistency.value if self.consistency.enabled else 0.0,
         )  # fmt: skip
