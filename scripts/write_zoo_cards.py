@@ -123,7 +123,15 @@ def card(name: str, label: str, results: dict, lomo: str | None) -> str:
                " benchmarks/evaluate_zoo.py STAGE3.safetensors em-x3 flyem-fibsem-x3 --acquisition em-like --modalities"
                " flyem-fibsem`). It was stopped and is not shipped. The first default is a FlyEM specialist; a `lite`"
                " generalist over four modalities, zoom and synthetic-em's acquisition ranges gives up about 0.013 SSIM"
-               " there, and more capacity (the `paper` preset, trained on a GPU) is the next thing to try."] if s == 3 else []),
+               " there, and more capacity (the `paper` preset, trained on a GPU) is the next thing to try.",
+               '- Nor does a blend of the two: the weight-space average a x em-x3 + (1 - a) x first default (em-x3 was trained'
+               ' from it, so both lie in one basin) trades FlyEM for the other modalities along one line. Em-like SSIM for a ='
+               ' 0.25 / 0.5 / 0.75 (em-x3: a = 1): FlyEM .610 / .607 / .604 (.599), HeLa .523 / .542 / .551 (.551), C. elegans'
+               " .411 / .415 / .415 (.414), mussel .398 / .406 / .416 (.421); no blend reaches the first default's .612 on Fly"
+               "EM while keeping em-x3's quality elsewhere (`python scripts/interpolate_models.py em-x3 flyem-fibsem-x3 --alph"
+               'a 0.25 0.5 0.75 --out-dir B`, then `python benchmarks/evaluate_zoo.py em-x3=zoo-x3 B/blend-a0.25.safetensors=a'
+               '0.25 B/blend-a0.5.safetensors=a0.5 B/blend-a0.75.safetensors=a0.75 --acquisition em-like`; `benchmarks/results'
+               '/blend_eval.json`). Not shipped.'] if s == 3 else []),
             "- Three of the four data sets state no pixel size; the nominal input pixel size and the valid range are those of"
             " FlyEM (10 nm HR), the only one with a known size, and zoom augmentation covers a range around it.",
             "- Validation folders of HeLa, C. elegans and FlyEM lie next to their training slices (same cell or volume), so"
