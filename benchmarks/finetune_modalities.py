@@ -127,13 +127,14 @@ def main() -> None:
     print(f"{cpu_name()}, {args.threads} threads, training in {args.precision} ({why})", flush=True)
     results: dict = {"minutes": None if args.steps else args.minutes, "steps": args.steps, "threads": args.threads, "base": args.base, "machine": cpu_name(),
                      "precision": args.precision, "schedule": args.schedule, "ema": args.ema,
-                     "learning_rate": args.learning_rate, "modalities": {}}  # fmt: skip
+                     "learning_rate": args.learning_rate, "keep_by": TrainingConfig.keep_by, "modalities": {}}  # fmt: skip
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
         same = (results["minutes"], results.get("steps"), results["base"], results.get("machine"), results.get("precision"),
-                results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", TrainingConfig.learning_rate))
+                results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", TrainingConfig.learning_rate),
+                results.get("keep_by", "ssim"))  # results before keep_by existed kept by SSIM
         if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule,
-                    args.ema, args.learning_rate):
+                    args.ema, args.learning_rate, TrainingConfig.keep_by):
             raise SystemExit(f"{args.json} holds another budget, base model, machine, precision or recipe ({same}): "
                              "runs at equal wall time compare only on one machine; drop --resume or use another --json")
     for name in args.modalities.split(","):
