@@ -95,6 +95,16 @@ def _centre(stack: np.ndarray) -> np.ndarray:
     return stack[:, y0 : y0 + c, x0 : x0 + c]
 
 
+def hr_field(hr: np.ndarray, crop_field: bool) -> tuple[np.ndarray, int, int]:
+    """The HR field of the pair (the centre two thirds on the LR grid, or all of ``hr``) and its corner (y0, x0)."""
+    if not crop_field:
+        return hr, 0, 0
+    h, w = hr.shape[1:]
+    fh, fw = (int(n * 2 / 3) // SCALE * SCALE for n in (h, w))
+    y0, x0 = ((h - fh) // 2) // SCALE * SCALE, ((w - fw) // 2) // SCALE * SCALE
+    return hr[:, y0 : y0 + fh, x0 : x0 + fw], y0, x0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0, help="wall time of each fine-tune")
@@ -141,14 +151,7 @@ def main() -> None:
         folder, pair_slices, eval_slices, crop_field = MODALITIES[name]
         hr = load(folder, pair_slices)
         lr = acquire(hr, seed=1)
-        if crop_field:
-            h, w = hr.shape[1:]
-            fh, fw = (int(n * 2 / 3) // SCALE * SCALE for n in (h, w))
-            y0, x0 = ((h - fh) // 2) // SCALE * SCALE, ((w - fw) // 2) // SCALE * SCALE
-            field = hr[:, y0 : y0 + fh, x0 : x0 + fw]
-        else:
-            field = hr
-            y0 = x0 = 0
+        field, y0, x0 = hr_field(hr, crop_field)
         lr_part, hr_part, report = prepare_pair(lr, field, scale=SCALE, min_score=args.min_score)
         expected = (0, y0 // SCALE, x0 // SCALE)
         if tuple(report.offset) != expected:

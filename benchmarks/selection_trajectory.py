@@ -38,12 +38,7 @@ def pair(name: str):
     folder, pair_slices, eval_slices, crop_field = fm.MODALITIES[name]
     hr = fm.load(folder, pair_slices)
     lr = fm.acquire(hr, seed=1)
-    field = hr
-    if crop_field:  # the centre two thirds, on the LR grid
-        h, w = hr.shape[1:]
-        fh, fw = (int(n * 2 / 3) // fm.SCALE * fm.SCALE for n in (h, w))
-        y0, x0 = ((h - fh) // 2) // fm.SCALE * fm.SCALE, ((w - fw) // 2) // fm.SCALE * fm.SCALE
-        field = hr[:, y0 : y0 + fh, x0 : x0 + fw]
+    field, _, _ = fm.hr_field(hr, crop_field)
     lr_part, hr_part, _ = prepare_pair(lr, field, scale=fm.SCALE, min_score=0.3)
     hr_eval = fm.load(folder, eval_slices)
     return lr_part, hr_part, fm.acquire(hr_eval, seed=7), hr_eval

@@ -11,6 +11,7 @@ it was trained from) keeps FlyEM's quality and the other modalities' at once; sc
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 from napari_emsr import load_model, save_model
@@ -34,7 +35,7 @@ def main() -> None:
             raise SystemExit(f"--alpha must be in [0, 1], got {alpha}")
         blend = {k: (alpha * v.float() + (1 - alpha) * sb[k].float()).to(v.dtype) if v.is_floating_point() else v
                  for k, v in sa.items()}  # fmt: skip
-        model = load_model(resolve_model_path(args.a))
+        model = copy.deepcopy(a)
         model.load_state_dict(blend)
         prov = {**model.metadata.provenance, "blend": {"a": args.a, "b": args.b, "alpha": alpha}}
         out = save_model(model, args.out_dir / f"blend-a{alpha:g}.safetensors", overwrite=True, provenance=prov)
