@@ -123,12 +123,22 @@ def main() -> None:
                         help="Adam's learning rate at the start (the fine-tune default: %(default)s)")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="decay of the moving average of the weights of the EMSR fine-tunes (0: none)")
+    parser.add_argument("--loss", default=TrainingConfig.loss, choices=("l1", "l2"),
+                        help="pixel loss of the EMSR fine-tunes (the default: %(default)s)")
+    parser.add_argument("--lambdas", default=",".join(f"{w:g}" for w in TrainingConfig.weights),
+                        help="lambda_1,lambda_2,lambda_3 of eq. 16 for the EMSR fine-tunes (emsr finetune --lambdas)")
+    parser.add_argument("--no-noisier", action="store_true",
+                        help="EMSR fine-tunes without the noisier copy y' (plain supervised; emsr finetune --no-noisier)")
+    parser.add_argument("--input-noise", default=",".join(f"{v:g}" for v in TrainingConfig.input_noise),
+                        help="sigma range (0..255) of the augmentation noise on the inputs of the EMSR fine-tunes")
     parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results already in --json and add the missing modalities and strategies")
     parser.add_argument("--min-score", type=float, default=0.3,
                         help="locating the field: refuse matches below this NCC (the LR is far noisier than the HR)")
     args = parser.parse_args()
+    args.lambdas = tuple(float(v) for v in args.lambdas.split(","))
+    args.input_noise = tuple(float(v) for v in args.input_noise.split(","))
     torch.set_num_threads(args.threads)
     from napari_emsr.model_io import resolve_model_path
 
@@ -137,14 +147,16 @@ def main() -> None:
     print(f"{cpu_name()}, {args.threads} threads, training in {args.precision} ({why})", flush=True)
     results: dict = {"minutes": None if args.steps else args.minutes, "steps": args.steps, "threads": args.threads, "base": args.base, "machine": cpu_name(),
                      "precision": args.precision, "schedule": args.schedule, "ema": args.ema,
-                     "learning_rate": args.learning_rate, "keep_by": TrainingConfig.keep_by, "modalities": {}}  # fmt: skip
+                     "learning_rate": args.learning_rate, "keep_by": TrainingConfig.keep_by, **loss_recipe(args),
+                     "modalities": {}}  # fmt: skip
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
         same = (results["minutes"], results.get("steps"), results["base"], results.get("machine"), results.get("precision"),
                 results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", TrainingConfig.learning_rate),
-                results.get("keep_by", "ssim"))  # results before keep_by existed kept by SSIM
+                results.get("keep_by", "ssim"),  # results before keep_by existed kept by SSIM
+                {k: results.get(k, v) for k, v in loss_recipe(None).items()})  # results before these options: the defaults
         if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule,
-                    args.ema, args.learning_rate, TrainingConfig.keep_by):
+                    args.ema, args.learning_rate, TrainingConfig.keep_by, loss_recipe(args)):
             raise SystemExit(f"{args.json} holds another budget, base model, machine, precision or recipe ({same}): "
                              "runs at equal wall time compare only on one machine; drop --resume or use another --json")
     for name in args.modalities.split(","):
@@ -187,7 +199,9 @@ def main() -> None:
             config = TrainingConfig(strategy=strategy, **timing, patch=48,
                                     val_every=250, seed=0, precision=args.precision,
                                     lambda_consistency=consistency, schedule=args.schedule, ema=args.ema,
-                                    fitted_share=fitted_share, learning_rate=args.learning_rate)  # fmt: skip
+                                    fitted_share=fitted_share, learning_rate=args.learning_rate, loss=args.loss,
+                                    weights=args.lambdas, noisier_branch=not args.no_noisier,
+                                    input_noise=args.input_noise)  # fmt: skip
             z0, y, x = report.offset
             field_box = (z0, z0 + lr_part.shape[0], y, y + lr_part.shape[1], x, x + lr_part.shape[2])
             unpaired = [(lr, field_box)]  # the pair's LR outside the HR field (a patch that cannot fit outside overlaps)
@@ -223,6 +237,15 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(results, indent=2))
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(markdown(results))
+
+
+def loss_recipe(args) -> dict:
+    """The loss options of the EMSR fine-tunes (``args`` None: the defaults), as the results record them."""
+    if args is None:
+        return {"loss": TrainingConfig.loss, "lambdas": list(TrainingConfig.weights), "noisier": True,
+                "input_noise": list(TrainingConfig.input_noise)}
+    return {"loss": args.loss, "lambdas": list(args.lambdas), "noisier": not args.no_noisier,
+            "input_noise": list(args.input_noise)}
 
 
 def run_baseline(name: str, hr_part, lr_part, lr_eval, hr_eval, args) -> dict:
