@@ -18,7 +18,8 @@ into *pair* slices and *evaluation* slices (never trained on):
 A strategy ``NAME+consistency`` (e.g. ``real+fitted+consistency``) adds the degradation-consistency
 term (weight 0.5) on LR patches without HR: the pair's LR outside the HR field and, for FlyEM, LR
 scans of 16 other held-out slices (``UNPAIRED``). ``real+fitted=F`` (``real+fitted=F+consistency``) sets the share of patches with
-simulated inputs (``--fitted-share``; default 0.5). A strategy ``NAME@scratch`` trains EMSR (``lite``)
+simulated inputs (``--fitted-share``; default 0.5). ``--loss``, ``--lambdas``, ``--no-noisier`` and ``--input-noise`` change the loss of the EMSR fine-tunes
+(the first three as ``emsr finetune``'s; the baselines keep the default loss). A strategy ``NAME@scratch`` trains EMSR (``lite``)
 from random weights instead of the shipped model;
 ``cnn8`` and ``unet`` are the baselines of ``_baselines.py`` (a plain residual CNN and a CARE-style
 U-Net, from random weights, trained with the same sampler, loss, optimiser and budget).
@@ -44,6 +45,7 @@ from _data import ROOT
 from skimage.io import imread
 
 from napari_emsr import load_model, super_resolve
+from napari_emsr.cli._training import lambdas
 from napari_emsr.config import TrainingConfig
 from napari_emsr.device import cpu_name, resolve_precision
 from napari_emsr.resample import bicubic_upsample
@@ -125,11 +127,11 @@ def main() -> None:
                         help="decay of the moving average of the weights of the EMSR fine-tunes (0: none)")
     parser.add_argument("--loss", default=TrainingConfig.loss, choices=("l1", "l2"),
                         help="pixel loss of the EMSR fine-tunes (the default: %(default)s)")
-    parser.add_argument("--lambdas", default=",".join(f"{w:g}" for w in TrainingConfig.weights),
+    parser.add_argument("--lambdas", type=lambdas, default=TrainingConfig.weights,
                         help="lambda_1,lambda_2,lambda_3 of eq. 16 for the EMSR fine-tunes (emsr finetune --lambdas)")
     parser.add_argument("--no-noisier", action="store_true",
                         help="EMSR fine-tunes without the noisier copy y' (plain supervised; emsr finetune --no-noisier)")
-    parser.add_argument("--input-noise", default=",".join(f"{v:g}" for v in TrainingConfig.input_noise),
+    parser.add_argument("--input-noise", type=sigma_range, default=TrainingConfig.input_noise,
                         help="sigma range (0..255) of the augmentation noise on the inputs of the EMSR fine-tunes")
     parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
     parser.add_argument("--resume", action="store_true",
@@ -137,8 +139,6 @@ def main() -> None:
     parser.add_argument("--min-score", type=float, default=0.3,
                         help="locating the field: refuse matches below this NCC (the LR is far noisier than the HR)")
     args = parser.parse_args()
-    args.lambdas = tuple(float(v) for v in args.lambdas.split(","))
-    args.input_noise = tuple(float(v) for v in args.input_noise.split(","))
     torch.set_num_threads(args.threads)
     from napari_emsr.model_io import resolve_model_path
 
@@ -237,6 +237,17 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(results, indent=2))
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(markdown(results))
+
+
+def sigma_range(text: str) -> tuple[float, float]:
+    """``--input-noise``: two sigmas ``LOW,HIGH`` (0..255 scale), 0 <= LOW <= HIGH."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two sigmas LOW,HIGH, e.g. 0,5; got {text!r}") from None
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
+    return low, high
 
 
 def loss_recipe(args) -> dict:
