@@ -154,7 +154,7 @@ def main() -> None:
         same = (results["minutes"], results.get("steps"), results["base"], results.get("machine"), results.get("precision"),
                 results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", TrainingConfig.learning_rate),
                 results.get("keep_by", "ssim"),  # results before keep_by existed kept by SSIM
-                {k: results.get(k, v) for k, v in loss_recipe(None).items()})  # results before these options: the defaults
+                {k: results.get(k, v) for k, v in loss_recipe(parser.parse_args([])).items()})  # older files: the defaults
         if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule,
                     args.ema, args.learning_rate, TrainingConfig.keep_by, loss_recipe(args)):
             raise SystemExit(f"{args.json} holds another budget, base model, machine, precision or recipe ({same}): "
@@ -251,10 +251,7 @@ def sigma_range(text: str) -> tuple[float, float]:
 
 
 def loss_recipe(args) -> dict:
-    """The loss options of the EMSR fine-tunes (``args`` None: the defaults), as the results record them."""
-    if args is None:
-        return {"loss": TrainingConfig.loss, "lambdas": list(TrainingConfig.weights), "noisier": True,
-                "input_noise": list(TrainingConfig.input_noise)}
+    """The loss options of the EMSR fine-tunes, as the results record them."""
     return {"loss": args.loss, "lambdas": list(args.lambdas), "noisier": not args.no_noisier,
             "input_noise": list(args.input_noise)}
 
