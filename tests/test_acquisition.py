@@ -241,3 +241,29 @@ def test_patch_sampler_synthetic_em(em_stack):
     assert torch.allclose(a._weights, torch.tensor([0.5, 0.5], dtype=torch.float64))
     pixels = PatchSampler([vol, small], None, 3, 24, "synthetic-em", seed=1)
     assert float(pixels._weights[0]) > 0.8
+
+
+def _fine_detail_share(x: torch.Tensor) -> float:
+    """The share of the (mean-free) power spectrum of (N, 1, H, W) above 0.8 of the Nyquist frequency."""
+    spectrum = torch.fft.fftshift(torch.fft.fft2(x - x.mean(dim=(-2, -1), keepdim=True)).abs() ** 2, dim=(-2, -1))
+    h, w = x.shape[-2:]
+    fy = torch.fft.fftshift(torch.fft.fftfreq(h))[:, None] * 2
+    fx = torch.fft.fftshift(torch.fft.fftfreq(w))[None, :] * 2
+    radius = torch.sqrt(fy**2 + fx**2)  # 1 = Nyquist
+    return float(spectrum[..., radius > 0.8].sum() / spectrum.sum())
+
+
+def test_patch_sampler_zoom_range_sets_the_pixel_size_of_the_targets(em_stack):
+    """zoom < 1 interpolates HR patches: of the three, its targets keep the least power near Nyquist."""
+    vol = Volume3D(em_stack[:6, :300, :300], list(range(6)), 0, 255)
+    shares = {}
+    for factor in (0.75, 1.0, 1.5):
+        sampler = PatchSampler([vol], None, 3, 24, "synthetic-em", seed=2, zoom=(factor, factor))
+        shares[factor] = _fine_detail_share(sampler.sample(8)[1])
+    assert shares[0.75] < 0.5 * shares[1.0]  # the interpolated band above 0.75 of Nyquist is nearly empty
+    # down-sampled patches lose some (the resampling filter, HR noise averaged) but keep more than interpolated ones
+    assert shares[0.75] < 0.75 * shares[1.5] < 0.75 * shares[1.0]
+    # without a range the documented default is drawn: the same patches as asking for it by name
+    default = PatchSampler([vol], None, 3, 24, "synthetic-em", seed=3).sample(4)
+    named = PatchSampler([vol], None, 3, 24, "synthetic-em", seed=3, zoom=SYNTHETIC_EM_RANGES["zoom"]).sample(4)
+    assert torch.equal(default[1], named[1]) and torch.equal(default[0], named[0])

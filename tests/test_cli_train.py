@@ -112,6 +112,23 @@ def test_negative_lambdas_given_with_equals_too(stacks, tmp_path, capsys):
     assert "lambda_1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--zoom", "1.6,1", "--strategy", "synthetic-em"], "expected 0.25 <= LOW <= HIGH <= 4, got '1.6,1'"),
+     (["--zoom", "1", "--strategy", "synthetic-em"], "expected two zoom factors LOW,HIGH"),
+     (["--zoom", "1,1.5"], "zoom is the scale augmentation of the synthetic-em strategy: use that strategy")],
+)
+def test_zoom_range_is_validated_before_training(stacks, tmp_path, capsys, extra, message):
+    out = tmp_path / "m.safetensors"
+    code = None
+    try:
+        code = main(["train", "--hr", str(stacks / "hr.tif"), "--out", str(out), *extra, *FAST])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_train_names_non_finite_data_before_training(stacks, tmp_path, capsys):
     hr = tifffile.imread(stacks / "hr.tif").astype(np.float32)
     hr[3, 20, 30] = np.nan

@@ -45,7 +45,7 @@ def test_synthetic_em_training_on_two_volumes_in_bf16_from_a_base_at_another_sca
     base = build_emsr("lite", **TINY, scale=3)
     base_path = save_model(base, tmp_path / "base.safetensors", trained=True, input_pixel_size_nm=30)
     config = TrainingConfig(strategy="synthetic-em", steps=6, batch=2, patch=16, val_every=3, val_crop=24,
-                            balance="volumes", precision="bf16", seed=1)  # fmt: skip
+                            balance="volumes", precision="bf16", seed=1, zoom=(1.0, 1.25))  # fmt: skip
     out = tmp_path / "x2.safetensors"
     events = list(iter_finetune(two_volumes, out=out, config=config, base=base_path, scale=2, transfer_scale=True,
                                 input_pixel_size_nm=20, val_slices="last:1"))  # fmt: skip
@@ -55,10 +55,20 @@ def test_synthetic_em_training_on_two_volumes_in_bf16_from_a_base_at_another_sca
     model = load_model(out)
     assert model.config.scale == 2 and model.metadata.trained and model.metadata.input_pixel_size_nm == 20
     assert model.metadata.provenance["strategy"] == "synthetic-em"
+    assert model.metadata.provenance["zoom"] == [1.0, 1.25]  # the pixel sizes it saw, in the model file
     assert "synthetic-em" in next(e.message for e in events if e.message.startswith("validation:"))
     # without transfer_scale a base at another scale is refused
     with pytest.raises(ValueError, match="x3, but the data need x2"):
         next(iter_finetune(two_volumes, out=tmp_path / "no.safetensors", config=config, base=base_path, scale=2))
+
+
+def test_training_config_checks_the_zoom_range():
+    assert TrainingConfig(strategy="synthetic-em", zoom=[1, 1.6]).zoom == (1.0, 1.6)
+    with pytest.raises(ConfigError, match="scale augmentation of the synthetic-em strategy"):
+        TrainingConfig(strategy="synthetic-ii", zoom=(1.0, 1.6))
+    for bad in [(1.6, 1.0), (0.1, 1.0), (1.0, float("nan"))]:
+        with pytest.raises(ConfigError, match="zoom must be a low, high pair"):
+            TrainingConfig(strategy="synthetic-em", zoom=bad)
 
 
 def test_training_config_refuses_unknown_precision_and_balance():

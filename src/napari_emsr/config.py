@@ -183,6 +183,10 @@ class TrainingConfig:
     strategy: str = "real"
     #: with real+fitted: the share of patches whose input is simulated through the fitted degradation
     fitted_share: float = 0.5
+    #: with synthetic-em: the range of the scale augmentation's zoom (log-uniform; > 1 resamples HR patches
+    #: to coarser pixels, < 1 to finer, interpolated ones whose finest detail is missing from the target).
+    #: None: the documented default range, ``SYNTHETIC_EM_RANGES["zoom"]`` (docs/training.md)
+    zoom: tuple[float, float] | None = None
     #: weight of the degradation-consistency term l(D(f(y)), y) on LR patches without HR (the LR volume
     #: outside the HR field), D the fitted degradation; 0 leaves it out (needs a fitted strategy)
     lambda_consistency: float = 0.0
@@ -292,6 +296,15 @@ class TrainingConfig:
             raise ConfigError(f"patch must be at least 8 LR pixels, got {self.patch}")
         if not 0.0 <= self.fitted_share <= 1.0:
             raise ConfigError(f"fitted_share must be between 0 and 1, got {self.fitted_share}")
+        if self.zoom is not None:
+            if self.strategy != "synthetic-em":
+                raise ConfigError(
+                    "zoom is the scale augmentation of the synthetic-em strategy: use that strategy or leave zoom unset"
+                )
+            low, high = (float(v) for v in self.zoom)
+            if not (math.isfinite(low) and math.isfinite(high) and 0.25 <= low <= high <= 4.0):
+                raise ConfigError(f"zoom must be a low, high pair with 0.25 <= low <= high <= 4, got {self.zoom}")
+            object.__setattr__(self, "zoom", (low, high))
         if not (self.lambda_consistency >= 0 and math.isfinite(self.lambda_consistency)):
             raise ConfigError(f"lambda_consistency must be a finite number >= 0, got {self.lambda_consistency}")
         if self.lambda_consistency > 0 and self.strategy not in FITTED_STRATEGIES:

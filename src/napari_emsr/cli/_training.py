@@ -13,7 +13,7 @@ from napari_emsr.cli._progress import Writer, cli_message, drive
 from napari_emsr.config import KEEP_BY, STRATEGIES, TrainingConfig
 from napari_emsr.events import Event
 
-__all__ = ["three_numbers", "lambdas", "add_common", "training_config", "command_line", "ValidationTable",
+__all__ = ["three_numbers", "lambdas", "zoom_range", "add_common", "training_config", "command_line", "ValidationTable",
            "run_training"]  # fmt: skip
 
 
@@ -56,6 +56,20 @@ def lambdas(text: str) -> tuple[float, float, float]:
     return values
 
 
+def zoom_range(text: str) -> tuple[float, float]:
+    """``--zoom``: the synthetic-em scale augmentation's range, two factors LOW,HIGH with 0.25 <= LOW <= HIGH <= 4."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected two zoom factors LOW,HIGH, e.g. 1,1.6; got {text!r}")
+    low, high = values
+    if not 0.25 <= low <= high <= 4.0:
+        raise argparse.ArgumentTypeError(f"expected 0.25 <= LOW <= HIGH <= 4, got {text!r}")
+    return low, high
+
+
 def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_steps: int) -> None:
     p.add_argument("--out", required=True, metavar="MODEL",
                    help="model file to write (.safetensors); the best validation by --keep-by")
@@ -68,6 +82,10 @@ def add_common(p: argparse.ArgumentParser, *, default_strategy: str, default_ste
     p.add_argument("--lambda-consistency", type=float, default=0.0, metavar="W",
                    help="with a fitted strategy: weight of l(D(f(y)), y) on LR patches without HR (the LR volume "
                         "outside the HR field; D the fitted degradation) (default: 0, off)")
+    p.add_argument("--zoom", type=zoom_range, default=None, metavar="LOW,HIGH",
+                   help="with --strategy synthetic-em: the range of the scale augmentation's zoom, drawn "
+                        "log-uniformly per patch; above 1 shows coarser HR pixels, below 1 finer, interpolated "
+                        "ones (default: 0.75,1.6; docs/training.md)")
     p.add_argument("--steps", type=int, default=None,
                    help=f"optimisation steps (default: {default_steps}; with --minutes alone, as many as fit)")
     p.add_argument("--minutes", type=float,
@@ -116,6 +134,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
         noisier_branch=not args.no_noisier, val_every=args.val_every, keep_by=args.keep_by, seed=args.seed,
         device=args.device,
         precision=args.precision, fitted_share=args.fitted_share, lambda_consistency=args.lambda_consistency,
+        zoom=args.zoom,
     )
 
 

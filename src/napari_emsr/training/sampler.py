@@ -73,6 +73,9 @@ class PatchSampler:
         orientation belongs to the microscope).
     fitted_share : float
         With ``real+fitted``, the share of patches whose input is simulated.
+    zoom : (float, float), optional
+        With ``synthetic-em``: the range of the scale augmentation's zoom factor (log-uniform); None
+        takes ``SYNTHETIC_EM_RANGES["zoom"]``.
     input_noise : (float, float)
         Range of the augmentation noise sigma added to ``y`` (0..255 scale; paper: 0..5).
     """
@@ -88,6 +91,7 @@ class PatchSampler:
     balance: str = "pixels"
     degradation: Any = None
     fitted_share: float = 0.5
+    zoom: tuple[float, float] | None = None
     generator: torch.Generator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -176,7 +180,7 @@ class PatchSampler:
         """synthetic-em: a zoomed HR patch (scale augmentation), then a simulated LR scan of it."""
         s, p = self.scale, self.patch
         size = (p + 2 * _MARGIN) * s
-        low, high = SYNTHETIC_EM_RANGES["zoom"]
+        low, high = SYNTHETIC_EM_RANGES["zoom"] if self.zoom is None else self.zoom
         u = float(torch.rand(1, generator=self.generator))
         factor = float(np.exp(np.log(low) + (np.log(high) - np.log(low)) * u))
         span = min(int(round(size * factor)), *hr_vol.data.shape[1:])

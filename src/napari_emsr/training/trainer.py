@@ -55,6 +55,7 @@ from napari_emsr.events import Event
 from napari_emsr.model.emsr import EMSR, build_emsr
 from napari_emsr.model_io import ModelWriteError, load_model, save_model
 from napari_emsr.predict.halo import effective_radius
+from napari_emsr.training.acquisition import SYNTHETIC_EM_RANGES
 from napari_emsr.training.checkpoint import load_averaged_weights, load_checkpoint, save_checkpoint
 from napari_emsr.training.data import TrainingData, ValidationSet, build_training_data
 from napari_emsr.training.losses import emsr_loss, pixel_loss
@@ -313,7 +314,8 @@ class _Run:
         self.ckpt = checkpoint_path(out)
         self.sampler = PatchSampler(data.hr, data.lr, model.config.scale, config.patch, config.strategy,
                                     config.input_noise, seed=config.seed, balance=config.balance,
-                                    degradation=data.degradation, fitted_share=config.fitted_share)
+                                    degradation=data.degradation, fitted_share=config.fitted_share,
+                                    zoom=config.zoom)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 1)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         progress = start_progress or {}
@@ -555,6 +557,8 @@ def iter_finetune(
                 noisier_branch=config.noisier_branch, precision=config.precision, learning_rate=config.learning_rate,
                 schedule=config.schedule, ema=config.ema, hardware=_hardware(device),
                 torch=torch.__version__)  # fmt: skip
+    if config.strategy == "synthetic-em":  # the scale augmentation's range: the pixel sizes the model saw
+        prov["zoom"] = list(config.zoom or SYNTHETIC_EM_RANGES["zoom"])
     if base is not None and not resume:
         prov["base_model"] = (base.metadata.name or "in-memory model") if isinstance(base, EMSR) else str(base)
     axial = config.strategy == "axial"
