@@ -121,9 +121,14 @@ def card(name: str, label: str, results: dict, lomo: str | None) -> str:
                " together (18k): validation SSIM rose from .5674 (step 500) to .5703 (step 3000), and the FlyEM em-like"
                " held-out SSIM stayed at .598, as em-x3's in the same run (first default .611; bf16 inference, `python"
                " benchmarks/evaluate_zoo.py STAGE3.safetensors em-x3 flyem-fibsem-x3 --acquisition em-like --modalities"
-               " flyem-fibsem`). It was stopped and is not shipped. The first default is a FlyEM specialist; a `lite`"
-               " generalist over four modalities, zoom and synthetic-em's acquisition ranges gives up about 0.013 SSIM"
-               " there, and more capacity (the `paper` preset, trained on a GPU) is the next thing to try.",
+               " flyem-fibsem`). It was stopped and is not shipped.",
+               "- Nor is the gap one choice of the recipe. Three continuations of em-x3, each changing one thing"
+               " (fp32 on a 2-core AMD EPYC; `benchmarks/results/flyem_gap.json`), score FlyEM em-like SSIM .596 with"
+               " the zoom limited to 1-1.6 (no interpolated targets; 2500 steps), .603 with the paper's synthetic-ii on"
+               " all data (1500 steps; it loses .003-.011 em-lag SSIM on every data set) and .599-.603 on FlyEM alone"
+               " (1500 steps; it loses up to .009 em-like SSIM on the other three). What remains is the first default's own"
+               " training, 22.9k steps of a FlyEM specialist, against a few thousand steps of a generalist; more"
+               " capacity and steps (the `paper` preset, trained on a GPU) are the next thing to try.",
                '- Nor does a blend of the two: the weight-space average a x em-x3 + (1 - a) x first default (em-x3 was trained'
                ' from it, so both lie in one basin) trades FlyEM for the other modalities along one line. Em-like SSIM for a ='
                ' 0.25 / 0.5 / 0.75 (em-x3: a = 1): FlyEM .610 / .607 / .604 (.599), HeLa .523 / .542 / .551 (.551), C. elegans'
