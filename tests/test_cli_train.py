@@ -129,6 +129,15 @@ def test_zoom_range_is_validated_before_training(stacks, tmp_path, capsys, extra
     assert not out.exists()
 
 
+def test_zoom_help_states_the_default_range_the_sampler_draws(capsys):
+    from napari_emsr.training.acquisition import SYNTHETIC_EM_RANGES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    low, high = SYNTHETIC_EM_RANGES["zoom"]
+    assert f"(default: {low:g},{high:g};" in " ".join(capsys.readouterr().out.split())
+
+
 def test_train_names_non_finite_data_before_training(stacks, tmp_path, capsys):
     hr = tifffile.imread(stacks / "hr.tif").astype(np.float32)
     hr[3, 20, 30] = np.nan
