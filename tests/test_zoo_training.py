@@ -66,7 +66,7 @@ def test_training_config_checks_the_zoom_range():
     assert TrainingConfig(strategy="synthetic-em", zoom=[1, 1.6]).zoom == (1.0, 1.6)
     with pytest.raises(ConfigError, match="scale augmentation of the synthetic-em strategy"):
         TrainingConfig(strategy="synthetic-ii", zoom=(1.0, 1.6))
-    for bad in [(1.6, 1.0), (0.1, 1.0), (1.0, float("nan"))]:
+    for bad in [(1.6, 1.0), (0.1, 1.0), (1.0, float("nan")), (1.0, 1.2, 1.4), 1.2, ("a", "b")]:
         with pytest.raises(ConfigError, match="zoom must be a low, high pair"):
             TrainingConfig(strategy="synthetic-em", zoom=bad)
 

@@ -301,9 +301,12 @@ class TrainingConfig:
                 raise ConfigError(
                     "zoom is the scale augmentation of the synthetic-em strategy: use that strategy or leave zoom unset"
                 )
-            low, high = (float(v) for v in self.zoom)
+            try:
+                low, high = (float(v) for v in self.zoom)
+            except (TypeError, ValueError):  # not two numbers
+                low = high = math.nan
             if not (math.isfinite(low) and math.isfinite(high) and 0.25 <= low <= high <= 4.0):
-                raise ConfigError(f"zoom must be a low, high pair with 0.25 <= low <= high <= 4, got {self.zoom}")
+                raise ConfigError(f"zoom must be a low, high pair with 0.25 <= low <= high <= 4, got {self.zoom!r}")
             object.__setattr__(self, "zoom", (low, high))
         if not (self.lambda_consistency >= 0 and math.isfinite(self.lambda_consistency)):
             raise ConfigError(f"lambda_consistency must be a finite number >= 0, got {self.lambda_consistency}")
