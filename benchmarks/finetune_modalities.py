@@ -45,7 +45,7 @@ from _data import ROOT
 from skimage.io import imread
 
 from napari_emsr import load_model, super_resolve
-from napari_emsr.cli._training import lambdas
+from napari_emsr.cli._training import lambdas, numbers
 from napari_emsr.config import TrainingConfig
 from napari_emsr.device import cpu_name, resolve_precision
 from napari_emsr.resample import bicubic_upsample
@@ -239,12 +239,12 @@ def main() -> None:
     print(markdown(results))
 
 
+_SIGMA_PAIR = numbers(float, "0,5", "two sigmas LOW,HIGH", count=2)
+
+
 def sigma_range(text: str) -> tuple[float, float]:
     """``--input-noise``: two sigmas ``LOW,HIGH`` (0..255 scale), 0 <= LOW <= HIGH."""
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two sigmas LOW,HIGH, e.g. 0,5; got {text!r}") from None
+    low, high = _SIGMA_PAIR(text)
     if not 0 <= low <= high:
         raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
     return low, high

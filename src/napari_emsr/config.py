@@ -29,6 +29,9 @@ FITTED_STRATEGIES = ("fitted", "real+fitted")
 #: how a training run chooses the model it keeps among its validations (TrainingConfig.keep_by)
 KEEP_BY = ("ssim+frc", "ssim")
 
+#: the smallest and largest zoom factor a synthetic-em scale augmentation may draw
+ZOOM_LIMITS = (0.25, 4.0)
+
 #: Named presets: overrides applied to the defaults (the defaults are the paper's settings).
 #: ``paper``: section III-B-1 of the paper (C=64, k=3, m=4, n=1, 16 heads, window 4, MLP ratio 2).
 #: ``lite``: about 8x fewer FLOPs, for fine-tuning and predicting on a laptop CPU.
@@ -305,8 +308,11 @@ class TrainingConfig:
                 low, high = (float(v) for v in self.zoom)
             except (TypeError, ValueError):  # not two numbers
                 low = high = math.nan
-            if not (math.isfinite(low) and math.isfinite(high) and 0.25 <= low <= high <= 4.0):
-                raise ConfigError(f"zoom must be a low, high pair with 0.25 <= low <= high <= 4, got {self.zoom!r}")
+            least, most = ZOOM_LIMITS
+            if not (math.isfinite(low) and math.isfinite(high) and least <= low <= high <= most):
+                raise ConfigError(
+                    f"zoom must be a low, high pair with {least:g} <= low <= high <= {most:g}, got {self.zoom!r}"
+                )
             object.__setattr__(self, "zoom", (low, high))
         if not (self.lambda_consistency >= 0 and math.isfinite(self.lambda_consistency)):
             raise ConfigError(f"lambda_consistency must be a finite number >= 0, got {self.lambda_consistency}")

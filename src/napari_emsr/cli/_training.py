@@ -10,22 +10,22 @@ import time
 from typing import Any, Iterator, Mapping
 
 from napari_emsr.cli._progress import Writer, cli_message, drive
-from napari_emsr.config import KEEP_BY, STRATEGIES, TrainingConfig
+from napari_emsr.config import KEEP_BY, STRATEGIES, ZOOM_LIMITS, TrainingConfig
 from napari_emsr.events import Event
 
-__all__ = ["three_numbers", "lambdas", "zoom_range", "add_common", "training_config", "command_line", "ValidationTable",
+__all__ = ["numbers", "lambdas", "zoom_range", "add_common", "training_config", "command_line", "ValidationTable",
            "run_training"]  # fmt: skip
 
 
-def three_numbers(cast: type, example: str, meaning: str, *, minimum: float | None = None):
-    """Return an argparse type for three comma-separated numbers, e.g. ``1,1,1`` (each >= ``minimum``)."""
+def numbers(cast: type, example: str, meaning: str, *, count: int = 3, minimum: float | None = None):
+    """Return an argparse type for ``count`` comma-separated numbers, e.g. ``1,1,1`` (each >= ``minimum``)."""
 
     def parse(text: str) -> tuple:
         try:
             values = tuple(cast(v) for v in text.split(","))
         except ValueError:
             values = ()
-        if len(values) != 3:
+        if len(values) != count:
             raise argparse.ArgumentTypeError(f"expected {meaning}, e.g. {example}; got {text!r}")
         if minimum is not None and any(not v >= minimum for v in values):
             raise argparse.ArgumentTypeError(f"expected {meaning}, each >= {minimum:g}; got {text!r}")
@@ -56,17 +56,17 @@ def lambdas(text: str) -> tuple[float, float, float]:
     return values
 
 
+_ZOOM_PAIR = numbers(float, "1,1.6", "two zoom factors LOW,HIGH", count=2)
+
+
 def zoom_range(text: str) -> tuple[float, float]:
-    """``--zoom``: the synthetic-em scale augmentation's range, two factors LOW,HIGH with 0.25 <= LOW <= HIGH <= 4."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+    """``--zoom``: the synthetic-em scale augmentation's range, two factors LOW,HIGH within ``ZOOM_LIMITS``."""
+    low, high = _ZOOM_PAIR(text)
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise argparse.ArgumentTypeError(f"expected two zoom factors LOW,HIGH, e.g. 1,1.6; got {text!r}")
-    low, high = values
-    if not 0.25 <= low <= high <= 4.0:
-        raise argparse.ArgumentTypeError(f"expected 0.25 <= LOW <= HIGH <= 4, got {text!r}")
+    least, most = ZOOM_LIMITS
+    if not least <= low <= high <= most:
+        raise argparse.ArgumentTypeError(f"expected {least:g} <= LOW <= HIGH <= {most:g}, got {text!r}")
     return low, high
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from napari_emsr.cli._training import add_common, command_line, run_training, three_numbers, training_config
+from napari_emsr.cli._training import add_common, command_line, numbers, run_training, training_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-pixel-size", type=float, metavar="NM", help="LR pixel size in nm (default: from the file)")
     p.add_argument("--hr-pixel-size", type=float, metavar="NM", help="HR pixel size in nm (default: from the file)")
     p.add_argument("--scale", type=int, choices=[1, 2, 3, 4], help="ratio when pixel sizes are unknown")
-    p.add_argument("--offset", type=three_numbers(int, "0,120,340", "Z,Y,X in LR pixels", minimum=0), metavar="Z,Y,X",
+    p.add_argument("--offset", type=numbers(int, "0,120,340", "Z,Y,X in LR pixels", minimum=0), metavar="Z,Y,X",
                    help="HR field origin in LR pixels (skips the search)")
     p.add_argument("--min-score", type=float, default=0.5, help="refuse matches below this correlation (default: 0.5)")
     p.add_argument("--no-contrast-match", action="store_true", help="keep HR intensities as they are")

@@ -129,6 +129,11 @@ class PatchSampler:
         )
         self._weights = sizes / sizes.sum()
 
+    @property
+    def zoom_range(self) -> tuple[float, float]:
+        """The zoom range synthetic-em draws from: ``zoom``, or the documented default."""
+        return SYNTHETIC_EM_RANGES["zoom"] if self.zoom is None else self.zoom
+
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.generator))
 
@@ -180,7 +185,7 @@ class PatchSampler:
         """synthetic-em: a zoomed HR patch (scale augmentation), then a simulated LR scan of it."""
         s, p = self.scale, self.patch
         size = (p + 2 * _MARGIN) * s
-        low, high = SYNTHETIC_EM_RANGES["zoom"] if self.zoom is None else self.zoom
+        low, high = self.zoom_range
         u = float(torch.rand(1, generator=self.generator))
         factor = float(np.exp(np.log(low) + (np.log(high) - np.log(low)) * u))
         span = min(int(round(size * factor)), *hr_vol.data.shape[1:])

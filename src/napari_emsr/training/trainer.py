@@ -55,7 +55,6 @@ from napari_emsr.events import Event
 from napari_emsr.model.emsr import EMSR, build_emsr
 from napari_emsr.model_io import ModelWriteError, load_model, save_model
 from napari_emsr.predict.halo import effective_radius
-from napari_emsr.training.acquisition import SYNTHETIC_EM_RANGES
 from napari_emsr.training.checkpoint import load_averaged_weights, load_checkpoint, save_checkpoint
 from napari_emsr.training.data import TrainingData, ValidationSet, build_training_data
 from napari_emsr.training.losses import emsr_loss, pixel_loss
@@ -557,8 +556,6 @@ def iter_finetune(
                 noisier_branch=config.noisier_branch, precision=config.precision, learning_rate=config.learning_rate,
                 schedule=config.schedule, ema=config.ema, hardware=_hardware(device),
                 torch=torch.__version__)  # fmt: skip
-    if config.strategy == "synthetic-em":  # the scale augmentation's range: the pixel sizes the model saw
-        prov["zoom"] = list(config.zoom or SYNTHETIC_EM_RANGES["zoom"])
     if base is not None and not resume:
         prov["base_model"] = (base.metadata.name or "in-memory model") if isinstance(base, EMSR) else str(base)
     axial = config.strategy == "axial"
@@ -571,6 +568,8 @@ def iter_finetune(
     if input_pixel_size_nm:
         model.metadata = model.metadata.updated(input_pixel_size_nm=input_pixel_size_nm)
     run = _Run(model, config, data, out, device, prov, progress)
+    if config.strategy == "synthetic-em":  # the scale augmentation's range: the pixel sizes the model saw
+        prov["zoom"] = list(run.sampler.zoom_range)
     if resume:
         run.restore(optimizer_state, generators, averaged)
     yield Event("train", "info", run.step, config.steps, "step", None, 0.0, precision_note)
