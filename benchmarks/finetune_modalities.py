@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results/finetune_modalities.json")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results already in --json and add the missing modalities and strategies")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of every fine-tune and baseline (patch draws, augmentation, random weights): "
+                             "repeat a table with other seeds to tell a lead from a tie; the pairs stay the same")
     parser.add_argument("--min-score", type=float, default=0.3,
                         help="locating the field: refuse matches below this NCC (the LR is far noisier than the HR)")
     args = parser.parse_args()
@@ -147,17 +150,18 @@ def main() -> None:
     print(f"{cpu_name()}, {args.threads} threads, training in {args.precision} ({why})", flush=True)
     results: dict = {"minutes": None if args.steps else args.minutes, "steps": args.steps, "threads": args.threads, "base": args.base, "machine": cpu_name(),
                      "precision": args.precision, "schedule": args.schedule, "ema": args.ema,
-                     "learning_rate": args.learning_rate, "keep_by": TrainingConfig.keep_by, **loss_recipe(args),
+                     "learning_rate": args.learning_rate, "keep_by": TrainingConfig.keep_by, "seed": args.seed, **loss_recipe(args),
                      "modalities": {}}  # fmt: skip
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
         same = (results["minutes"], results.get("steps"), results["base"], results.get("machine"), results.get("precision"),
                 results.get("schedule", "step"), results.get("ema", 0.0), results.get("learning_rate", TrainingConfig.learning_rate),
                 results.get("keep_by", "ssim"),  # results before keep_by existed kept by SSIM
+                results.get("seed", 0),  # results before --seed existed used seed 0
                 {k: results.get(k, v) for k, v in loss_recipe(parser.parse_args([])).items()})  # older files: the defaults
         if same != (None if args.steps else args.minutes, args.steps, args.base, cpu_name(), args.precision, args.schedule,
-                    args.ema, args.learning_rate, TrainingConfig.keep_by, loss_recipe(args)):
-            raise SystemExit(f"{args.json} holds another budget, base model, machine, precision or recipe ({same}): "
+                    args.ema, args.learning_rate, TrainingConfig.keep_by, args.seed, loss_recipe(args)):
+            raise SystemExit(f"{args.json} holds another budget, base model, machine, precision, recipe or seed ({same}): "
                              "runs at equal wall time compare only on one machine; drop --resume or use another --json")
     for name in args.modalities.split(","):
         folder, pair_slices, eval_slices, crop_field = MODALITIES[name]
@@ -197,7 +201,7 @@ def main() -> None:
             fitted_share = float(share) if share else TrainingConfig.fitted_share
             timing = dict(steps=args.steps) if args.steps else dict(steps=2000, minutes=args.minutes, budget=True)
             config = TrainingConfig(strategy=strategy, **timing, patch=48,
-                                    val_every=250, seed=0, precision=args.precision,
+                                    val_every=250, seed=args.seed, precision=args.precision,
                                     lambda_consistency=consistency, schedule=args.schedule, ema=args.ema,
                                     fitted_share=fitted_share, learning_rate=args.learning_rate, loss=args.loss,
                                     weights=args.lambdas, noisier_branch=not args.no_noisier,
@@ -257,7 +261,7 @@ def loss_recipe(args) -> dict:
 
 
 def run_baseline(name: str, hr_part, lr_part, lr_eval, hr_eval, args) -> dict:
-    config = TrainingConfig(strategy="real", minutes=args.minutes, patch=48, seed=0, precision=args.precision)
+    config = TrainingConfig(strategy="real", minutes=args.minutes, patch=48, seed=args.seed, precision=args.precision)
     started = time.perf_counter()
     model, steps = train_baseline(name, hr_part, lr_part, SCALE, config)
     sr = predict_baseline(model, lr_eval)
