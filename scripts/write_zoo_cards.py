@@ -125,7 +125,8 @@ def card(name: str, label: str, results: dict, lomo: str | None) -> str:
                "- Nor is the gap one choice of the recipe. Three continuations of em-x3, each changing one thing"
                " (fp32 on a 2-core AMD EPYC; `benchmarks/results/flyem_gap.json`), score FlyEM em-like SSIM .596 with"
                " the zoom limited to 1-1.6 (no interpolated targets; 2500 steps), .603 with the paper's synthetic-ii on"
-               " all data (1500 steps; it loses .003-.011 em-lag SSIM on every data set) and .599-.603 on FlyEM alone"
+               " all data (1500 steps; it loses .003-.011 em-lag SSIM on every data set; continued to 5500 steps it stays at"
+               " .600-.602 while its validation under synthetic-ii keeps rising) and .599-.603 on FlyEM alone"
                " (1500 steps; it loses up to .009 em-like SSIM on the other three). What remains is the first default's own"
                " training, 22.9k steps of a FlyEM specialist, against a few thousand steps of a generalist; more"
                " capacity and steps (the `paper` preset, trained on a GPU) are the next thing to try.",
