@@ -128,8 +128,12 @@ def card(name: str, label: str, results: dict, lomo: str | None) -> str:
                " all data (1500 steps; it loses .003-.011 em-lag SSIM on every data set; continued to 5500 steps it stays at"
                " .600-.602 while its validation under synthetic-ii keeps rising) and .599-.603 on FlyEM alone"
                " (1500 steps; it loses up to .009 em-like SSIM on the other three). What remains is the first default's own"
-               " training, 22.9k steps of a FlyEM specialist, against a few thousand steps of a generalist; more"
-               " capacity and steps (the `paper` preset, trained on a GPU) are the next thing to try.",
+               " training, 22.9k steps of a FlyEM specialist, against a few thousand steps of a generalist. A little more"
+               " capacity does not close it in CPU time either: em-x3 grown by a third basic block (0.59 M parameters, the"
+               " new block starting as the identity) and trained 4000 more steps of this recipe (22 min) is level with or"
+               " above em-x3 everywhere (SSIM +.000 to +.0025, mean FRC +.001 to +.004) and still scores .599 on FlyEM"
+               " (same file; not shipped). Far more capacity and steps (the `paper` preset, trained on a GPU) are the"
+               " next thing to try.",
                '- Nor does a blend of the two: the weight-space average a x em-x3 + (1 - a) x first default (em-x3 was trained'
                ' from it, so both lie in one basin) trades FlyEM for the other modalities along one line. Em-like SSIM for a ='
                ' 0.25 / 0.5 / 0.75 (em-x3: a = 1): FlyEM .610 / .607 / .604 (.599), HeLa .523 / .542 / .551 (.551), C. elegans'
