@@ -130,7 +130,7 @@ def card(name: str, label: str, results: dict, lomo: str | None) -> str:
                " (1500 steps; it loses up to .009 em-like SSIM on the other three). What remains is the first default's own"
                " training, 22.9k steps of a FlyEM specialist, against a few thousand steps of a generalist. A little more"
                " capacity does not close it in CPU time either: em-x3 grown by a third basic block (0.59 M parameters, the"
-               " new block starting as the identity) and trained 4000 more steps of this recipe (22 min) is level with or"
+               " new block starting as the identity; `scripts/grow_model.py`) and trained 4000 more steps of this recipe (22 min) is level with or"
                " above em-x3 everywhere (SSIM +.000 to +.0025, mean FRC +.001 to +.004) and still scores .599 on FlyEM"
                " (same file; not shipped). Far more capacity and steps (the `paper` preset, trained on a GPU) are the"
                " next thing to try.",
