@@ -6,7 +6,7 @@ The blocks of MODEL and everything around them are copied; each added block (app
 starts from random weights with its output convolution zeroed, so the block's residual connection
 makes it the identity and the grown network computes exactly MODEL's output (checked on a random
 input before the file is written). Train it with ``emsr train --base OUT ...``. The file keeps MODEL's
-metadata (intensity mapping, pixel sizes); it is not a trained model of its own until it has been trained.
+metadata (intensity mapping, pixel sizes), marked untrained: it is an initialisation, not a model of its own.
 Used for the capacity test in benchmarks/results/flyem_gap.json.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from napari_emsr import load_model
-from napari_emsr.model.emsr import build_emsr
 from napari_emsr.model_io import resolve_model_path, save_model
+from napari_emsr.training.trainer import transfer_to_scale
 
 
 def main() -> None:
@@ -36,14 +36,11 @@ def main() -> None:
     if args.blocks <= have:
         raise SystemExit(f"{args.model} has {have} blocks already: ask for more than {have}")
     torch.manual_seed(args.seed)
-    grown = build_emsr(source.config.replace(num_blocks=args.blocks))
-    state = grown.state_dict()
-    state.update(source.state_dict())  # every name of the source exists, with its shape, in the grown net
-    grown.load_state_dict(state)
+    # the same architecture with more blocks: every weight of the source copied, the new blocks random
+    grown = transfer_to_scale(source, source.config.scale, num_blocks=args.blocks)
     for block in grown.blocks[have:]:
         torch.nn.init.zeros_(block.conv.weight)
         torch.nn.init.zeros_(block.conv.bias)
-    grown.metadata = source.metadata
     probe = torch.rand(1, source.config.in_channels, 40, 40, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         diff = float((grown(probe) - source(probe)).abs().max())
